@@ -1,0 +1,43 @@
+"""squeezer: make trained PyTorch networks smaller and faster, measured honestly.
+
+Importing squeezer sets no global state, trains nothing, downloads nothing and reads no data.
+
+    import squeezer as sq
+    model = sq.models.create("lenet5")
+    train, test = sq.data.load("mnist")
+    sq.fit(model, train, epochs=10)
+    print(sq.evaluate(model, test))
+    print(sq.measure(model, sq.data.example_inputs(test)))
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from squeezer import analysis, data, models, train
+from squeezer.analysis import measure
+from squeezer.errors import SqueezerError
+from squeezer.train import (
+    Callback,
+    TrainConfig,
+    evaluate,
+    fit,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+__all__ = [
+    "Callback",
+    "SqueezerError",
+    "TrainConfig",
+    "__version__",
+    "analysis",
+    "data",
+    "evaluate",
+    "fit",
+    "load_checkpoint",
+    "measure",
+    "models",
+    "save_checkpoint",
+    "train",
+]

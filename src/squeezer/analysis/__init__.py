@@ -1,0 +1,39 @@
+"""Measurement: parameters, non-zeros, FLOPs, bytes, latency and the survey's metrics."""
+
+from __future__ import annotations
+
+from squeezer.analysis.counting import (
+    LayerCounts,
+    count_flops,
+    count_nonzero,
+    count_params,
+    layer_counts,
+    size_bytes,
+)
+from squeezer.analysis.latency import Latency, layer_latency, time_models
+from squeezer.analysis.measure import (
+    Comparison,
+    Measurement,
+    backend_name,
+    compare,
+    format_measurement,
+    measure,
+)
+
+__all__ = [
+    "Comparison",
+    "LayerCounts",
+    "Latency",
+    "Measurement",
+    "backend_name",
+    "compare",
+    "count_flops",
+    "count_nonzero",
+    "count_params",
+    "format_measurement",
+    "layer_counts",
+    "layer_latency",
+    "measure",
+    "size_bytes",
+    "time_models",
+]

@@ -1,0 +1,140 @@
+"""Checkpoints: a model's weights plus how to rebuild it, loaded without unpickling code.
+
+A checkpoint is a ``torch.save`` file of plain data: the zoo name and constructor arguments
+beside the ``state_dict``, and optionally the optimizer state, the epoch and the history so
+training can resume. It is read with ``torch.load(weights_only=True)``: a forged file cannot
+run code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from squeezer.errors import CheckpointError
+
+FORMAT = "squeezer.checkpoint"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, *,
+                    train_state: dict[str, Any] | None = None,
+                    meta: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` (and optionally training state) to ``path`` atomically.
+
+    Args:
+        model: the model; if built by :func:`squeezer.models.create`, its zoo name and
+            arguments are recorded so :func:`load_checkpoint` can rebuild it.
+        path: the file to write.
+        train_state: what :func:`squeezer.fit` needs to resume (optimizer, epoch, history).
+        meta: free-form plain data (dataset name, metrics...).
+
+    Returns:
+        The path written.
+    """
+    from squeezer import __version__
+    from squeezer.models import arch_of
+
+    path = Path(path)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "squeezer_version": __version__,
+        "arch": arch_of(model),
+        "input_shape": list(getattr(model, "input_shape", ()) or ()),
+        "state_dict": model.state_dict(),
+        "train_state": train_state,
+        "meta": dict(meta or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint's raw content (plain data and tensors only).
+
+    A bare ``state_dict`` saved with ``torch.save`` is returned wrapped as
+    ``{"state_dict": ..., "arch": None}``.
+
+    Raises:
+        CheckpointError: the file is missing, not a PyTorch file, damaged, or would need to
+            unpickle code.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling failed"
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise CheckpointError(
+                f"{path}: refused: the file asks to unpickle code or objects other than "
+                f"tensors and plain data ({first[:200]})"
+            ) from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({first[:200]})") from None
+    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (damaged or another format: "
+            f"{first[:200]})"
+        ) from None
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        if obj.get("format_version", 0) > FORMAT_VERSION:
+            raise CheckpointError(f"{path}: written by a newer squeezer (format version "
+                                  f"{obj['format_version']}); upgrade squeezer")
+        if not isinstance(obj.get("state_dict"), dict):
+            raise CheckpointError(f"{path}: checkpoint has no state_dict")
+        return obj
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return {"format": None, "arch": None, "state_dict": obj, "train_state": None,
+                "meta": {}, "input_shape": []}
+    raise CheckpointError(f"{path}: not a squeezer checkpoint or a state_dict")
+
+
+def load_checkpoint(path: str | Path, model: nn.Module | None = None) -> nn.Module:
+    """Load a checkpoint into ``model``, or rebuild the recorded zoo model.
+
+    Args:
+        path: a file written by :func:`save_checkpoint` (or a bare ``state_dict``).
+        model: a model to load the weights into; by default the zoo model the checkpoint
+            records is built.
+
+    Returns:
+        The model with the checkpoint's weights, in eval mode.
+
+    Raises:
+        CheckpointError: unreadable file, unknown architecture, or weights that do not fit.
+    """
+    from squeezer.errors import UnknownNameError
+    from squeezer.models import create
+
+    ckpt = read_checkpoint(path)
+    if model is None:
+        arch = ckpt.get("arch")
+        if not isinstance(arch, dict) or "name" not in arch:
+            raise CheckpointError(
+                f"{path}: records no architecture; build the model and pass it as model="
+            )
+        try:
+            model = create(arch["name"], **dict(arch.get("kwargs") or {}))
+        except (UnknownNameError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: cannot rebuild the model: {exc}") from None
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = "; ".join(lines[1:4]) if len(lines) > 1 else lines[0] if lines else ""
+        raise CheckpointError(f"{path}: weights do not fit the model: {detail}") from None
+    return model.eval()
