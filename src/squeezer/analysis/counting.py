@@ -89,13 +89,13 @@ def count_flops(model: nn.Module, inputs: Inputs) -> tuple[int, dict[str, int]]:
 
 
 def layer_counts(model: nn.Module, module_flops: dict[str, int]) -> list[LayerCounts]:
-    """Per-layer rows: every module that owns tensors, plus leaves that do counted work."""
+    """Per-layer rows: every leaf module, plus containers that own tensors themselves."""
     rows = []
     for name, module in model.named_modules():
         own = list(_own_tensors(module))
         is_leaf = next(module.children(), None) is None
         flops = module_flops.get(name, 0)
-        if not own and not (is_leaf and flops):
+        if not own and not is_leaf:
             continue
         params = list(module.parameters(recurse=False))
         rows.append(LayerCounts(
