@@ -33,8 +33,9 @@ def real_data() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-                  ) -> Path:
+def isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """No test reads or writes the user's ~/.cache, or finds data it did not ask for."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,9 @@ from squeezer.data.idx import write_idx
 from squeezer.data.mnist import IDX_FILES
 
 
-def make_idx_folder(folder: Path, n_train: int = 60, n_test: int = 20, seed: int = 0,
-                    gz: bool = True) -> dict[str, np.ndarray]:
+def make_idx_folder(
+    folder: Path, n_train: int = 60, n_test: int = 20, seed: int = 0, gz: bool = True
+) -> dict[str, np.ndarray]:
     """Write a small MNIST-shaped dataset in the standard IDX files; return its arrays."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -24,3 +26,40 @@ def make_idx_folder(folder: Path, n_train: int = 60, n_test: int = 20, seed: int
     for stem in IDX_FILES:
         write_idx(folder / (stem + (".gz" if gz else "")), arrays[stem])
     return arrays
+
+
+CIFAR10_NAMES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
+
+
+def _cifar10_batch(n: int, seed: int) -> dict[bytes, object]:
+    # The official batches are Python 2 pickles: read with encoding="bytes", keys are bytes.
+    rng = np.random.default_rng(seed)
+    return {
+        b"batch_label": b"training batch",
+        b"labels": [int(v) for v in rng.integers(0, 10, n)],
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"filenames": [f"img_{i}.png".encode() for i in range(n)],
+    }
+
+
+def write_cifar10(root: Path, n: int = 7) -> dict[str, dict[bytes, object]]:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    batches = {f"data_batch_{i}": _cifar10_batch(n, i) for i in range(1, 6)}
+    batches["test_batch"] = _cifar10_batch(n, 99)
+    for name, batch in batches.items():
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    meta = {b"label_names": [s.encode() for s in CIFAR10_NAMES], b"num_cases_per_batch": n}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return batches

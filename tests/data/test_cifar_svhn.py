@@ -13,33 +13,8 @@ import pytest
 import scipy.io
 
 import squeezer as sq
+from helpers import CIFAR10_NAMES, write_cifar10
 from squeezer.errors import DatasetFormatError, DatasetNotFoundError
-
-CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                 "ship", "truck"]
-
-
-def _cifar10_batch(n: int, seed: int) -> dict[bytes, object]:
-    # The official batches are Python 2 pickles: read with encoding="bytes", keys are bytes.
-    rng = np.random.default_rng(seed)
-    return {
-        b"batch_label": b"training batch",
-        b"labels": [int(v) for v in rng.integers(0, 10, n)],
-        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-        b"filenames": [f"img_{i}.png".encode() for i in range(n)],
-    }
-
-
-def write_cifar10(root: Path, n: int = 7) -> dict[str, dict[bytes, object]]:
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    batches = {f"data_batch_{i}": _cifar10_batch(n, i) for i in range(1, 6)}
-    batches["test_batch"] = _cifar10_batch(n, 99)
-    for name, batch in batches.items():
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-    meta = {b"label_names": [s.encode() for s in CIFAR10_NAMES], b"num_cases_per_batch": n}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
-    return batches
 
 
 def test_cifar10_folder(tmp_path: Path) -> None:
@@ -71,9 +46,11 @@ def test_cifar100_fine_labels(tmp_path: Path) -> None:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for split, n in (("train", 12), ("test", 5)):
-        batch = {b"fine_labels": [int(v) for v in rng.integers(0, 100, n)],
-                 b"coarse_labels": [int(v) for v in rng.integers(0, 20, n)],
-                 b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8)}
+        batch = {
+            b"fine_labels": [int(v) for v in rng.integers(0, 100, n)],
+            b"coarse_labels": [int(v) for v in rng.integers(0, 20, n)],
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        }
         (folder / split).write_bytes(pickle.dumps(batch, protocol=2))
     names = [f"class{i}".encode() for i in range(100)]
     (folder / "meta").write_bytes(pickle.dumps({b"fine_label_names": names}, protocol=2))

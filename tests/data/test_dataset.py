@@ -11,9 +11,15 @@ from squeezer.data import Augment, ImageDataset, augment_batch
 
 def _dataset(n: int = 10, augment: Augment | None = None) -> ImageDataset:
     images = torch.arange(n * 2 * 4 * 4, dtype=torch.int64).remainder(256).to(torch.uint8)
-    return ImageDataset(images.view(n, 2, 4, 4), torch.arange(n) % 3, name="toy",
-                        mean=(0.5, 0.25), std=(0.5, 0.125), classes=("a", "b", "c"),
-                        augment=augment)
+    return ImageDataset(
+        images.view(n, 2, 4, 4),
+        torch.arange(n) % 3,
+        name="toy",
+        mean=(0.5, 0.25),
+        std=(0.5, 0.125),
+        classes=("a", "b", "c"),
+        augment=augment,
+    )
 
 
 def test_normalize_per_channel() -> None:
@@ -31,8 +37,12 @@ def test_random_crop_is_a_shift_of_the_padded_image() -> None:
     padded = torch.nn.functional.pad(batch, (2, 2, 2, 2))
     shifts = set()
     for i in range(64):
-        matches = [(dy, dx) for dy in range(5) for dx in range(5)
-                   if torch.equal(out[i], padded[i, :, dy : dy + 6, dx : dx + 6])]
+        matches = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(out[i], padded[i, :, dy : dy + 6, dx : dx + 6])
+        ]
         assert matches, f"image {i} is not a crop of its padded original"
         shifts.add(matches[0])
     assert len(shifts) > 10  # offsets really vary
@@ -41,8 +51,10 @@ def test_random_crop_is_a_shift_of_the_padded_image() -> None:
 def test_hflip_flips_about_half() -> None:
     batch = torch.randint(0, 256, (400, 1, 3, 5), dtype=torch.uint8)
     out = augment_batch(batch, Augment(hflip=True), torch.Generator().manual_seed(1))
-    flipped = sum(torch.equal(o, b.flip(-1)) and not torch.equal(o, b)
-                  for o, b in zip(out, batch, strict=True))
+    flipped = sum(
+        torch.equal(o, b.flip(-1)) and not torch.equal(o, b)
+        for o, b in zip(out, batch, strict=True)
+    )
     same = sum(torch.equal(o, b) for o, b in zip(out, batch, strict=True))
     assert flipped + same == 400 and 150 < flipped < 250
 
@@ -77,11 +89,18 @@ def test_subset_and_example_inputs() -> None:
 
 def test_bad_construction() -> None:
     with pytest.raises(ValueError, match="uint8"):
-        ImageDataset(torch.zeros(2, 1, 3, 3), torch.zeros(2), name="x", mean=(0,), std=(1,),
-                     classes=("a",))
+        ImageDataset(
+            torch.zeros(2, 1, 3, 3), torch.zeros(2), name="x", mean=(0,), std=(1,), classes=("a",)
+        )
     with pytest.raises(ValueError, match="labels"):
-        ImageDataset(torch.zeros(2, 1, 3, 3, dtype=torch.uint8), torch.zeros(3), name="x",
-                     mean=(0,), std=(1,), classes=("a",))
+        ImageDataset(
+            torch.zeros(2, 1, 3, 3, dtype=torch.uint8),
+            torch.zeros(3),
+            name="x",
+            mean=(0,),
+            std=(1,),
+            classes=("a",),
+        )
 
 
 def test_digits_fallback_looks_like_mnist() -> None:

@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 
 import squeezer as sq
+from helpers import make_idx_folder
 from squeezer.data import files
 from squeezer.data.mnist import IDX_FILES, MNIST, load_idx_dataset
 from squeezer.errors import DatasetNotFoundError
-from helpers import make_idx_folder
 
 
-def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_home: Path
-                      ) -> None:
+def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
     monkeypatch.setenv("SQUEEZER_DATA", str(tmp_path / "env"))
     dirs = files.search_dirs("mnist", tmp_path / "explicit")
     assert dirs == [
@@ -30,9 +29,9 @@ def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_
 
 
 @pytest.mark.parametrize("where", ["explicit", "env", "cache", "system"])
-def test_each_search_location_is_used(where: str, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch, isolated_home: Path
-                                      ) -> None:
+def test_each_search_location_is_used(
+    where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+) -> None:
     folder = {
         "explicit": tmp_path / "explicit",
         "env": tmp_path / "env" / "mnist",
@@ -61,7 +60,7 @@ def test_uncompressed_files_are_read(tmp_path: Path) -> None:
     assert (len(train), len(test)) == (60, 20)
 
 
-def _mirror(tmp_path: Path) -> tuple[dataclasses.Field, dict[str, str]]:
+def _mirror(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     mirror = tmp_path / "mirror"
     make_idx_folder(mirror, n_train=40, n_test=10)
     md5 = {s: files.md5_of(mirror / f"{s}.gz", uncompressed=True) for s in IDX_FILES}
@@ -70,12 +69,14 @@ def _mirror(tmp_path: Path) -> tuple[dataclasses.Field, dict[str, str]]:
 
 def test_download_from_mirror_verifies_and_loads(tmp_path: Path) -> None:
     mirror, md5 = _mirror(tmp_path)
-    spec = dataclasses.replace(MNIST, mirrors=("file:///nonexistent/", mirror.as_uri() + "/"),
-                               md5=md5)
+    spec = dataclasses.replace(
+        MNIST, mirrors=("file:///nonexistent/", mirror.as_uri() + "/"), md5=md5
+    )
     train, test = load_idx_dataset(spec, tmp_path / "dl", progress=False)
     assert (len(train), len(test)) == (40, 10)
     assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == sorted(
-        f"{s}.gz" for s in IDX_FILES)
+        f"{s}.gz" for s in IDX_FILES
+    )
 
 
 def test_download_with_wrong_checksum_is_refused_and_leaves_nothing(tmp_path: Path) -> None:

@@ -48,10 +48,16 @@ def test_env_var_finds_real_data(real_data: Path, monkeypatch: pytest.MonkeyPatc
     assert len(test) == 10000
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(arrays(st.sampled_from([np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]),
-              st.lists(st.integers(0, 5), min_size=1, max_size=4).map(tuple)),
-       st.booleans())
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    arrays(
+        st.sampled_from([np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]),
+        st.lists(st.integers(0, 5), min_size=1, max_size=4).map(tuple),
+    ),
+    st.booleans(),
+)
 def test_write_read_round_trip(tmp_path: Path, array: np.ndarray, gz: bool) -> None:
     path = tmp_path / ("a.idx.gz" if gz else "a.idx")
     write_idx(path, array)
@@ -75,8 +81,11 @@ def test_wrong_magic_number_names_the_file(fake_mnist: Path) -> None:
     images = fake_mnist / "train-images-idx3-ubyte.gz"
     labels = fake_mnist / "train-labels-idx1-ubyte.gz"
     images.write_bytes(labels.read_bytes())
-    with pytest.raises(DatasetFormatError, match=r"train-images-idx3-ubyte\.gz.*magic number "
-                                                 r"0x00000801, expected 0x00000803"):
+    with pytest.raises(
+        DatasetFormatError,
+        match=r"train-images-idx3-ubyte\.gz.*magic number "
+        r"0x00000801, expected 0x00000803",
+    ):
         sq.data.load("mnist", fake_mnist, download=False)
 
 

@@ -22,8 +22,8 @@ from squeezer.analysis.measure import (
 
 __all__ = [
     "Comparison",
-    "LayerCounts",
     "Latency",
+    "LayerCounts",
     "Measurement",
     "backend_name",
     "compare",

@@ -98,13 +98,15 @@ def layer_counts(model: nn.Module, module_flops: dict[str, int]) -> list[LayerCo
         if not own and not is_leaf:
             continue
         params = list(module.parameters(recurse=False))
-        rows.append(LayerCounts(
-            name=name or "(root)",
-            type=type(module).__name__,
-            params=sum(p.numel() for p in params),
-            nonzero_params=sum(int(torch.count_nonzero(p.detach())) for p in params),
-            # a container's FLOPs include its children's: only leaves carry their own
-            flops=flops if is_leaf else 0,
-            size_bytes=sum(t.numel() * t.element_size() for t in own),
-        ))
+        rows.append(
+            LayerCounts(
+                name=name or "(root)",
+                type=type(module).__name__,
+                params=sum(p.numel() for p in params),
+                nonzero_params=sum(int(torch.count_nonzero(p.detach())) for p in params),
+                # a container's FLOPs include its children's: only leaves carry their own
+                flops=flops if is_leaf else 0,
+                size_bytes=sum(t.numel() * t.element_size() for t in own),
+            )
+        )
     return rows

@@ -30,13 +30,17 @@ class Latency:
     runs: int
 
     def to_dict(self) -> dict[str, float | int]:
-        return {"batch_size": self.batch_size, "threads": self.threads,
-                "median_ms": self.median_ms, "iqr_ms": self.iqr_ms, "runs": self.runs}
+        return {
+            "batch_size": self.batch_size,
+            "threads": self.threads,
+            "median_ms": self.median_ms,
+            "iqr_ms": self.iqr_ms,
+            "runs": self.runs,
+        }
 
 
 def _timer(model: nn.Module, x: tuple[torch.Tensor, ...], threads: int) -> benchmark.Timer:
-    return benchmark.Timer(stmt="model(*x)", globals={"model": model, "x": x},
-                           num_threads=threads)
+    return benchmark.Timer(stmt="model(*x)", globals={"model": model, "x": x}, num_threads=threads)
 
 
 def _iqr(values: Sequence[float]) -> float:
@@ -47,8 +51,15 @@ def _iqr(values: Sequence[float]) -> float:
 
 
 @torch.no_grad()
-def time_models(models: Sequence[nn.Module], inputs: Inputs, batch_size: int, threads: int,
-                *, min_run_time: float = 0.5, min_rounds: int = 7) -> list[Latency]:
+def time_models(
+    models: Sequence[nn.Module],
+    inputs: Inputs,
+    batch_size: int,
+    threads: int,
+    *,
+    min_run_time: float = 0.5,
+    min_rounds: int = 7,
+) -> list[Latency]:
     """Time several models on the same inputs, alternating blocks, in eval mode.
 
     Args:
@@ -86,13 +97,22 @@ def time_models(models: Sequence[nn.Module], inputs: Inputs, batch_size: int, th
     finally:
         for m, mode in zip(models, modes, strict=True):
             m.train(mode)
-    return [Latency(batch_size, threads, statistics.median(per_call[i]) * 1e3,
-                    _iqr(per_call[i]) * 1e3, len(per_call[i])) for i in range(len(models))]
+    return [
+        Latency(
+            batch_size,
+            threads,
+            statistics.median(per_call[i]) * 1e3,
+            _iqr(per_call[i]) * 1e3,
+            len(per_call[i]),
+        )
+        for i in range(len(models))
+    ]
 
 
 @torch.no_grad()
-def layer_latency(model: nn.Module, inputs: Inputs, batch_size: int, threads: int,
-                  repeats: int = 20) -> dict[str, float]:
+def layer_latency(
+    model: nn.Module, inputs: Inputs, batch_size: int, threads: int, repeats: int = 20
+) -> dict[str, float]:
     """Median milliseconds spent in each leaf module, timed with forward hooks.
 
     Hooks add a little overhead of their own; the whole-model figure from

@@ -52,10 +52,13 @@ class Comparison:
     speedup: list[dict[str, float]] = field(default_factory=list)  # delta per setting
 
     def to_dict(self) -> dict[str, Any]:
-        return {"compression_rate": self.compression_rate,
-                "index_space_saving": self.index_space_saving,
-                "compression_rate_bytes": self.compression_rate_bytes,
-                "flops_reduction": self.flops_reduction, "speedup": self.speedup}
+        return {
+            "compression_rate": self.compression_rate,
+            "index_space_saving": self.index_space_saving,
+            "compression_rate_bytes": self.compression_rate_bytes,
+            "flops_reduction": self.flops_reduction,
+            "speedup": self.speedup,
+        }
 
 
 @dataclass
@@ -108,10 +111,17 @@ class Measurement:
         return format_measurement(self)
 
 
-def measure(model: nn.Module, example_inputs: Inputs, *, baseline: nn.Module | None = None,
-            batch_sizes: Sequence[int] = (1,), threads: Sequence[int] | None = None,
-            latency: bool = True, per_layer_latency: bool = True,
-            min_run_time: float = 0.5) -> Measurement:
+def measure(
+    model: nn.Module,
+    example_inputs: Inputs,
+    *,
+    baseline: nn.Module | None = None,
+    batch_sizes: Sequence[int] = (1,),
+    threads: Sequence[int] | None = None,
+    latency: bool = True,
+    per_layer_latency: bool = True,
+    min_run_time: float = 0.5,
+) -> Measurement:
     """Measure a model: parameters, non-zeros, FLOPs, bytes and latency, per layer and total.
 
     Args:
@@ -149,17 +159,28 @@ def measure(model: nn.Module, example_inputs: Inputs, *, baseline: nn.Module | N
             for row in rows:
                 row.latency_ms = per_layer.get(row.name)
     result = Measurement(
-        model=type(model).__name__, input_shape=list(one[0].shape[1:]),
-        params=count_params(model), nonzero_params=count_nonzero(model), flops=flops,
-        size_bytes=size_bytes(model), layers=rows, latency=timings, backend=backend_name(),
+        model=type(model).__name__,
+        input_shape=list(one[0].shape[1:]),
+        params=count_params(model),
+        nonzero_params=count_nonzero(model),
+        flops=flops,
+        size_bytes=size_bytes(model),
+        layers=rows,
+        latency=timings,
+        backend=backend_name(),
     )
     if baseline is not None:
         bflops, bmod = count_flops(baseline, one)
         base_m = Measurement(
-            model=type(baseline).__name__, input_shape=result.input_shape,
-            params=count_params(baseline), nonzero_params=count_nonzero(baseline),
-            flops=bflops, size_bytes=size_bytes(baseline),
-            layers=layer_counts(baseline, bmod), latency=base_timings, backend=result.backend,
+            model=type(baseline).__name__,
+            input_shape=result.input_shape,
+            params=count_params(baseline),
+            nonzero_params=count_nonzero(baseline),
+            flops=bflops,
+            size_bytes=size_bytes(baseline),
+            layers=layer_counts(baseline, bmod),
+            latency=base_timings,
+            backend=result.backend,
         )
         result.baseline = base_m
         result.comparison = compare(base_m, result)
@@ -175,9 +196,13 @@ def compare(base: Measurement, cand: Measurement) -> Comparison:
     """The survey's metrics for ``cand`` against ``base`` (latencies paired by setting)."""
     a, a_star = base.params, cand.nonzero_params
     speedups = [
-        {"batch_size": c.batch_size, "threads": c.threads, "speedup": _ratio(b.median_ms,
-                                                                           c.median_ms),
-         "baseline_ms": b.median_ms, "candidate_ms": c.median_ms}
+        {
+            "batch_size": c.batch_size,
+            "threads": c.threads,
+            "speedup": _ratio(b.median_ms, c.median_ms),
+            "baseline_ms": b.median_ms,
+            "candidate_ms": c.median_ms,
+        }
         for b, c in zip(base.latency, cand.latency, strict=True)
     ]
     return Comparison(
@@ -197,7 +222,8 @@ def flops_without_speed_warnings(c: Comparison) -> list[str]:
         f"FLOPs fell {c.flops_reduction:.2f}x but the measured speedup at batch "
         f"{s['batch_size']}, {s['threads']} thread(s) is {s['speedup']:.2f}x: fewer FLOPs "
         f"brought no measured gain on this backend"
-        for s in c.speedup if s["speedup"] < SPEEDUP_NOTICED
+        for s in c.speedup
+        if s["speedup"] < SPEEDUP_NOTICED
     ]
 
 
@@ -211,37 +237,68 @@ def _num(n: float) -> str:
 def format_measurement(m: Measurement) -> str:
     """A plain-text table of a :class:`Measurement`."""
     head = ("layer", "type", "params", "nonzero", "FLOPs", "bytes", "ms")
-    rows = [(r.name, r.type, f"{r.params:,}", f"{r.nonzero_params:,}", _num(r.flops),
-             f"{r.size_bytes:,}", "" if r.latency_ms is None else f"{r.latency_ms:.3f}")
-            for r in m.layers]
+    rows = [
+        (
+            r.name,
+            r.type,
+            f"{r.params:,}",
+            f"{r.nonzero_params:,}",
+            _num(r.flops),
+            f"{r.size_bytes:,}",
+            "" if r.latency_ms is None else f"{r.latency_ms:.3f}",
+        )
+        for r in m.layers
+    ]
     total_ms = "" if m.latency_ms is None else f"{m.latency_ms:.3f}"
-    rows.append(("total", m.model, f"{m.params:,}", f"{m.nonzero_params:,}", _num(m.flops),
-                 f"{m.size_bytes:,}", total_ms))
+    rows.append(
+        (
+            "total",
+            m.model,
+            f"{m.params:,}",
+            f"{m.nonzero_params:,}",
+            _num(m.flops),
+            f"{m.size_bytes:,}",
+            total_ms,
+        )
+    )
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        return "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
 
-    out = [f"{m.model}, input {tuple(m.input_shape)}; FLOPs per example "
-           f"(1 multiply-add = 2 FLOPs)", line(head), line(["-" * w for w in widths])]
+    out = [
+        f"{m.model}, input {tuple(m.input_shape)}; FLOPs per example (1 multiply-add = 2 FLOPs)",
+        line(head),
+        line(["-" * w for w in widths]),
+    ]
     out += [line(r) for r in rows[:-1]] + [line(["-" * w for w in widths]), line(rows[-1])]
     if m.latency:
         out.append(f"latency on {m.backend} (median +- IQR of {m.latency[0].runs}+ blocks):")
         for lat in m.latency:
-            out.append(f"  batch {lat.batch_size:>4}, {lat.threads} thread(s): "
-                       f"{lat.median_ms:.3f} ms +- {lat.iqr_ms:.3f}")
+            out.append(
+                f"  batch {lat.batch_size:>4}, {lat.threads} thread(s): "
+                f"{lat.median_ms:.3f} ms +- {lat.iqr_ms:.3f}"
+            )
     if m.comparison is not None and m.baseline is not None:
         c = m.comparison
-        out.append(f"against baseline {m.baseline.model} ({m.baseline.params:,} params, "
-                   f"{_num(m.baseline.flops)} FLOPs, {m.baseline.size_bytes:,} bytes):")
-        out.append(f"  compression rate alpha = a/a* = {c.compression_rate:.2f}x (non-zero "
-                   f"params), index space saving beta = {c.index_space_saving:.2f}, "
-                   f"bytes {c.compression_rate_bytes:.2f}x")
+        out.append(
+            f"against baseline {m.baseline.model} ({m.baseline.params:,} params, "
+            f"{_num(m.baseline.flops)} FLOPs, {m.baseline.size_bytes:,} bytes):"
+        )
+        out.append(
+            f"  compression rate alpha = a/a* = {c.compression_rate:.2f}x (non-zero "
+            f"params), index space saving beta = {c.index_space_saving:.2f}, "
+            f"bytes {c.compression_rate_bytes:.2f}x"
+        )
         out.append(f"  FLOPs reduction {c.flops_reduction:.2f}x")
         for s in c.speedup:
-            out.append(f"  speedup delta = s/s* at batch {s['batch_size']}, {s['threads']} "
-                       f"thread(s): {s['speedup']:.2f}x ({s['baseline_ms']:.3f} -> "
-                       f"{s['candidate_ms']:.3f} ms)")
+            out.append(
+                f"  speedup delta = s/s* at batch {s['batch_size']}, {s['threads']} "
+                f"thread(s): {s['speedup']:.2f}x ({s['baseline_ms']:.3f} -> "
+                f"{s['candidate_ms']:.3f} ms)"
+            )
     out += [f"warning: {w}" for w in m.warnings]
     return "\n".join(out)

@@ -61,105 +61,179 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="squeezer",
         description="Make trained PyTorch networks smaller and faster, and measure by how "
-                    "much: size, speed (wall clock) and accuracy side by side.",
+        "much: size, speed (wall clock) and accuracy side by side.",
         epilog="Datasets are looked for in --data-dir, $SQUEEZER_DATA/<name>, "
-               "~/.cache/squeezer/<name> and /usr/share/datasets/<name>, and downloaded "
-               "when missing. Run 'squeezer COMMAND --help' for each command.",
+        "~/.cache/squeezer/<name> and /usr/share/datasets/<name>, and downloaded "
+        "when missing. Run 'squeezer COMMAND --help' for each command.",
     )
     parser.add_argument("--version", action="version", version=f"squeezer {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def data_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data-dir", metavar="DIR",
-                       help="folder to look in first for the dataset's files")
-        p.add_argument("--limit", type=_positive, metavar="N",
-                       help="use only the first N training and N test images (quick runs)")
+        p.add_argument(
+            "--data-dir", metavar="DIR", help="folder to look in first for the dataset's files"
+        )
+        p.add_argument(
+            "--limit",
+            type=_positive,
+            metavar="N",
+            help="use only the first N training and N test images (quick runs)",
+        )
 
     def json_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--json", metavar="PATH",
-                       help="also write the results as JSON to PATH ('-' for standard output)")
+        p.add_argument(
+            "--json",
+            metavar="PATH",
+            help="also write the results as JSON to PATH ('-' for standard output)",
+        )
 
-    p = sub.add_parser("train", help="train a zoo model on a dataset",
-                       description="Train a model of the zoo from scratch and save a "
-                                   "checkpoint after every epoch (resumable with --resume).")
+    p = sub.add_parser(
+        "train",
+        help="train a zoo model on a dataset",
+        description="Train a model of the zoo from scratch and save a "
+        "checkpoint after every epoch (resumable with --resume).",
+    )
     p.add_argument("model", metavar="MODEL", help="zoo model name (see 'squeezer models')")
-    p.add_argument("--dataset", required=True, metavar="NAME",
-                   help="mnist, fashion-mnist, cifar10, cifar100, svhn or digits")
-    p.add_argument("--epochs", type=_positive, default=10, metavar="N",
-                   help="passes over the training data (default: 10)")
-    p.add_argument("--out", metavar="CHECKPOINT",
-                   help="checkpoint to write (default: MODEL-DATASET.pt)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue training the --out checkpoint from its last epoch")
+    p.add_argument(
+        "--dataset",
+        required=True,
+        metavar="NAME",
+        help="mnist, fashion-mnist, cifar10, cifar100, svhn or digits",
+    )
+    p.add_argument(
+        "--epochs",
+        type=_positive,
+        default=10,
+        metavar="N",
+        help="passes over the training data (default: 10)",
+    )
+    p.add_argument(
+        "--out", metavar="CHECKPOINT", help="checkpoint to write (default: MODEL-DATASET.pt)"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue training the --out checkpoint from its last epoch",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
-    p.add_argument("--batch-size", type=_positive, default=128, metavar="N",
-                   help="images per step (default: 128)")
-    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="sgd",
-                   help="default: sgd with momentum")
-    p.add_argument("--lr", type=_positive_float, default=0.05,
-                   help="peak learning rate (default: 0.05)")
-    p.add_argument("--momentum", type=_nonnegative_float, default=0.9,
-                   help="SGD momentum (default: 0.9)")
-    p.add_argument("--weight-decay", type=_nonnegative_float, default=5e-4,
-                   help="L2 weight decay (default: 5e-4)")
-    p.add_argument("--schedule", choices=("cosine", "step", "linear", "constant"),
-                   default="cosine", help="learning-rate schedule (default: cosine)")
+    p.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=128,
+        metavar="N",
+        help="images per step (default: 128)",
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=("sgd", "adam", "adamw"),
+        default="sgd",
+        help="default: sgd with momentum",
+    )
+    p.add_argument(
+        "--lr", type=_positive_float, default=0.05, help="peak learning rate (default: 0.05)"
+    )
+    p.add_argument(
+        "--momentum", type=_nonnegative_float, default=0.9, help="SGD momentum (default: 0.9)"
+    )
+    p.add_argument(
+        "--weight-decay",
+        type=_nonnegative_float,
+        default=5e-4,
+        help="L2 weight decay (default: 5e-4)",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=("cosine", "step", "linear", "constant"),
+        default="cosine",
+        help="learning-rate schedule (default: cosine)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--no-augment", action="store_true",
-                   help="train without random crops and flips")
+    p.add_argument("--no-augment", action="store_true", help="train without random crops and flips")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     data_options(p)
     json_option(p)
     p.set_defaults(run=commands.cmd_train)
 
-    p = sub.add_parser("evaluate", help="test accuracy and loss of a checkpoint",
-                       description="Top-1/top-5 accuracy and mean cross-entropy on a "
-                                   "dataset's test split.")
+    p = sub.add_parser(
+        "evaluate",
+        help="test accuracy and loss of a checkpoint",
+        description="Top-1/top-5 accuracy and mean cross-entropy on a dataset's test split.",
+    )
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint file")
-    p.add_argument("--dataset", metavar="NAME",
-                   help="dataset (default: the one the checkpoint was trained on)")
+    p.add_argument(
+        "--dataset", metavar="NAME", help="dataset (default: the one the checkpoint was trained on)"
+    )
     data_options(p)
     json_option(p)
     p.set_defaults(run=commands.cmd_evaluate)
 
-    p = sub.add_parser("measure", help="size, FLOPs and latency, optionally against a baseline",
-                       description="Per layer and in total: parameters, non-zero parameters, "
-                                   "FLOPs, bytes as stored and measured latency (median and "
-                                   "IQR). With --baseline, also the compression rate, index "
-                                   "space saving, FLOPs reduction and measured speedup, both "
-                                   "models timed alternately in the same run.")
-    p.add_argument("checkpoint", metavar="CHECKPOINT",
-                   help="a checkpoint file, or a zoo model name (random weights)")
+    p = sub.add_parser(
+        "measure",
+        help="size, FLOPs and latency, optionally against a baseline",
+        description="Per layer and in total: parameters, non-zero parameters, "
+        "FLOPs, bytes as stored and measured latency (median and "
+        "IQR). With --baseline, also the compression rate, index "
+        "space saving, FLOPs reduction and measured speedup, both "
+        "models timed alternately in the same run.",
+    )
+    p.add_argument(
+        "checkpoint",
+        metavar="CHECKPOINT",
+        help="a checkpoint file, or a zoo model name (random weights)",
+    )
     p.add_argument("--baseline", metavar="CHECKPOINT", help="the model to compare against")
-    p.add_argument("--batch-sizes", default="1,256", metavar="B[,B...]",
-                   help="batch sizes to time (default: 1,256)")
-    p.add_argument("--threads", metavar="T[,T...]",
-                   help="thread counts to time (default: PyTorch's current setting)")
-    p.add_argument("--input-shape", metavar="C,H,W",
-                   help="input shape of one example (default: recorded in the checkpoint)")
-    p.add_argument("--min-run-time", type=_positive_float, default=0.5, metavar="SECONDS",
-                   help="seconds of timing per model and setting, at least (default: 0.5)")
+    p.add_argument(
+        "--batch-sizes",
+        default="1,256",
+        metavar="B[,B...]",
+        help="batch sizes to time (default: 1,256)",
+    )
+    p.add_argument(
+        "--threads",
+        metavar="T[,T...]",
+        help="thread counts to time (default: PyTorch's current setting)",
+    )
+    p.add_argument(
+        "--input-shape",
+        metavar="C,H,W",
+        help="input shape of one example (default: recorded in the checkpoint)",
+    )
+    p.add_argument(
+        "--min-run-time",
+        type=_positive_float,
+        default=0.5,
+        metavar="SECONDS",
+        help="seconds of timing per model and setting, at least (default: 0.5)",
+    )
     p.add_argument("--no-latency", action="store_true", help="count only, do not time")
     json_option(p)
     p.set_defaults(run=commands.cmd_measure)
 
-    p = sub.add_parser("demo", help="train LeNet-300-100 on MNIST and measure it",
-                       description="Train LeNet-300-100 on MNIST (or, offline without MNIST, "
-                                   "scikit-learn's digits) and print the measurement table.")
-    p.add_argument("--epochs", type=_positive, default=4, metavar="N",
-                   help="training epochs (default: 4)")
+    p = sub.add_parser(
+        "demo",
+        help="train LeNet-300-100 on MNIST and measure it",
+        description="Train LeNet-300-100 on MNIST (or, offline without MNIST, "
+        "scikit-learn's digits) and print the measurement table.",
+    )
+    p.add_argument(
+        "--epochs", type=_positive, default=4, metavar="N", help="training epochs (default: 4)"
+    )
     p.add_argument("--data-dir", metavar="DIR", help="folder to look in first for MNIST")
     p.add_argument("--out", metavar="CHECKPOINT", help="also save the trained model")
     json_option(p)
     p.set_defaults(run=commands.cmd_demo)
 
-    p = sub.add_parser("models", help="list the zoo's models",
-                       description="List registered model names.")
+    p = sub.add_parser(
+        "models", help="list the zoo's models", description="List registered model names."
+    )
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'lenet*'")
     p.set_defaults(run=commands.cmd_models)
 
-    p = sub.add_parser("datasets", help="list datasets and where they are looked for",
-                       description="List dataset names and the folders searched for each.")
+    p = sub.add_parser(
+        "datasets",
+        help="list datasets and where they are looked for",
+        description="List dataset names and the folders searched for each.",
+    )
     p.add_argument("--data-dir", metavar="DIR", help="folder to look in first")
     p.set_defaults(run=commands.cmd_datasets)
     return parser

@@ -39,29 +39,58 @@ def cmd_train(args: argparse.Namespace) -> int:
     if accepts(args.model, "input_size"):
         kwargs["input_size"] = h
     model = create(args.model, **kwargs)
-    config = sq.TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                            optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
-                            weight_decay=args.weight_decay, schedule=args.schedule,
-                            seed=args.seed)
+    config = sq.TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        seed=args.seed,
+    )
     out = Path(args.out or f"{args.model}-{dataset}.pt")
     if out.exists() and not args.resume and not args.force:
         raise UsageError(f"{out} exists; pass --resume to continue it or --force to overwrite")
-    info(f"training {args.model} on {dataset} ({len(train):,} images) for {args.epochs} "
-         f"epoch(s); checkpoint {out}")
-    result = sq.fit(model, train, config, val=test, checkpoint=out, resume=args.resume,
-                    verbose=not args.quiet)
+    info(
+        f"training {args.model} on {dataset} ({len(train):,} images) for {args.epochs} "
+        f"epoch(s); checkpoint {out}"
+    )
+    result = sq.fit(
+        model, train, config, val=test, checkpoint=out, resume=args.resume, verbose=not args.quiet
+    )
     metrics = sq.evaluate(model, test)
-    sq.save_checkpoint(model, out, train_state=_train_state(out), meta={
-        "dataset": dataset, "top1": metrics["top1"], "loss": metrics["loss"],
-        "epochs": args.epochs})
-    info(f"test top1 {metrics['top1']:.4f} (error {100 * (1 - metrics['top1']):.2f}%), "
-         f"loss {metrics['loss']:.4f}; saved {out}")
-    write_json(args.json, {
-        "model": args.model, "dataset": dataset, "checkpoint": str(out),
-        "top1": metrics["top1"], "top5": metrics.get("top5"), "loss": metrics["loss"],
-        "epochs": args.epochs, "resumed_from_epoch": result.start_epoch,
-        "config": config.to_dict(), "history": result.history, "seconds": result.seconds,
-    })
+    sq.save_checkpoint(
+        model,
+        out,
+        train_state=_train_state(out),
+        meta={
+            "dataset": dataset,
+            "top1": metrics["top1"],
+            "loss": metrics["loss"],
+            "epochs": args.epochs,
+        },
+    )
+    info(
+        f"test top1 {metrics['top1']:.4f} (error {100 * (1 - metrics['top1']):.2f}%), "
+        f"loss {metrics['loss']:.4f}; saved {out}"
+    )
+    write_json(
+        args.json,
+        {
+            "model": args.model,
+            "dataset": dataset,
+            "checkpoint": str(out),
+            "top1": metrics["top1"],
+            "top5": metrics.get("top5"),
+            "loss": metrics["loss"],
+            "epochs": args.epochs,
+            "resumed_from_epoch": result.start_epoch,
+            "config": config.to_dict(),
+            "history": result.history,
+            "seconds": result.seconds,
+        },
+    )
     return 0
 
 
@@ -84,9 +113,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     check_fits(model, test.input_shape, test.num_classes, dataset)
     metrics = sq.evaluate(model, test)
     top5 = f", top5 {metrics['top5']:.4f}" if "top5" in metrics else ""
-    print(f"{args.checkpoint} on {dataset} test ({metrics['n']:,} images): "
-          f"top1 {metrics['top1']:.4f} (error {100 * (1 - metrics['top1']):.2f}%){top5}, "
-          f"loss {metrics['loss']:.4f}")
+    print(
+        f"{args.checkpoint} on {dataset} test ({metrics['n']:,} images): "
+        f"top1 {metrics['top1']:.4f} (error {100 * (1 - metrics['top1']):.2f}%){top5}, "
+        f"loss {metrics['loss']:.4f}"
+    )
     write_json(args.json, {"checkpoint": args.checkpoint, "dataset": dataset, **metrics})
     return 0
 
@@ -97,25 +128,34 @@ def cmd_measure(args: argparse.Namespace) -> int:
     import squeezer as sq
 
     model, source = load_model(args.checkpoint)
-    shape = parse_ints(args.input_shape, "--input-shape") if args.input_shape \
-        else source["input_shape"]
+    shape = (
+        parse_ints(args.input_shape, "--input-shape") if args.input_shape else source["input_shape"]
+    )
     if not shape:
         raise UsageError(f"{args.checkpoint}: input shape unknown; pass --input-shape C,H,W")
     baseline = None
     if args.baseline:
         baseline, _ = load_model(args.baseline)
-    if source["source"] == "zoo":
-        info(f"{args.checkpoint}: zoo model with random weights")
+    batch_sizes = parse_ints(args.batch_sizes, "--batch-sizes")
+    threads = parse_ints(args.threads, "--threads") if args.threads else None
     x = torch.randn(1, *shape)
     try:
-        m = sq.measure(model, x, baseline=baseline,
-                       batch_sizes=parse_ints(args.batch_sizes, "--batch-sizes"),
-                       threads=parse_ints(args.threads, "--threads") if args.threads else None,
-                       latency=not args.no_latency, min_run_time=args.min_run_time)
+        m = sq.measure(
+            model,
+            x,
+            baseline=baseline,
+            batch_sizes=batch_sizes,
+            threads=threads,
+            latency=not args.no_latency,
+            min_run_time=args.min_run_time,
+        )
     except RuntimeError as exc:  # shape mismatch between the model and --input-shape
         first = str(exc).splitlines()[0]
-        raise UsageError(f"the model does not run on inputs of shape {tuple(shape)}: {first}"
-                         ) from None
+        raise UsageError(
+            f"the model does not run on inputs of shape {tuple(shape)}: {first}"
+        ) from None
+    if source["source"] == "zoo":
+        info(f"{args.checkpoint}: zoo model with random weights")
     print(m)
     payload = m.to_dict()
     if Path(args.checkpoint).exists():
@@ -134,29 +174,50 @@ def cmd_demo(args: argparse.Namespace) -> int:
         train, test = sq.data.load("mnist", args.data_dir)
         dataset = "mnist"
     except DatasetNotFoundError as exc:
-        info(f"MNIST could be neither found nor downloaded ({str(exc).split('.')[0]}); "
-             f"falling back to scikit-learn's bundled 8x8 digits (1,797 images) resized to "
-             f"28x28. Set {ENV_VAR} to a folder holding mnist/ to use MNIST.")
+        info(
+            f"MNIST could be neither found nor downloaded ({str(exc).split('.')[0]}); "
+            f"falling back to scikit-learn's bundled 8x8 digits (1,797 images) resized to "
+            f"28x28. Set {ENV_VAR} to a folder holding mnist/ to use MNIST."
+        )
         train, test = sq.data.load("digits")
         dataset = "digits"
     model = sq.models.create("lenet300", num_classes=train.num_classes)
-    info(f"squeezer demo: training LeNet-300-100 on {dataset} ({len(train):,} training images) "
-         f"for {args.epochs} epoch(s), then measuring it")
+    info(
+        f"squeezer demo: training LeNet-300-100 on {dataset} ({len(train):,} training images) "
+        f"for {args.epochs} epoch(s), then measuring it"
+    )
     epochs = args.epochs if dataset == "mnist" else max(args.epochs, 30)
-    result = sq.fit(model, train, val=test, epochs=epochs, lr=0.1, verbose=True,
-                    batch_size=128 if dataset == "mnist" else 64)
+    result = sq.fit(
+        model,
+        train,
+        val=test,
+        epochs=epochs,
+        lr=0.1,
+        verbose=True,
+        batch_size=128 if dataset == "mnist" else 64,
+    )
     metrics = sq.evaluate(model, test)
-    print(f"LeNet-300-100 on {dataset} test ({metrics['n']:,} images): top1 "
-          f"{metrics['top1']:.4f} (error {100 * (1 - metrics['top1']):.2f}%), loss "
-          f"{metrics['loss']:.4f}, trained in {result.seconds:.1f}s")
+    print(
+        f"LeNet-300-100 on {dataset} test ({metrics['n']:,} images): top1 "
+        f"{metrics['top1']:.4f} (error {100 * (1 - metrics['top1']):.2f}%), loss "
+        f"{metrics['loss']:.4f}, trained in {result.seconds:.1f}s"
+    )
     m = sq.measure(model, sq.data.example_inputs(test), batch_sizes=(1, 256))
     print(m)
     if args.out:
         sq.save_checkpoint(model, args.out, meta={"dataset": dataset, **metrics})
         info(f"saved {args.out}")
-    write_json(args.json, {"dataset": dataset, "model": "lenet300", "top1": metrics["top1"],
-                           "loss": metrics["loss"], "measure": m.to_dict(),
-                           "seconds": time.perf_counter() - started})
+    write_json(
+        args.json,
+        {
+            "dataset": dataset,
+            "model": "lenet300",
+            "top1": metrics["top1"],
+            "loss": metrics["loss"],
+            "measure": m.to_dict(),
+            "seconds": time.perf_counter() - started,
+        },
+    )
     return 0
 
 
@@ -174,7 +235,10 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     from squeezer.data import list_datasets, search_dirs
 
     for name in list_datasets():
-        where = "bundled with scikit-learn" if name == "digits" else \
-            "searched in: " + ", ".join(str(d) for d in search_dirs(name, args.data_dir))
+        where = (
+            "bundled with scikit-learn"
+            if name == "digits"
+            else "searched in: " + ", ".join(str(d) for d in search_dirs(name, args.data_dir))
+        )
         print(f"{name:14s} {where}")
     return 0

@@ -31,12 +31,14 @@ def load_model(spec: str) -> tuple[nn.Module, dict[str, Any]]:
         ckpt = read_checkpoint(path)
         model = load_checkpoint(path)
         shape = list(ckpt.get("input_shape") or getattr(model, "input_shape", ()) or ())
-        return model, {"source": "checkpoint", "meta": ckpt.get("meta") or {},
-                       "input_shape": shape}
+        return model, {"source": "checkpoint", "meta": ckpt.get("meta") or {}, "input_shape": shape}
     if spec in list_models():
         model = create(spec)
-        return model, {"source": "zoo", "meta": {},
-                       "input_shape": list(getattr(model, "input_shape", ()) or ())}
+        return model, {
+            "source": "zoo",
+            "meta": {},
+            "input_shape": list(getattr(model, "input_shape", ()) or ()),
+        }
     looks_like_file = any(c in spec for c in "/\\.")
     what = "no such file" if looks_like_file else "neither a file nor a model name"
     raise UsageError(f"{spec}: {what} (models: {', '.join(list_models())})")
@@ -78,17 +80,21 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def check_fits(model: nn.Module, input_shape: tuple[int, ...], num_classes: int,
-               dataset: str) -> None:
+def check_fits(
+    model: nn.Module, input_shape: tuple[int, ...], num_classes: int, dataset: str
+) -> None:
     """Refuse to run a model on data of the wrong shape, with a readable message."""
     expected = tuple(getattr(model, "input_shape", ()) or ())
     if expected and tuple(expected) != tuple(input_shape):
-        raise UsageError(f"the model expects inputs of shape {expected} but {dataset} has "
-                         f"images of shape {tuple(input_shape)}")
+        raise UsageError(
+            f"the model expects inputs of shape {expected} but {dataset} has "
+            f"images of shape {tuple(input_shape)}"
+        )
     last = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if last and last[-1].out_features != num_classes:
-        raise UsageError(f"the model has {last[-1].out_features} outputs but {dataset} has "
-                         f"{num_classes} classes")
+        raise UsageError(
+            f"the model has {last[-1].out_features} outputs but {dataset} has {num_classes} classes"
+        )
 
 
 def info(message: str) -> None:

@@ -40,8 +40,12 @@ _DATASETS: dict[str, Loader] = {
 }
 
 _ALIASES = {
-    "fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "fmnist": "fashion-mnist",
-    "cifar-10": "cifar10", "cifar_10": "cifar10", "cifar-100": "cifar100",
+    "fashion_mnist": "fashion-mnist",
+    "fashionmnist": "fashion-mnist",
+    "fmnist": "fashion-mnist",
+    "cifar-10": "cifar10",
+    "cifar_10": "cifar10",
+    "cifar-100": "cifar100",
     "cifar_100": "cifar100",
 }
 
@@ -68,9 +72,14 @@ def canonical_name(name: str) -> str:
     return key
 
 
-def load(name: str, data_dir: str | Path | None = None, *, download: bool = True,
-         augment: bool = True, progress: bool | None = None
-         ) -> tuple[ImageDataset, ImageDataset]:
+def load(
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    download: bool = True,
+    augment: bool = True,
+    progress: bool | None = None,
+) -> tuple[ImageDataset, ImageDataset]:
     """Load the train and test splits of a dataset.
 
     Args:

@@ -46,23 +46,35 @@ class CifarSpec:
 
 
 CIFAR10 = CifarSpec(
-    name="cifar10", title="CIFAR-10", folder="cifar-10-batches-py",
+    name="cifar10",
+    title="CIFAR-10",
+    folder="cifar-10-batches-py",
     archive="cifar-10-python.tar.gz",
     url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
     md5="c58f30108f718f92721af3b95e74349a",
-    train_files=tuple(f"data_batch_{i}" for i in range(1, 6)), test_file="test_batch",
-    meta_file="batches.meta", label_key="labels", names_key="label_names",
-    mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),
+    train_files=tuple(f"data_batch_{i}" for i in range(1, 6)),
+    test_file="test_batch",
+    meta_file="batches.meta",
+    label_key="labels",
+    names_key="label_names",
+    mean=(0.4914, 0.4822, 0.4465),
+    std=(0.2470, 0.2435, 0.2616),
 )
 
 CIFAR100 = CifarSpec(
-    name="cifar100", title="CIFAR-100", folder="cifar-100-python",
+    name="cifar100",
+    title="CIFAR-100",
+    folder="cifar-100-python",
     archive="cifar-100-python.tar.gz",
     url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
     md5="eb9058c3a382ffc7106e4002c42a8d85",
-    train_files=("train",), test_file="test", meta_file="meta",
-    label_key="fine_labels", names_key="fine_label_names",
-    mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762),
+    train_files=("train",),
+    test_file="test",
+    meta_file="meta",
+    label_key="fine_labels",
+    names_key="fine_label_names",
+    mean=(0.5071, 0.4865, 0.4409),
+    std=(0.2673, 0.2564, 0.2762),
 )
 
 _ALLOWED_GLOBALS = {
@@ -108,8 +120,10 @@ class _Source:
     def __init__(self, spec: CifarSpec, root: Path) -> None:
         self.spec, self.root = spec, root
         self.archive = root / spec.archive
-        self.folder = next((d for d in (root / spec.folder, root)
-                            if all((d / f).is_file() for f in self.needed)), None)
+        self.folder = next(
+            (d for d in (root / spec.folder, root) if all((d / f).is_file() for f in self.needed)),
+            None,
+        )
 
     @property
     def needed(self) -> tuple[str, ...]:
@@ -131,8 +145,9 @@ class _Source:
                     raise KeyError(file)
                 data = member.read()
         except KeyError:
-            raise DatasetFormatError(f"{self.archive}: archive has no {self.spec.folder}/{file}"
-                                     ) from None
+            raise DatasetFormatError(
+                f"{self.archive}: archive has no {self.spec.folder}/{file}"
+            ) from None
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise DatasetFormatError(f"{self.archive}: damaged archive: {exc}") from None
         return unpickle_batch(data, where)
@@ -148,8 +163,9 @@ class _Source:
             return False
 
 
-def _split(spec: CifarSpec, source: _Source, files: tuple[str, ...]
-           ) -> tuple[np.ndarray, np.ndarray]:
+def _split(
+    spec: CifarSpec, source: _Source, files: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray]:
     images, labels = [], []
     for file in files:
         batch = source.read(file)
@@ -159,8 +175,9 @@ def _split(spec: CifarSpec, source: _Source, files: tuple[str, ...]
         data = np.asarray(batch["data"])
         lab = np.asarray(batch[spec.label_key], dtype=np.int64)
         if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-            raise DatasetFormatError(f"{where}: 'data' must be uint8 (N, 3072), got "
-                                     f"{data.dtype} {data.shape}")
+            raise DatasetFormatError(
+                f"{where}: 'data' must be uint8 (N, 3072), got {data.dtype} {data.shape}"
+            )
         if lab.shape != (data.shape[0],):
             raise DatasetFormatError(f"{where}: {data.shape[0]} images but {lab.size} labels")
         images.append(data.reshape(-1, 3, 32, 32))
@@ -168,9 +185,14 @@ def _split(spec: CifarSpec, source: _Source, files: tuple[str, ...]
     return np.concatenate(images), np.concatenate(labels)
 
 
-def load_cifar(spec: CifarSpec, data_dir: str | Path | None = None, *, download: bool = True,
-               augment: bool = True, progress: bool | None = None
-               ) -> tuple[ImageDataset, ImageDataset]:
+def load_cifar(
+    spec: CifarSpec,
+    data_dir: str | Path | None = None,
+    *,
+    download: bool = True,
+    augment: bool = True,
+    progress: bool | None = None,
+) -> tuple[ImageDataset, ImageDataset]:
     """Load CIFAR-10 or CIFAR-100 (fine labels).
 
     Raises:
@@ -189,9 +211,14 @@ def load_cifar(spec: CifarSpec, data_dir: str | Path | None = None, *, download:
             except DownloadError as exc:
                 reason = str(exc)
         if source is None:
-            raise DatasetNotFoundError(not_found_message(
-                spec.title, dirs, [f"{spec.folder}/{f}" for f in source_files(spec)]
-                + [spec.archive], reason))
+            raise DatasetNotFoundError(
+                not_found_message(
+                    spec.title,
+                    dirs,
+                    [f"{spec.folder}/{f}" for f in source_files(spec)] + [spec.archive],
+                    reason,
+                )
+            )
     train = _split(spec, source, spec.train_files)
     test = _split(spec, source, (spec.test_file,))
     num = 100 if spec is CIFAR100 else 10
@@ -205,9 +232,15 @@ def load_cifar(spec: CifarSpec, data_dir: str | Path | None = None, *, download:
             raise DatasetFormatError(f"{spec.title} {what}: labels outside 0..{num - 1}")
 
     def make(split: tuple[np.ndarray, np.ndarray], aug: Augment | None) -> ImageDataset:
-        return ImageDataset(torch.from_numpy(split[0]), torch.from_numpy(split[1]),
-                            name=spec.name, mean=spec.mean, std=spec.std, classes=classes,
-                            augment=aug)
+        return ImageDataset(
+            torch.from_numpy(split[0]),
+            torch.from_numpy(split[1]),
+            name=spec.name,
+            mean=spec.mean,
+            std=spec.std,
+            classes=classes,
+            augment=aug,
+        )
 
     return make(train, Augment(pad=4, hflip=True) if augment else None), make(test, None)
 

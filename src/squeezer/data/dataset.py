@@ -54,15 +54,23 @@ class ImageDataset(torch.utils.data.Dataset):
         augment: training augmentation, or None.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor, *, name: str,
-                 mean: Sequence[float], std: Sequence[float], classes: Sequence[str],
-                 augment: Augment | None = None) -> None:
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        *,
+        name: str,
+        mean: Sequence[float],
+        std: Sequence[float],
+        classes: Sequence[str],
+        augment: Augment | None = None,
+    ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} "
-                             f"{tuple(images.shape)}")
+            raise ValueError(
+                f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
         if labels.shape != (images.shape[0],):
-            raise ValueError(f"{images.shape[0]} images but labels of shape "
-                             f"{tuple(labels.shape)}")
+            raise ValueError(f"{images.shape[0]} images but labels of shape {tuple(labels.shape)}")
         if len(mean) != images.shape[1] or len(std) != images.shape[1]:
             raise ValueError("mean and std need one value per channel")
         self.images = images
@@ -82,8 +90,10 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def __repr__(self) -> str:
         aug = f", augment={self.augment}" if self.augment else ""
-        return (f"ImageDataset({self.name!r}, n={len(self)}, "
-                f"shape={self.input_shape}, classes={self.num_classes}{aug})")
+        return (
+            f"ImageDataset({self.name!r}, n={len(self)}, "
+            f"shape={self.input_shape}, classes={self.num_classes}{aug})"
+        )
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -112,19 +122,34 @@ class ImageDataset(torch.utils.data.Dataset):
         if isinstance(indices, int):
             indices = torch.arange(min(indices, len(self)))
         idx = torch.as_tensor(indices, dtype=torch.int64)
-        return ImageDataset(self.images[idx], self.labels[idx], name=self.name, mean=self.mean,
-                            std=self.std, classes=self.classes, augment=self.augment)
+        return ImageDataset(
+            self.images[idx],
+            self.labels[idx],
+            name=self.name,
+            mean=self.mean,
+            std=self.std,
+            classes=self.classes,
+            augment=self.augment,
+        )
 
     def without_augment(self) -> ImageDataset:
-        return ImageDataset(self.images, self.labels, name=self.name, mean=self.mean,
-                            std=self.std, classes=self.classes, augment=None)
+        return ImageDataset(
+            self.images,
+            self.labels,
+            name=self.name,
+            mean=self.mean,
+            std=self.std,
+            classes=self.classes,
+            augment=None,
+        )
 
     def class_counts(self) -> list[int]:
         return torch.bincount(self.labels, minlength=self.num_classes).tolist()
 
 
-def augment_batch(batch: Tensor, augment: Augment, generator: torch.Generator | None = None
-                  ) -> Tensor:
+def augment_batch(
+    batch: Tensor, augment: Augment, generator: torch.Generator | None = None
+) -> Tensor:
     """Random crop with zero padding and random horizontal flips, per image, vectorized."""
     b, _, h, w = batch.shape
     if augment.pad > 0:
@@ -134,8 +159,12 @@ def augment_batch(batch: Tensor, augment: Augment, generator: torch.Generator | 
         ox = torch.randint(0, 2 * p + 1, (b,), generator=generator)
         rows = (oy[:, None] + torch.arange(h))[:, None, :, None]
         cols = (ox[:, None] + torch.arange(w))[:, None, None, :]
-        batch = padded[torch.arange(b)[:, None, None, None],
-                       torch.arange(batch.shape[1])[None, :, None, None], rows, cols]
+        batch = padded[
+            torch.arange(b)[:, None, None, None],
+            torch.arange(batch.shape[1])[None, :, None, None],
+            rows,
+            cols,
+        ]
     if augment.hflip:
         flip = torch.rand(b, generator=generator) < 0.5
         batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
@@ -157,8 +186,15 @@ class BatchLoader:
         drop_last: drop the last incomplete batch.
     """
 
-    def __init__(self, dataset: ImageDataset, batch_size: int = 128, *, shuffle: bool = False,
-                 seed: int = 0, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        dataset: ImageDataset,
+        batch_size: int = 128,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.dataset = dataset
@@ -194,8 +230,14 @@ class BatchLoader:
     _started = False
 
 
-def loader(dataset: ImageDataset, batch_size: int = 128, *, shuffle: bool = False,
-           seed: int = 0, drop_last: bool = False) -> BatchLoader:
+def loader(
+    dataset: ImageDataset,
+    batch_size: int = 128,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    drop_last: bool = False,
+) -> BatchLoader:
     """A :class:`BatchLoader` over ``dataset`` (see its documentation)."""
     return BatchLoader(dataset, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
 

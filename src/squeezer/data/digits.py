@@ -32,7 +32,14 @@ def load_digits(*, augment: bool = True, seed: int = 0) -> tuple[ImageDataset, I
     classes = tuple(str(i) for i in range(10))
 
     def make(idx: torch.Tensor, aug: Augment | None) -> ImageDataset:
-        return ImageDataset(images[idx], labels[idx], name="digits", mean=mean, std=std,
-                            classes=classes, augment=aug)
+        return ImageDataset(
+            images[idx],
+            labels[idx],
+            name="digits",
+            mean=mean,
+            std=std,
+            classes=classes,
+            augment=aug,
+        )
 
     return make(train_idx, Augment(pad=2) if augment else None), make(test_idx, None)

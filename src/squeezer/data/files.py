@@ -69,9 +69,15 @@ class DownloadError(Exception):
     """Every mirror failed; the message lists why for each."""
 
 
-def download(urls: Sequence[str], dest: Path, *, md5: str | None = None,
-             md5_uncompressed: str | None = None, progress: bool | None = None,
-             timeout: float = 30.0) -> Path:
+def download(
+    urls: Sequence[str],
+    dest: Path,
+    *,
+    md5: str | None = None,
+    md5_uncompressed: str | None = None,
+    progress: bool | None = None,
+    timeout: float = 30.0,
+) -> Path:
     """Fetch ``dest`` from the first mirror that works and verify its checksum.
 
     The file is written to ``dest.part`` and renamed only once its checksum matches, so an
@@ -95,8 +101,14 @@ def download(urls: Sequence[str], dest: Path, *, md5: str | None = None,
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
                 total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}",
-                          disable=_quiet(progress), leave=False) as bar:
+                with tqdm(
+                    total=total,
+                    unit="B",
+                    unit_scale=True,
+                    desc=f"download {dest.name}",
+                    disable=_quiet(progress),
+                    leave=False,
+                ) as bar:
                     for block in iter(lambda r=response: r.read(1 << 16), b""):
                         out.write(block)
                         bar.update(len(block))
@@ -124,8 +136,9 @@ def _quiet(progress: bool | None) -> bool:
     return not progress
 
 
-def not_found_message(title: str, dirs: Sequence[Path], files: Sequence[str],
-                      reason: str | None) -> str:
+def not_found_message(
+    title: str, dirs: Sequence[Path], files: Sequence[str], reason: str | None
+) -> str:
     """The one message every reader gives when a dataset is neither on disk nor downloadable."""
     looked = ", ".join(str(d) for d in dirs)
     why = f" Download failed: {reason}." if reason else " Download was not attempted."

@@ -46,8 +46,13 @@ def read_bytes(path: str | Path) -> bytes:
         ) from None
 
 
-def parse_idx(data: bytes, *, source: str = "<bytes>", expect_ndim: int | None = None,
-              expect_type: int | None = None) -> np.ndarray:
+def parse_idx(
+    data: bytes,
+    *,
+    source: str = "<bytes>",
+    expect_ndim: int | None = None,
+    expect_type: int | None = None,
+) -> np.ndarray:
     """Parse IDX bytes into a native-endian NumPy array.
 
     Args:
@@ -97,8 +102,9 @@ def parse_idx(data: bytes, *, source: str = "<bytes>", expect_ndim: int | None =
     return array.reshape(shape).astype(dtype.newbyteorder("="), copy=True)
 
 
-def read_idx(path: str | Path, *, expect_ndim: int | None = None,
-             expect_type: int | None = None) -> np.ndarray:
+def read_idx(
+    path: str | Path, *, expect_ndim: int | None = None, expect_type: int | None = None
+) -> np.ndarray:
     """Read an IDX file (gzipped or not) into a NumPy array.
 
     Args:
@@ -112,8 +118,9 @@ def read_idx(path: str | Path, *, expect_ndim: int | None = None,
     Raises:
         DatasetFormatError: the file is damaged or not an IDX file; the message names the file.
     """
-    return parse_idx(read_bytes(path), source=str(path), expect_ndim=expect_ndim,
-                     expect_type=expect_type)
+    return parse_idx(
+        read_bytes(path), source=str(path), expect_ndim=expect_ndim, expect_type=expect_type
+    )
 
 
 def write_idx(path: str | Path, array: np.ndarray, *, compress: bool | None = None) -> None:

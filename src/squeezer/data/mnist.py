@@ -75,8 +75,18 @@ FASHION_MNIST = IdxDatasetSpec(
         "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
         "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
     },
-    classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-             "Sneaker", "Bag", "Ankle boot"),
+    classes=(
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
     mean=0.2860,
     std=0.3530,
     augment=Augment(pad=2, hflip=True),  # clothes are left-right symmetric
@@ -90,8 +100,9 @@ def _file_in(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def find_idx_files(spec: IdxDatasetSpec, data_dir: str | Path | None = None
-                   ) -> dict[str, Path] | None:
+def find_idx_files(
+    spec: IdxDatasetSpec, data_dir: str | Path | None = None
+) -> dict[str, Path] | None:
     """The four files of the first searched folder that holds all of them, or None."""
     for folder in search_dirs(spec.name, data_dir):
         found = {stem: _file_in(folder, stem) for stem in IDX_FILES}
@@ -100,8 +111,9 @@ def find_idx_files(spec: IdxDatasetSpec, data_dir: str | Path | None = None
     return None
 
 
-def download_idx_files(spec: IdxDatasetSpec, data_dir: str | Path | None = None,
-                       progress: bool | None = None) -> dict[str, Path]:
+def download_idx_files(
+    spec: IdxDatasetSpec, data_dir: str | Path | None = None, progress: bool | None = None
+) -> dict[str, Path]:
     """Download the missing files of ``spec`` and verify their checksums.
 
     Raises:
@@ -116,17 +128,24 @@ def download_idx_files(spec: IdxDatasetSpec, data_dir: str | Path | None = None,
             continue
         urls = [m + stem + ".gz" for m in spec.mirrors]
         try:
-            found[stem] = download(urls, target / f"{stem}.gz",
-                                   md5_uncompressed=spec.md5[stem], progress=progress)
+            found[stem] = download(
+                urls, target / f"{stem}.gz", md5_uncompressed=spec.md5[stem], progress=progress
+            )
         except DownloadError as exc:
-            raise DatasetNotFoundError(not_found_message(
-                spec.title, search_dirs(spec.name, data_dir),
-                [f"{s}[.gz]" for s in IDX_FILES], str(exc))) from None
+            raise DatasetNotFoundError(
+                not_found_message(
+                    spec.title,
+                    search_dirs(spec.name, data_dir),
+                    [f"{s}[.gz]" for s in IDX_FILES],
+                    str(exc),
+                )
+            ) from None
     return found
 
 
-def read_idx_split(images_path: Path, labels_path: Path, num_classes: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def read_idx_split(
+    images_path: Path, labels_path: Path, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Read one split's images ``(N, 28, 28)`` and labels ``(N,)`` and check they agree."""
     images = read_idx(images_path, expect_ndim=3, expect_type=0x08)
     labels = read_idx(labels_path, expect_ndim=1, expect_type=0x08)
@@ -142,9 +161,14 @@ def read_idx_split(images_path: Path, labels_path: Path, num_classes: int
     return images, labels
 
 
-def load_idx_dataset(spec: IdxDatasetSpec, data_dir: str | Path | None = None, *,
-                     download: bool = True, augment: bool = True,
-                     progress: bool | None = None) -> tuple[ImageDataset, ImageDataset]:
+def load_idx_dataset(
+    spec: IdxDatasetSpec,
+    data_dir: str | Path | None = None,
+    *,
+    download: bool = True,
+    augment: bool = True,
+    progress: bool | None = None,
+) -> tuple[ImageDataset, ImageDataset]:
     """Load the train and test splits of an IDX dataset (MNIST or Fashion-MNIST).
 
     Raises:
@@ -154,9 +178,14 @@ def load_idx_dataset(spec: IdxDatasetSpec, data_dir: str | Path | None = None, *
     files = find_idx_files(spec, data_dir)
     if files is None:
         if not download:
-            raise DatasetNotFoundError(not_found_message(
-                spec.title, search_dirs(spec.name, data_dir),
-                [f"{s}[.gz]" for s in IDX_FILES], None))
+            raise DatasetNotFoundError(
+                not_found_message(
+                    spec.title,
+                    search_dirs(spec.name, data_dir),
+                    [f"{s}[.gz]" for s in IDX_FILES],
+                    None,
+                )
+            )
         files = download_idx_files(spec, data_dir, progress)
     n = len(spec.classes)
     train = read_idx_split(files["train-images-idx3-ubyte"], files["train-labels-idx1-ubyte"], n)
@@ -164,19 +193,24 @@ def load_idx_dataset(spec: IdxDatasetSpec, data_dir: str | Path | None = None, *
 
     def make(split: tuple[np.ndarray, np.ndarray], aug: Augment | None) -> ImageDataset:
         images = torch.from_numpy(split[0]).unsqueeze(1)
-        return ImageDataset(images, torch.from_numpy(split[1].astype(np.int64)), name=spec.name,
-                            mean=(spec.mean,), std=(spec.std,), classes=spec.classes,
-                            augment=aug)
+        return ImageDataset(
+            images,
+            torch.from_numpy(split[1].astype(np.int64)),
+            name=spec.name,
+            mean=(spec.mean,),
+            std=(spec.std,),
+            classes=spec.classes,
+            augment=aug,
+        )
 
     return make(train, spec.augment if augment else None), make(test, None)
 
 
-def verify_idx_files(spec: IdxDatasetSpec, data_dir: str | Path | None = None
-                     ) -> dict[str, bool]:
+def verify_idx_files(spec: IdxDatasetSpec, data_dir: str | Path | None = None) -> dict[str, bool]:
     """Check the MD5 of each file's uncompressed content against the published value."""
     files = find_idx_files(spec, data_dir)
     if files is None:
-        raise DatasetNotFoundError(not_found_message(
-            spec.title, search_dirs(spec.name, data_dir), list(IDX_FILES), None))
-    return {stem: md5_of(path, uncompressed=True) == spec.md5[stem]
-            for stem, path in files.items()}
+        raise DatasetNotFoundError(
+            not_found_message(spec.title, search_dirs(spec.name, data_dir), list(IDX_FILES), None)
+        )
+    return {stem: md5_of(path, uncompressed=True) == spec.md5[stem] for stem, path in files.items()}

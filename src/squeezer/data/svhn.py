@@ -42,8 +42,9 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DatasetFormatError(f"{path}: expected variables 'X' and 'y'")
     x, y = np.asarray(mat["X"]), np.asarray(mat["y"]).reshape(-1)
     if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.dtype != np.uint8:
-        raise DatasetFormatError(f"{path}: 'X' must be uint8 (32, 32, 3, N), got {x.dtype} "
-                                 f"{x.shape}")
+        raise DatasetFormatError(
+            f"{path}: 'X' must be uint8 (32, 32, 3, N), got {x.dtype} {x.shape}"
+        )
     if y.shape[0] != x.shape[3]:
         raise DatasetFormatError(f"{path}: {x.shape[3]} images but {y.shape[0]} labels")
     y = y.astype(np.int64)
@@ -52,9 +53,13 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(x.transpose(3, 2, 0, 1)), np.where(y == 10, 0, y)
 
 
-def load_svhn(data_dir: str | Path | None = None, *, download: bool = True,
-              augment: bool = True, progress: bool | None = None
-              ) -> tuple[ImageDataset, ImageDataset]:
+def load_svhn(
+    data_dir: str | Path | None = None,
+    *,
+    download: bool = True,
+    augment: bool = True,
+    progress: bool | None = None,
+) -> tuple[ImageDataset, ImageDataset]:
     """Load SVHN's train and test splits (the 'extra' split is not used)."""
     dirs = search_dirs("svhn", data_dir)
     names = [f for f, _ in FILES.values()]
@@ -77,8 +82,15 @@ def load_svhn(data_dir: str | Path | None = None, *, download: bool = True,
     for split, (file, _) in FILES.items():
         x, y = read_svhn_mat(folder / file)
         aug = Augment(pad=4) if augment and split == "train" else None
-        splits[split] = ImageDataset(torch.from_numpy(x), torch.from_numpy(y), name="svhn",
-                                     mean=MEAN, std=STD, classes=classes, augment=aug)
+        splits[split] = ImageDataset(
+            torch.from_numpy(x),
+            torch.from_numpy(y),
+            name="svhn",
+            mean=MEAN,
+            std=STD,
+            classes=classes,
+            augment=aug,
+        )
     return splits["train"], splits["test"]
 
 

@@ -22,8 +22,13 @@ class LeNet300(nn.Module):
         input_size: image height and width.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, input_size: int = 28,
-                 hidden: tuple[int, int] = (300, 100)) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        input_size: int = 28,
+        hidden: tuple[int, int] = (300, 100),
+    ) -> None:
         super().__init__()
         self.input_shape = (in_channels, input_size, input_size)
         self.flatten = nn.Flatten()

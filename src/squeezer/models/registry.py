@@ -55,9 +55,7 @@ def model_fn(name: str) -> ModelFn:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownNameError(
-            f"unknown model {name!r}{hint} (known: {', '.join(list_models())})"
-        )
+        raise UnknownNameError(f"unknown model {name!r}{hint} (known: {', '.join(list_models())})")
     return _REGISTRY[name]
 
 
@@ -81,8 +79,10 @@ def create(name: str, **kwargs: Any) -> nn.Module:
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     unknown = [k for k in kwargs if k not in params and not takes_any]
     if unknown:
-        raise TypeError(f"model {name!r} takes no argument(s) {', '.join(unknown)}; "
-                        f"it takes {', '.join(params)}")
+        raise TypeError(
+            f"model {name!r} takes no argument(s) {', '.join(unknown)}; "
+            f"it takes {', '.join(params)}"
+        )
     model = fn(**kwargs)
     setattr(model, ARCH_ATTR, {"name": name, "kwargs": dict(kwargs)})
     return model

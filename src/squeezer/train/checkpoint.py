@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,13 @@ FORMAT = "squeezer.checkpoint"
 FORMAT_VERSION = 1
 
 
-def save_checkpoint(model: nn.Module, path: str | Path, *,
-                    train_state: dict[str, Any] | None = None,
-                    meta: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    train_state: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Path:
     """Write ``model`` (and optionally training state) to ``path`` atomically.
 
     Args:
@@ -77,29 +82,40 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling failed"
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        text = str(exc)
+        wanted = re.search(r"GLOBAL ([\w.]+)|Unsupported global: GLOBAL ([\w.]+)", text)
+        if wanted:
+            name = wanted.group(1) or wanted.group(2)
             raise CheckpointError(
                 f"{path}: refused: the file asks to unpickle code or objects other than "
-                f"tensors and plain data ({first[:200]})"
+                f"tensors and plain data ({name})"
             ) from None
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({first[:200]})") from None
+        detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        reason = detail.group(1).strip() if detail else text.strip().splitlines()[0][:200]
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
     except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint (damaged or another format: "
-            f"{first[:200]})"
+            f"{path}: not a readable PyTorch checkpoint (damaged or another format: {first[:200]})"
         ) from None
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         if obj.get("format_version", 0) > FORMAT_VERSION:
-            raise CheckpointError(f"{path}: written by a newer squeezer (format version "
-                                  f"{obj['format_version']}); upgrade squeezer")
+            raise CheckpointError(
+                f"{path}: written by a newer squeezer (format version "
+                f"{obj['format_version']}); upgrade squeezer"
+            )
         if not isinstance(obj.get("state_dict"), dict):
             raise CheckpointError(f"{path}: checkpoint has no state_dict")
         return obj
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return {"format": None, "arch": None, "state_dict": obj, "train_state": None,
-                "meta": {}, "input_shape": []}
+        return {
+            "format": None,
+            "arch": None,
+            "state_dict": obj,
+            "train_state": None,
+            "meta": {},
+            "input_shape": [],
+        }
     raise CheckpointError(f"{path}: not a squeezer checkpoint or a state_dict")
 
 

@@ -37,15 +37,23 @@ class FitResult:
         return self.history[-1] if self.history else {}
 
 
-def _batches(data: ImageDataset | Batches | torch.utils.data.Dataset, batch_size: int,
-             shuffle: bool, seed: int) -> Batches:
+def _batches(
+    data: ImageDataset | Batches | torch.utils.data.Dataset,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+) -> Batches:
     if isinstance(data, ImageDataset):
         return BatchLoader(data, batch_size, shuffle=shuffle, seed=seed)
-    if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__getitem__") \
-            and not isinstance(data, torch.utils.data.IterableDataset):
+    if (
+        isinstance(data, torch.utils.data.Dataset)
+        and hasattr(data, "__getitem__")
+        and not isinstance(data, torch.utils.data.IterableDataset)
+    ):
         gen = torch.Generator().manual_seed(seed)
-        return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=shuffle,
-                                           generator=gen)
+        return torch.utils.data.DataLoader(
+            data, batch_size=batch_size, shuffle=shuffle, generator=gen
+        )
     return data  # already an iterable of batches (a DataLoader, a BatchLoader, a list)
 
 
@@ -60,11 +68,20 @@ def _num_batches(batches: Batches) -> int:
         return 0
 
 
-def fit(model: nn.Module, train: ImageDataset | Batches, config: TrainConfig | None = None, *,
-        val: ImageDataset | Batches | None = None, callbacks: Sequence[Callback] = (),
-        checkpoint: str | Path | None = None, resume: bool = False,
-        progress: bool | None = None, verbose: bool = False,
-        device: str | torch.device | None = None, **overrides: Any) -> FitResult:
+def fit(
+    model: nn.Module,
+    train: ImageDataset | Batches,
+    config: TrainConfig | None = None,
+    *,
+    val: ImageDataset | Batches | None = None,
+    callbacks: Sequence[Callback] = (),
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    verbose: bool = False,
+    device: str | torch.device | None = None,
+    **overrides: Any,
+) -> FitResult:
     """Train ``model`` in place with cross-entropy.
 
     Args:
@@ -136,14 +153,22 @@ def fit(model: nn.Module, train: ImageDataset | Batches, config: TrainConfig | N
         if verbose:
             print(_format_epoch(metrics, config.epochs), file=sys.stderr, flush=True)
         if checkpoint is not None:
-            save_checkpoint(model, checkpoint, train_state={
-                "epoch": epoch + 1, "step": state.step, "optimizer": optimizer.state_dict(),
-                "config": config.to_dict(), "history": state.history,
-            })
+            save_checkpoint(
+                model,
+                checkpoint,
+                train_state={
+                    "epoch": epoch + 1,
+                    "step": state.step,
+                    "optimizer": optimizer.state_dict(),
+                    "config": config.to_dict(),
+                    "history": state.history,
+                },
+            )
     for cb in callbacks:
         cb.on_fit_end(state)
-    return FitResult(history=list(state.history), start_epoch=start_epoch,
-                     seconds=time.perf_counter() - started)
+    return FitResult(
+        history=list(state.history), start_epoch=start_epoch, seconds=time.perf_counter() - started
+    )
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -151,8 +176,13 @@ def _device_of(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def _restore(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-             state: TrainState, config: TrainConfig) -> int:
+def _restore(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+    config: TrainConfig,
+) -> int:
     ckpt = read_checkpoint(path)
     saved = ckpt.get("train_state")
     if not isinstance(saved, dict) or "epoch" not in saved:
@@ -168,14 +198,25 @@ def _restore(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimize
     return int(saved["epoch"])
 
 
-def _train_epoch(state: TrainState, batches: Batches, callbacks: Sequence[Callback],
-                 dev: torch.device, progress: bool | None) -> dict[str, float]:
+def _train_epoch(
+    state: TrainState,
+    batches: Batches,
+    callbacks: Sequence[Callback],
+    dev: torch.device,
+    progress: bool | None,
+) -> dict[str, float]:
     model, optimizer, config = state.model, state.optimizer, state.config
     model.train()
     n_batches = state.batches_per_epoch
     total_loss, correct, seen = 0.0, 0, 0
-    bar = tqdm(batches, total=n_batches or None, desc=f"epoch {state.epoch + 1}/{config.epochs}",
-               disable=_quiet(progress), leave=False, unit="batch")
+    bar = tqdm(
+        batches,
+        total=n_batches or None,
+        desc=f"epoch {state.epoch + 1}/{config.epochs}",
+        disable=_quiet(progress),
+        leave=False,
+        unit="batch",
+    )
     for i, (x, y) in enumerate(bar):
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
         state.batch_index, state.inputs, state.targets = i, x, y
@@ -213,13 +254,19 @@ def _train_epoch(state: TrainState, batches: Batches, callbacks: Sequence[Callba
         if not bar.disable and i % 10 == 0:
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", lr=f"{state.lr:.3g}")
     bar.close()
-    return {"train_loss": total_loss / max(seen, 1), "train_top1": correct / max(seen, 1),
-            "lr": state.lr}
+    return {
+        "train_loss": total_loss / max(seen, 1),
+        "train_top1": correct / max(seen, 1),
+        "lr": state.lr,
+    }
 
 
 def _format_epoch(m: dict[str, float], epochs: int) -> str:
-    parts = [f"epoch {int(m['epoch'])}/{epochs}", f"loss {m['train_loss']:.4f}",
-             f"train top1 {m['train_top1']:.4f}"]
+    parts = [
+        f"epoch {int(m['epoch'])}/{epochs}",
+        f"loss {m['train_loss']:.4f}",
+        f"train top1 {m['train_top1']:.4f}",
+    ]
     if "val_top1" in m:
         parts += [f"val top1 {m['val_top1']:.4f}", f"val loss {m['val_loss']:.4f}"]
     parts.append(f"{m['seconds']:.1f}s")
@@ -227,9 +274,15 @@ def _format_epoch(m: dict[str, float], epochs: int) -> str:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: ImageDataset | Batches, *, batch_size: int = 1000,
-             topk: Sequence[int] = (1, 5), device: str | torch.device | None = None,
-             progress: bool | None = None) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    data: ImageDataset | Batches,
+    *,
+    batch_size: int = 1000,
+    topk: Sequence[int] = (1, 5),
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+) -> dict[str, float]:
     """Top-k accuracy (fractions) and mean cross-entropy of ``model`` on ``data``.
 
     Args:
@@ -252,8 +305,14 @@ def evaluate(model: nn.Module, data: ImageDataset | Batches, *, batch_size: int 
     total_loss, seen = 0.0, 0
     hits = dict.fromkeys(topk, 0)
     try:
-        for x, y in tqdm(batches, total=_num_batches(batches) or None, desc="evaluate",
-                         disable=_quiet(progress), leave=False, unit="batch"):
+        for x, y in tqdm(
+            batches,
+            total=_num_batches(batches) or None,
+            desc="evaluate",
+            disable=_quiet(progress),
+            leave=False,
+            unit="batch",
+        ):
             x, y = x.to(dev), y.to(dev)
             out = model(x)
             total_loss += float(F.cross_entropy(out, y, reduction="sum"))

@@ -1,0 +1,322 @@
+"""The command line: each command end to end on small data, and clean one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import squeezer as sq
+from squeezer.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse exits on usage errors and --help
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code != 0
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert "error:" in lines[0] and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture
+def trained(tmp_path: Path, fake_mnist: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    out = tmp_path / "m.pt"
+    code, _, _ = run(
+        capsys,
+        "train",
+        "lenet300",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(fake_mnist),
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert code == 0
+    return out
+
+
+def test_train_writes_checkpoint_and_json(
+    tmp_path: Path, fake_mnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, js = tmp_path / "m.pt", tmp_path / "train.json"
+    code, _, err = run(
+        capsys,
+        "train",
+        "lenet5",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(fake_mnist),
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
+        "--json",
+        str(js),
+    )
+    assert code == 0, err
+    result = json.loads(js.read_text())
+    assert 0 <= result["top1"] <= 1 and result["loss"] > 0
+    assert len(result["history"]) == 2 and "epoch 2/2" in err
+    model = sq.load_checkpoint(out)
+    assert sum(p.numel() for p in model.parameters()) == 431_080
+    assert sq.train.read_checkpoint(out)["meta"]["dataset"] == "mnist"
+
+
+def test_train_refuses_to_overwrite_then_resumes(
+    trained: Path, fake_mnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = [
+        "train",
+        "lenet300",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(fake_mnist),
+        "--out",
+        str(trained),
+        "--quiet",
+    ]
+    code, _, err = run(capsys, *base, "--epochs", "2")
+    assert_one_line_error(code, err, "exists", "--resume")
+    js = trained.with_suffix(".json")
+    code, _, err = run(capsys, *base, "--epochs", "2", "--resume", "--json", str(js))
+    assert code == 0, err
+    result = json.loads(js.read_text())
+    assert result["resumed_from_epoch"] == 1 and len(result["history"]) == 2
+
+
+def test_evaluate_checkpoint(
+    trained: Path, fake_mnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys,
+        "evaluate",
+        str(trained),
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(fake_mnist),
+        "--json",
+        "-",
+    )
+    assert code == 0, err
+    result = json.loads(out[out.index("{") :])
+    assert set(result) >= {"top1", "loss", "top5", "n"} and result["n"] == 20
+
+
+def test_evaluate_real_mnist_subset(
+    trained: Path, real_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(
+        capsys,
+        "evaluate",
+        str(trained),
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(real_data),
+        "--limit",
+        "500",
+    )
+    assert code == 0 and "(500 images)" in out
+
+
+def test_measure_with_baseline_json(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    js = tmp_path / "measure.json"
+    code, out, err = run(
+        capsys,
+        "measure",
+        str(trained),
+        "--baseline",
+        str(trained),
+        "--batch-sizes",
+        "1,8",
+        "--threads",
+        "1",
+        "--min-run-time",
+        "0.01",
+        "--json",
+        str(js),
+    )
+    assert code == 0, err
+    result = json.loads(js.read_text())
+    for key in (
+        "params",
+        "nonzero_params",
+        "flops",
+        "size_bytes",
+        "latency_ms",
+        "compression_rate",
+        "flops_reduction",
+        "speedup",
+        "file_bytes",
+    ):
+        assert key in result
+    assert result["params"] == 266_610 and result["compression_rate"] == pytest.approx(1.0)
+    assert [s["batch_size"] for s in result["speedup"]] == [1, 8]
+    assert "speedup delta" in out
+
+
+def test_measure_zoo_name_without_latency(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "measure", "lenet5", "--no-latency")
+    assert code == 0 and "431,080" in out and "random weights" in err
+
+
+def test_models_and_datasets_lists(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "models", "lenet*")
+    assert code == 0 and out.split() == ["lenet300", "lenet5"]
+    code, out, _ = run(capsys, "datasets")
+    assert code == 0 and "fashion-mnist" in out and "svhn" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--help"],
+        ["evaluate", "--help"],
+        ["measure", "--help"],
+        ["demo", "--help"],
+        ["--help"],
+    ],
+)
+def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, *argv)
+    assert code == 0 and "usage: squeezer" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragments"),
+    [
+        (["evaluate", "missing.pt", "--dataset", "mnist"], ["missing.pt", "no such file"]),
+        (["measure", "nothing-here"], ["neither a file nor a model name"]),
+        (["train", "lenet6", "--dataset", "mnist"], ["unknown model 'lenet6'", "lenet5"]),
+        (["train", "lenet5", "--dataset", "imagenet42"], ["unknown dataset 'imagenet42'"]),
+        (["train", "lenet5", "--dataset", "mnist", "--epochs", "0"], ["positive integer"]),
+        (["train", "lenet5", "--dataset", "mnist", "--optimizer", "rmsprop"], ["invalid choice"]),
+        (["train", "lenet5"], ["--dataset"]),
+        (["measure", "lenet5", "--batch-sizes", "1,x"], ["--batch-sizes", "integers"]),
+        (["measure", "lenet5", "--input-shape", "3,32,32", "--no-latency"], ["does not run"]),
+        (["frobnicate"], ["invalid choice"]),
+    ],
+)
+def test_bad_input_gives_one_line_error(
+    argv: list[str], fragments: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, *argv)
+    assert_one_line_error(code, err, *fragments)
+
+
+def test_unreadable_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    code, _, err = run(capsys, "evaluate", str(bad), "--dataset", "mnist")
+    assert_one_line_error(code, err, "bad.pt", "not a readable PyTorch checkpoint")
+    code, _, err = run(capsys, "measure", str(bad))
+    assert_one_line_error(code, err, "bad.pt")
+
+
+def test_dataset_missing_offline(
+    tmp_path: Path,
+    trained: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dataclasses
+
+    import squeezer.data as sqdata
+    import squeezer.data.mnist as mn
+
+    offline = dataclasses.replace(mn.FASHION_MNIST, mirrors=("file:///nonexistent/",))
+    monkeypatch.setitem(
+        sqdata._DATASETS,
+        "fashion-mnist",
+        lambda data_dir, **kw: mn.load_idx_dataset(offline, data_dir, **kw),
+    )
+    code, _, err = run(
+        capsys,
+        "evaluate",
+        str(trained),
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        str(tmp_path / "empty"),
+    )
+    assert_one_line_error(code, err, "Fashion-MNIST not found", "SQUEEZER_DATA")
+
+
+def test_model_dataset_mismatch(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from helpers import write_cifar10
+
+    write_cifar10(tmp_path / "cifar10")
+    code, _, err = run(
+        capsys, "evaluate", str(trained), "--dataset", "cifar10", "--data-dir", str(tmp_path)
+    )
+    assert_one_line_error(code, err, "(1, 28, 28)", "(3, 32, 32)")
+
+
+def test_demo_falls_back_to_digits_offline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    import squeezer.data as sqdata
+    import squeezer.data.mnist as mn
+
+    offline = dataclasses.replace(mn.MNIST, mirrors=("file:///nonexistent/",))
+    monkeypatch.setitem(
+        sqdata._DATASETS,
+        "mnist",
+        lambda data_dir, **kw: mn.load_idx_dataset(offline, data_dir, **kw),
+    )
+    js = tmp_path / "demo.json"
+    code, out, err = run(
+        capsys, "demo", "--data-dir", str(tmp_path / "none"), "--epochs", "1", "--json", str(js)
+    )
+    assert code == 0, err
+    assert "falling back to scikit-learn's bundled 8x8 digits" in err
+    result = json.loads(js.read_text())
+    assert result["dataset"] == "digits" and result["top1"] > 0.8
+    assert "LeNet300" in out and "total" in out
+
+
+def test_console_script_runs_without_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "HOME": str(tmp_path)}
+    exe = Path(sys.executable).with_name("squeezer")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "squeezer.cli"]
+    ok = subprocess.run([*cmd, "--version"], capture_output=True, text=True, env=env, check=False)
+    assert ok.returncode == 0 and ok.stdout.startswith("squeezer ")
+    bad = subprocess.run(
+        [*cmd, "evaluate", "nope.pt", "--dataset", "mnist"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert (
+        bad.stderr.strip() == "squeezer evaluate: error: nope.pt: no such file "
+        "(models: lenet300, lenet5)"
+    )
