@@ -18,7 +18,7 @@ def shared_data_dir() -> Path | None:
     """The real MNIST/Fashion-MNIST: $SQUEEZER_DATA, else ../shared/data beside the repo."""
     for candidate in (_ENV_DATA, REPO.parent / "shared" / "data"):
         if candidate and (Path(candidate) / "mnist").is_dir():
-            return Path(candidate)
+            return Path(candidate).resolve()
     return None
 
 
