@@ -132,7 +132,7 @@ def main() -> int:
         for m in args.models.split(",")
     ]
     report = {
-        "command": "python benchmarks/baselines.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python benchmarks/baselines.py", *sys.argv[1:]]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "backend": sq.analysis.backend_name(),
         "threads": torch.get_num_threads(),
