@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -30,6 +31,14 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
     assert "error:" in lines[0] and "Traceback" not in err
     for fragment in fragments:
         assert fragment in lines[0]
+
+
+def go_offline(monkeypatch: pytest.MonkeyPatch, spec: str) -> None:
+    """Make an IDX dataset's mirrors unreachable, as on a machine with no network."""
+    import squeezer.data as sqdata
+
+    offline = dataclasses.replace(getattr(sqdata, spec), mirrors=("file:///nonexistent/",))
+    monkeypatch.setattr(sqdata, spec, offline)
 
 
 @pytest.fixture
@@ -242,17 +251,7 @@ def test_dataset_missing_offline(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import dataclasses
-
-    import squeezer.data as sqdata
-    import squeezer.data.mnist as mn
-
-    offline = dataclasses.replace(mn.FASHION_MNIST, mirrors=("file:///nonexistent/",))
-    monkeypatch.setitem(
-        sqdata._DATASETS,
-        "fashion-mnist",
-        lambda data_dir, **kw: mn.load_idx_dataset(offline, data_dir, **kw),
-    )
+    go_offline(monkeypatch, "FASHION_MNIST")
     code, _, err = run(
         capsys,
         "evaluate",
@@ -280,17 +279,7 @@ def test_model_dataset_mismatch(
 def test_demo_falls_back_to_digits_offline(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import dataclasses
-
-    import squeezer.data as sqdata
-    import squeezer.data.mnist as mn
-
-    offline = dataclasses.replace(mn.MNIST, mirrors=("file:///nonexistent/",))
-    monkeypatch.setitem(
-        sqdata._DATASETS,
-        "mnist",
-        lambda data_dir, **kw: mn.load_idx_dataset(offline, data_dir, **kw),
-    )
+    go_offline(monkeypatch, "MNIST")
     js = tmp_path / "demo.json"
     code, out, err = run(
         capsys, "demo", "--data-dir", str(tmp_path / "none"), "--epochs", "1", "--json", str(js)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from squeezer import __version__
@@ -35,24 +35,24 @@ def _positive(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
+def _number(lower: float, *, strict: bool) -> Callable[[str], float]:
+    """An argparse type: a float above ``lower`` (``strict``) or at least ``lower``."""
+    words = f"> {lower:g}" if strict else f">= {lower:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (value > lower if strict else value >= lower):
+            raise argparse.ArgumentTypeError(f"expected a number {words}, got {text}")
+        return value
+
+    return parse
 
 
-def _nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
+_positive_float = _number(0, strict=True)
+_nonnegative_float = _number(0, strict=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
