@@ -33,3 +33,7 @@ class UnknownNameError(SqueezerError, LookupError):
 
 class CheckpointError(SqueezerError, ValueError):
     """A checkpoint file is missing, damaged or not a squeezer checkpoint."""
+
+
+class SqzFormatError(SqueezerError, ValueError):
+    """A ``.sqz`` file is truncated, corrupted, forged or from an unknown format version."""

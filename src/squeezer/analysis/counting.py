@@ -9,6 +9,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from squeezer.surgery import type_name
+
 Inputs = Tensor | tuple[Tensor, ...]
 
 
@@ -101,7 +103,7 @@ def layer_counts(model: nn.Module, module_flops: dict[str, int]) -> list[LayerCo
         rows.append(
             LayerCounts(
                 name=name or "(root)",
-                type=type(module).__name__,
+                type=type_name(module),
                 params=sum(p.numel() for p in params),
                 nonzero_params=sum(int(torch.count_nonzero(p.detach())) for p in params),
                 # a container's FLOPs include its children's: only leaves carry their own

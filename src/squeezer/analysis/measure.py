@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from squeezer.analysis.counting import (
     Inputs,
@@ -29,6 +30,7 @@ from squeezer.analysis.counting import (
     size_bytes,
 )
 from squeezer.analysis.latency import Latency, layer_latency, time_models
+from squeezer.surgery import baked_copy
 
 # A FLOPs cut at least this large should show up in the clock; if not, say so.
 FLOPS_GAIN_WORTH_WARNING = 1.1
@@ -140,6 +142,7 @@ def measure(
         A :class:`Measurement`.
     """
     threads = list(threads) if threads else [torch.get_num_threads()]
+    model, baseline = plain(model), None if baseline is None else plain(baseline)
     one = batch_of(example_inputs, 1)
     flops, module_flops = count_flops(model, one)
     rows = layer_counts(model, module_flops)
@@ -186,6 +189,13 @@ def measure(
         result.comparison = compare(base_m, result)
         result.warnings += flops_without_speed_warnings(result.comparison)
     return result
+
+
+def plain(model: nn.Module) -> nn.Module:
+    """``model`` itself, or a baked copy if it carries masks or shared-weight parametrizations."""
+    if not any(parametrize.is_parametrized(m) for m in model.modules()):
+        return model
+    return baked_copy(model)
 
 
 def _ratio(a: float, b: float) -> float:

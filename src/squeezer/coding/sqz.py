@@ -1,0 +1,306 @@
+"""The ``.sqz`` file: a compressed model that loads back bit-exactly, without running code.
+
+Layout (all integers little-endian)::
+
+    8 bytes   magic  89 53 51 5A 0D 0A 1A 0A  ("\\x89SQZ\\r\\n\\x1a\\n", as PNG does)
+    4 bytes   header length H
+    H bytes   header: UTF-8 JSON (format version, how to rebuild the model, one entry per
+              tensor: shape, dtype, encoding, and its section's offset, length and CRC-32)
+    4 bytes   CRC-32 of the header
+    ...       payload: the tensors' sections, back to back
+
+Loading checks the magic, the version, both checksums and every length against the file,
+validates each entry before decoding it, rebuilds the architecture from the zoo registry by
+name (never by unpickling or evaluating anything) and loads the weights with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from squeezer.coding.huffman import entropy_bits
+from squeezer.coding.tensor_codec import decode_tensor, encode_tensor
+from squeezer.errors import SqzFormatError, UnknownNameError
+from squeezer.surgery import baked_copy
+
+MAGIC = b"\x89SQZ\r\n\x1a\n"
+VERSION = 1
+MAX_HEADER = 64 << 20
+
+
+@dataclass
+class TensorReport:
+    """What one tensor costs in the file, for ``squeezer inspect`` and the pipeline tables."""
+
+    name: str
+    shape: list[int]
+    encoding: str
+    bytes: int
+    numel: int
+    nonzero: int
+    codebook: int = 0
+    index_bits: int | None = None  # fixed width of a codebook index (before Huffman)
+    gap_bits: int | None = None
+    index_avg_bits: float | None = None  # Huffman average code length
+    index_entropy: float | None = None
+    gap_avg_bits: float | None = None
+    gap_entropy: float | None = None
+    stored: int = 0  # entries written (non-zeros plus fillers) for sparse tensors
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.nonzero / self.numel if self.numel else 0.0
+
+
+@dataclass
+class SqzContents:
+    header: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+    reports: list[TensorReport] = field(default_factory=list)
+    file_bytes: int = 0
+
+
+def _plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    if any(parametrize.is_parametrized(m) for m in model.modules()):
+        model = baked_copy(model)
+    return model.state_dict()
+
+
+def encode_model(
+    model: nn.Module, coding: str = "huffman", meta: dict[str, Any] | None = None
+) -> bytes:
+    """The bytes of ``model``'s ``.sqz`` file (see :func:`save`)."""
+    from squeezer import __version__
+    from squeezer.models import arch_of
+
+    arch = arch_of(model)
+    if arch is None:
+        raise SqzFormatError(
+            "save: the model records no architecture; build it with squeezer.models.create"
+        )
+    entries, sections, offset = [], [], 0
+    for name, tensor in _plain_state(model).items():
+        enc = encode_tensor(tensor, coding)
+        crc = zlib.crc32(enc.payload)
+        entries.append(
+            {"name": name, **enc.header, "off": offset, "len": len(enc.payload), "crc": crc}
+        )
+        sections.append(enc.payload)
+        offset += len(enc.payload)
+    header = {
+        "format": "sqz",
+        "version": VERSION,
+        "squeezer": __version__,
+        "arch": arch,
+        "input_shape": list(getattr(model, "input_shape", ()) or ()),
+        "meta": dict(meta or {}),
+        "payload_bytes": offset,
+        "tensors": entries,
+    }
+    head = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+    return b"".join(
+        [MAGIC, struct.pack("<I", len(head)), head, struct.pack("<I", zlib.crc32(head)), *sections]
+    )
+
+
+def save(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    coding: str = "huffman",
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` as a ``.sqz`` file (atomically).
+
+    Masks and shared-weight parametrizations are baked into a copy first; ``model`` is left
+    as it is. Every tensor is stored in its smallest form (see
+    :mod:`squeezer.coding.tensor_codec`).
+
+    Args:
+        model: a model built by :func:`squeezer.models.create` (its zoo name and arguments
+            are recorded so the file rebuilds it).
+        path: the file to write.
+        coding: ``"huffman"`` or ``"fixed"`` (fixed-width index fields, no Huffman).
+        meta: plain data to keep in the header (dataset, accuracy...).
+
+    Returns:
+        The path written.
+    """
+    if coding not in ("huffman", "fixed"):
+        raise ValueError("coding must be 'huffman' or 'fixed'")
+    data = encode_model(model, coding, meta)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def _fail(path: Path | str, message: str) -> SqzFormatError:
+    return SqzFormatError(f"{path}: {message}")
+
+
+def parse(data: bytes, source: str = "<bytes>") -> SqzContents:
+    """Decode ``.sqz`` bytes into the header and the tensors.
+
+    Raises:
+        SqzFormatError: the bytes are not a valid ``.sqz`` file; the message says why.
+    """
+    if len(data) < len(MAGIC) + 8:
+        raise _fail(source, f"too short to be a .sqz file ({len(data)} bytes)")
+    if data[: len(MAGIC)] != MAGIC:
+        raise _fail(source, "not a .sqz file (wrong magic bytes)")
+    (hlen,) = struct.unpack_from("<I", data, len(MAGIC))
+    start = len(MAGIC) + 4
+    if hlen > MAX_HEADER or start + hlen + 4 > len(data):
+        raise _fail(
+            source,
+            f"truncated: the header needs {hlen} bytes, the file has "
+            f"{max(len(data) - start - 4, 0)} after the magic",
+        )
+    head = data[start : start + hlen]
+    (crc,) = struct.unpack_from("<I", data, start + hlen)
+    if zlib.crc32(head) != crc:
+        raise _fail(source, "corrupted header (CRC-32 mismatch)")
+    try:
+        header = json.loads(head.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _fail(source, f"header is not valid JSON: {exc}") from None
+    if not isinstance(header, dict) or header.get("format") != "sqz":
+        raise _fail(source, "header does not describe a .sqz file")
+    version = header.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise _fail(source, f"invalid format version {version!r}")
+    if version > VERSION:
+        raise _fail(
+            source,
+            f"format version {version} is newer than this squeezer reads "
+            f"({VERSION}); upgrade squeezer",
+        )
+    payload = data[start + hlen + 4 :]
+    declared = header.get("payload_bytes")
+    if not isinstance(declared, int) or declared < 0:
+        raise _fail(source, "header lacks a valid payload_bytes")
+    if len(payload) < declared:
+        raise _fail(
+            source, f"truncated: {len(payload)} payload bytes, the header declares {declared}"
+        )
+    if len(payload) > declared:
+        raise _fail(source, f"{len(payload) - declared} unexpected bytes after the payload")
+    entries = header.get("tensors")
+    if not isinstance(entries, list):
+        raise _fail(source, "header lacks the tensor list")
+    tensors: dict[str, torch.Tensor] = {}
+    reports = []
+    for entry in entries:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or name in tensors:
+            raise _fail(source, "a tensor entry has a missing or repeated name")
+        off, length, crc = (entry.get(k) for k in ("off", "len", "crc"))
+        if not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (off, length, crc)
+        ):
+            raise _fail(source, f"tensor {name}: invalid section offset/length/CRC")
+        if off + length > declared:
+            raise _fail(source, f"tensor {name}: section runs past the end of the payload")
+        section = payload[off : off + length]
+        if zlib.crc32(section) != crc:
+            raise _fail(source, f"tensor {name}: corrupted data (CRC-32 mismatch)")
+        streams: dict[str, np.ndarray] = {}
+        try:
+            tensors[name] = decode_tensor(entry, section, streams)
+        except (ValueError, TypeError, KeyError, OverflowError, MemoryError) as exc:
+            raise _fail(source, f"tensor {name}: {exc}") from None
+        reports.append(_report(name, entry, tensors[name], length, streams))
+    return SqzContents(header=header, tensors=tensors, reports=reports, file_bytes=len(data))
+
+
+def _report(
+    name: str,
+    entry: dict[str, Any],
+    tensor: torch.Tensor,
+    nbytes: int,
+    streams: dict[str, np.ndarray],
+) -> TensorReport:
+    r = TensorReport(
+        name=name,
+        shape=list(tensor.shape),
+        encoding=entry["enc"],
+        bytes=nbytes,
+        numel=tensor.numel(),
+        nonzero=int(torch.count_nonzero(tensor)),
+        codebook=int(entry.get("k", 0) or 0),
+        stored=int(entry.get("n", 0) or 0),
+    )
+    if r.codebook:
+        r.index_bits = max(1, int(np.ceil(np.log2(r.codebook + 1))))
+    if "gw" in entry:
+        r.gap_bits = int(entry["gw"])
+    for key, attr in (("sym", "index"), ("gap", "gap")):
+        part, symbols = entry.get(key), streams.get(key)
+        if isinstance(part, dict) and symbols is not None and symbols.size:
+            avg = part["nb"] / symbols.size if part.get("c") == "h" else float(part["w"])
+            setattr(r, f"{attr}_avg_bits", avg)
+            setattr(r, f"{attr}_entropy", entropy_bits(symbols))
+    return r
+
+
+def read(path: str | Path) -> SqzContents:
+    """Read and fully validate a ``.sqz`` file (tensors decoded, model not built)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise _fail(path, "no such file") from None
+    except IsADirectoryError:
+        raise _fail(path, "is a folder, not a .sqz file") from None
+    return parse(data, str(path))
+
+
+def load(path: str | Path) -> nn.Module:
+    """Rebuild the model stored in a ``.sqz`` file, with bit-identical weights, in eval mode.
+
+    Raises:
+        SqzFormatError: the file is truncated, corrupted, forged, or names an architecture
+            this squeezer does not have.
+    """
+    from squeezer.models import create
+
+    contents = read(path)
+    arch = contents.header.get("arch")
+    if not isinstance(arch, dict) or not isinstance(arch.get("name"), str):
+        raise _fail(path, "header does not say how to rebuild the model")
+    kwargs = arch.get("kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise _fail(path, "architecture arguments must be a mapping")
+    try:
+        model = create(arch["name"], **kwargs)
+    except (UnknownNameError, TypeError, ValueError) as exc:
+        raise _fail(path, f"cannot rebuild the model: {exc}") from None
+    try:
+        model.load_state_dict(contents.tensors, strict=True)
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        raise _fail(path, "tensors do not fit the model: " + "; ".join(lines[1:3])) from None
+    return model.eval()
+
+
+def is_sqz(path: str | Path) -> bool:
+    """Whether ``path`` starts with the ``.sqz`` magic bytes."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False

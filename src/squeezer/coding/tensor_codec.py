@@ -1,0 +1,278 @@
+"""Encoding one tensor for the ``.sqz`` file: raw, dense codebook indices, or sparse.
+
+Per tensor the coder picks whichever is smallest of:
+
+- ``raw``: the values at their dtype (biases, BatchNorm, small or unprunable tensors);
+- ``dense``: a codebook of at most 255 distinct non-zero values plus an index per element
+  (0 = exact zero), for shared-weight layers that are barely pruned;
+- ``sparse``: relative indices of the stored elements (see :mod:`relative_index`) plus either
+  codebook indices (shared weights) or float32 values (pruned only), trying every gap width
+  from 1 to 8 bits.
+
+Index and gap streams are Huffman coded (``coding="huffman"``) or packed at fixed width
+(``coding="fixed"``, what the paper's "pruning + quantization" column stores).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from squeezer.coding.huffman import (
+    average_length,
+    code_table_bytes,
+    code_table_from_bytes,
+    entropy_bits,
+    huffman_decode,
+    huffman_encode,
+    pack_fixed,
+    unpack_fixed,
+)
+from squeezer.coding.relative_index import decode_gaps, encode_gaps
+
+MAX_CODEBOOK = 255  # codebook indices 1..255; index 0 is the exact zero
+MAX_GAP_BITS = 8
+MIN_ELEMENTS = 64  # smaller tensors are not worth a codebook
+
+DTYPES = {
+    "float32": (torch.float32, "<f4"),
+    "float64": (torch.float64, "<f8"),
+    "float16": (torch.float16, "<f2"),
+    "bfloat16": (torch.bfloat16, "<i2"),  # stored as its bit pattern
+    "int64": (torch.int64, "<i8"),
+    "int32": (torch.int32, "<i4"),
+    "int16": (torch.int16, "<i2"),
+    "int8": (torch.int8, "i1"),
+    "uint8": (torch.uint8, "u1"),
+    "bool": (torch.bool, "?"),
+}
+TORCH_TO_NAME = {v[0]: k for k, v in DTYPES.items()}
+
+
+@dataclass
+class Encoded:
+    """One tensor's header entry (JSON-able) and payload bytes."""
+
+    header: dict[str, Any]
+    payload: bytes
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _stream(symbols: np.ndarray, coding: str, width: int) -> tuple[dict[str, Any], bytes, dict]:
+    """Code one integer stream; returns its header part, bytes and statistics."""
+    if coding == "huffman":
+        data, nbits, code = huffman_encode(symbols)
+        table = code_table_bytes(code) if symbols.size else b""
+        stats = {"avg_bits": average_length(symbols, code), "entropy": entropy_bits(symbols)}
+        return {"c": "h", "nb": nbits, "tb": len(table)}, table + data, stats
+    data = pack_fixed(symbols, width)
+    return (
+        {"c": "f", "w": width},
+        data,
+        {"avg_bits": float(width), "entropy": entropy_bits(symbols)},
+    )
+
+
+def _read_stream(part: dict[str, Any], data: bytes, n: int) -> tuple[np.ndarray, int]:
+    """Decode a stream written by :func:`_stream`; returns the symbols and bytes used."""
+    if part.get("c") == "h":
+        tb, nbits = _int(part, "tb"), _int(part, "nb")
+        if n == 0:
+            return np.zeros(0, np.int64), 0
+        code, used = code_table_from_bytes(data[:tb])
+        if used != tb:
+            raise ValueError("Huffman table length mismatch")
+        nbytes = (nbits + 7) // 8
+        if len(data) < tb + nbytes:
+            raise ValueError("Huffman stream truncated")
+        return huffman_decode(data[tb : tb + nbytes], nbits, code, n), tb + nbytes
+    if part.get("c") == "f":
+        width = _int(part, "w")
+        if not 1 <= width <= 32:
+            raise ValueError("bad fixed width")
+        nbytes = (n * width + 7) // 8
+        return unpack_fixed(data[:nbytes], width, n), nbytes
+    raise ValueError(f"unknown stream coding {part.get('c')!r}")
+
+
+def _int(d: dict[str, Any], key: str) -> int:
+    v = d.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise ValueError(f"field {key!r} must be a non-negative integer")
+    return v
+
+
+def _bits_for(k: int) -> int:
+    return max(1, int(np.ceil(np.log2(k + 1))))
+
+
+def encode_tensor(tensor: torch.Tensor, coding: str = "huffman") -> Encoded:
+    """Encode ``tensor`` in the smallest of the raw, dense and sparse forms."""
+    name = TORCH_TO_NAME.get(tensor.dtype)
+    if name is None:
+        raise ValueError(f"cannot store tensors of dtype {tensor.dtype}")
+    t = tensor.detach().cpu().contiguous()
+    raw_np = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy()
+    raw = raw_np.astype(DTYPES[name][1]).tobytes()
+    head = {"shape": list(t.shape), "dtype": name}
+    best = Encoded({**head, "enc": "raw"}, raw, {"stored": t.numel()})
+    if t.dtype != torch.float32 or t.numel() < MIN_ELEMENTS:
+        return best
+    values = raw_np.ravel()
+    nonzero = np.flatnonzero(values != 0)
+    distinct = np.unique(values[nonzero])
+    shared = distinct.size <= MAX_CODEBOOK
+    candidates = []
+    if shared:
+        codebook = distinct.astype("<f4").tobytes()
+        symbols = np.searchsorted(distinct, values) + 1
+        symbols[values == 0] = 0
+        width = _bits_for(distinct.size)
+        part, data, st = _stream(symbols, coding, width)
+        candidates.append(
+            Encoded(
+                {**head, "enc": "dense", "k": int(distinct.size), "sym": part},
+                codebook + data,
+                {"stored": values.size, "sym": st, "k": int(distinct.size), "sym_width": width},
+            )
+        )
+    for gap_bits in range(1, MAX_GAP_BITS + 1):
+        fields, filler = encode_gaps(nonzero, gap_bits)
+        if fields.size > values.size:
+            continue
+        gpart, gdata, gst = _stream(fields, coding, gap_bits)
+        positions = decode_gaps(fields, gap_bits, values.size)
+        stored = values[positions]
+        stored[filler] = 0
+        if shared:
+            symbols = np.searchsorted(distinct, stored) + 1
+            symbols[stored == 0] = 0
+            width = _bits_for(distinct.size)
+            spart, sdata, sst = _stream(symbols, coding, width)
+            payload = codebook + sdata + gdata
+            header = {
+                **head,
+                "enc": "sparse",
+                "k": int(distinct.size),
+                "n": int(fields.size),
+                "gw": gap_bits,
+                "sym": spart,
+                "gap": gpart,
+            }
+            stats = {"sym": sst, "gap": gst, "k": int(distinct.size), "sym_width": width}
+        else:
+            payload = stored.astype("<f4").tobytes() + gdata
+            header = {
+                **head,
+                "enc": "sparse",
+                "k": 0,
+                "n": int(fields.size),
+                "gw": gap_bits,
+                "gap": gpart,
+            }
+            stats = {"gap": gst, "k": 0, "sym_width": 32}
+        stats.update(stored=int(fields.size), fillers=int(filler.sum()), gap_width=gap_bits)
+        candidates.append(Encoded(header, payload, stats))
+    for c in candidates:
+        if len(c.payload) < len(best.payload):
+            best = c
+    best.stats.update(nonzero=int(nonzero.size), numel=int(values.size))
+    return best
+
+
+def decode_tensor(
+    header: dict[str, Any], payload: bytes, streams: dict[str, np.ndarray] | None = None
+) -> torch.Tensor:
+    """Rebuild a tensor from its header entry and payload (inverse of :func:`encode_tensor`).
+
+    If ``streams`` is a dict, the decoded index (``"sym"``) and gap (``"gap"``) streams are
+    put in it, for statistics.
+
+    Raises:
+        ValueError: the header or payload is inconsistent (the caller names the tensor).
+    """
+    dtype_name = header.get("dtype")
+    if dtype_name not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype_name!r}")
+    shape = header.get("shape")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise ValueError("shape must be a list of non-negative integers")
+    numel = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    torch_dtype, np_dtype = DTYPES[dtype_name]
+    enc = header.get("enc")
+    if enc == "raw":
+        itemsize = np.dtype(np_dtype).itemsize
+        if len(payload) != numel * itemsize:
+            raise ValueError(f"raw payload has {len(payload)} bytes, expected {numel * itemsize}")
+        array = np.frombuffer(payload, dtype=np_dtype).copy()
+        t = torch.from_numpy(array.astype(np.dtype(np_dtype).newbyteorder("=")))
+        if torch_dtype == torch.bfloat16:
+            t = t.view(torch.bfloat16)
+        return t.reshape(shape)
+    if dtype_name != "float32" or enc not in ("dense", "sparse"):
+        raise ValueError(f"unknown encoding {enc!r} for {dtype_name}")
+    k = _int(header, "k")
+    if k > MAX_CODEBOOK or (enc == "dense" and k == 0):
+        raise ValueError("bad codebook size")
+    if len(payload) < 4 * k:
+        raise ValueError("codebook truncated")
+    table = np.concatenate([[0.0], np.frombuffer(payload[: 4 * k], dtype="<f4")]).astype(np.float32)
+    rest = payload[4 * k :]
+    out = np.zeros(numel, dtype=np.float32)
+    if enc == "dense":
+        symbols, used = _read_stream(_dict(header, "sym"), rest, numel)
+        _check_symbols(symbols, k)
+        out = table[symbols]
+        if streams is not None:
+            streams["sym"] = symbols
+        rest = rest[used:]
+    else:
+        n = _int(header, "n")
+        if n > numel:
+            raise ValueError("more stored elements than the tensor has")
+        if k:
+            symbols, used = _read_stream(_dict(header, "sym"), rest, n)
+            _check_symbols(symbols, k)
+            stored = table[symbols]
+            if streams is not None:
+                streams["sym"] = symbols
+        else:
+            used = 4 * n
+            if len(rest) < used:
+                raise ValueError("values truncated")
+            stored = np.frombuffer(rest[:used], dtype="<f4").astype(np.float32)
+        rest = rest[used:]
+        gap = _dict(header, "gap")
+        fields, used = _read_stream(gap, rest, n)
+        positions = decode_gaps(fields, _gap_width(header), numel)
+        if streams is not None:
+            streams["gap"] = fields
+        out[positions] = stored
+        rest = rest[used:]
+    if rest:
+        raise ValueError(f"{len(rest)} unexpected bytes after the data")
+    return torch.from_numpy(out).reshape(shape)
+
+
+def _gap_width(header: dict[str, Any]) -> int:
+    width = _int(header, "gw")
+    if not 1 <= width <= MAX_GAP_BITS:
+        raise ValueError("bad gap width")
+    return width
+
+
+def _dict(header: dict[str, Any], key: str) -> dict[str, Any]:
+    v = header.get(key)
+    if not isinstance(v, dict):
+        raise ValueError(f"missing {key!r} stream description")
+    return v
+
+
+def _check_symbols(symbols: np.ndarray, k: int) -> None:
+    if symbols.size and (symbols.min() < 0 or symbols.max() > k):
+        raise ValueError("codebook index out of range")

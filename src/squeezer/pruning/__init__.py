@@ -1,0 +1,21 @@
+"""Pruning: magnitude (Han 2015), iterative and gradual (AGP) schedules.
+
+sq.prune_(model, sq.pruning.Magnitude(sparsity=0.9))
+"""
+
+from __future__ import annotations
+
+from squeezer.pruning.magnitude import Magnitude, WeightMask, prune_, set_mask, sparsity_of
+from squeezer.pruning.schedules import GradualPruning, agp_sparsity, iterative_prune, scaled
+
+__all__ = [
+    "GradualPruning",
+    "Magnitude",
+    "WeightMask",
+    "agp_sparsity",
+    "iterative_prune",
+    "prune_",
+    "scaled",
+    "set_mask",
+    "sparsity_of",
+]

@@ -1,0 +1,180 @@
+"""Trained weight sharing by k-means (Han, Mao & Dally 2016, "Deep Compression", section 3).
+
+Each layer's surviving (non-zero) weights are clustered by 1-D k-means; every weight is then
+replaced by its cluster's centroid, so the layer stores a small codebook plus a short index per
+weight. The centroids are then fine-tuned: the gradient of a centroid is the sum of the
+gradients of the weights that share it, assignments stay fixed, and pruned weights stay zero.
+
+The paper compares three ways to initialize the centroids; linear (evenly spaced between the
+smallest and largest weight) works best because it keeps centroids for the rare large weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from squeezer.config import Config, check
+from squeezer.surgery import (
+    COMPRESSIBLE,
+    current_weight,
+    find_parametrization,
+    matches,
+    weight_layers,
+)
+
+INITS = ("linear", "density", "random")
+MAX_BITS = 8
+
+
+class SharedWeights(nn.Module):
+    """Parametrization ``weight = [0, c_1, ..., c_K][indices]`` with a trainable codebook c.
+
+    Index 0 is reserved for an exact zero (pruned weights); 1..K select a centroid. The
+    parameter this parametrization owns *is* the codebook, so autograd's gradient for it is
+    the sum of the gradients of the weights that share each entry, as the paper prescribes.
+    """
+
+    def __init__(self, indices: Tensor, centroids: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("indices", indices.to(torch.int64))
+        self.register_buffer("initial", centroids.detach().clone().to(torch.float32))
+
+    def forward(self, codebook: Tensor) -> Tensor:
+        table = torch.cat([codebook.new_zeros(1), codebook])
+        return table[self.indices]
+
+    def right_inverse(self, weight: Tensor) -> Tensor:
+        """The codebook that best reproduces ``weight`` under the fixed assignment."""
+        k = self.initial.numel()
+        flat = self.indices.flatten()
+        sums = torch.zeros(k + 1, dtype=weight.dtype).index_add_(0, flat, weight.flatten())
+        counts = torch.bincount(flat, minlength=k + 1).to(weight.dtype)
+        means = torch.where(counts > 0, sums / counts.clamp(min=1), self.initial_with_zero())
+        return means[1:].to(weight.dtype)
+
+    def initial_with_zero(self) -> Tensor:
+        return torch.cat([self.initial.new_zeros(1), self.initial])
+
+
+@dataclass(frozen=True)
+class KMeansSharing(Config):
+    """Per-layer k-means weight sharing.
+
+    Attributes:
+        bits: index width for every layer (overrides ``conv_bits``/``fc_bits``).
+        conv_bits: index width of convolutions (the paper: 8).
+        fc_bits: index width of fully connected layers (the paper: 5).
+        per_layer: layer name (or shell pattern) -> bits, overriding the above.
+        init: centroid initialization, ``"linear"``, ``"density"`` or ``"random"``.
+        layer_types: class names of the layers quantized.
+        exclude: shell-style patterns of layer names left alone.
+        seed: for ``"random"`` initialization.
+
+    With b bits a layer gets 2^b - 1 centroids; the remaining index is the exact zero that
+    pruned weights and the coder's filler entries use.
+    """
+
+    bits: int | None = None
+    conv_bits: int = 8
+    fc_bits: int = 5
+    per_layer: dict[str, int] = field(default_factory=dict)
+    init: str = "linear"
+    layer_types: tuple[str, ...] = COMPRESSIBLE
+    exclude: tuple[str, ...] = ()
+    seed: int = 0
+
+    def validate(self) -> None:
+        for where, b in [
+            ("bits", self.bits),
+            ("conv_bits", self.conv_bits),
+            ("fc_bits", self.fc_bits),
+            *self.per_layer.items(),
+        ]:
+            check(b is None or 1 <= b <= MAX_BITS, f"KMeansSharing: {where} must be in 1..8")
+        check(self.init in INITS, f"KMeansSharing: init must be one of {', '.join(INITS)}")
+
+    def bits_for(self, name: str, module: nn.Module) -> int:
+        for pattern, b in self.per_layer.items():
+            if name == pattern or matches(name, [pattern]):
+                return b
+        if self.bits is not None:
+            return self.bits
+        return self.fc_bits if isinstance(module, nn.Linear) else self.conv_bits
+
+
+def initial_centroids(values: np.ndarray, k: int, init: str, seed: int = 0) -> np.ndarray:
+    """Starting centroids: evenly spaced in value (linear), in CDF (density), or sampled."""
+    lo, hi = float(values.min()), float(values.max())
+    if init == "linear":
+        return np.linspace(lo, hi, k)
+    if init == "density":
+        return np.quantile(values, np.linspace(0, 1, k + 2)[1:-1])
+    rng = np.random.default_rng(seed)
+    return rng.choice(values, size=k, replace=values.size < k)
+
+
+def kmeans_1d(
+    values: np.ndarray, k: int, init: str, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster ``values`` into at most ``k`` groups; returns ``(centroids, labels)``."""
+    from sklearn.cluster import KMeans
+
+    distinct = np.unique(values)
+    if distinct.size <= k:  # nothing to cluster: every value is its own centroid
+        labels = np.searchsorted(distinct, values)
+        return distinct.astype(np.float64), labels
+    start = np.unique(initial_centroids(values, k, init, seed))
+    km = KMeans(n_clusters=start.size, init=start.reshape(-1, 1), n_init=1, random_state=seed)
+    labels = km.fit_predict(values.reshape(-1, 1).astype(np.float64))
+    return km.cluster_centers_.ravel(), labels
+
+
+def share_weights(module: nn.Module, bits: int, init: str = "linear", seed: int = 0) -> int:
+    """Replace ``module.weight`` by a shared-weight parametrization; returns the cluster count."""
+    w = current_weight(module)
+    nonzero = w != 0
+    values = w[nonzero].double().numpy()
+    indices = torch.zeros(w.shape, dtype=torch.int64)
+    if values.size == 0:
+        centroids = np.zeros(1)
+    else:
+        centroids, labels = kmeans_1d(values, 2**bits - 1, init, seed)
+        indices[nonzero] = torch.from_numpy(labels.astype(np.int64)) + 1
+    if parametrize.is_parametrized(module, "weight"):
+        parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    with torch.no_grad():  # the k-means centroids are the weights from now on
+        table = torch.cat([torch.zeros(1), torch.from_numpy(centroids).float()])
+        module.weight.copy_(table[indices])
+    parametrize.register_parametrization(
+        module, "weight", SharedWeights(indices, torch.from_numpy(centroids).float())
+    )
+    return int(centroids.size)
+
+
+def quantize_(model: nn.Module, config: KMeansSharing) -> dict[str, dict[str, int]]:
+    """Share weights in every selected layer of ``model`` (in place).
+
+    Returns:
+        Per layer: ``bits`` and ``clusters`` (fewer than 2^bits - 1 when the layer has fewer
+        distinct values).
+    """
+    report = {}
+    for name, module in weight_layers(model, config.layer_types, config.exclude):
+        bits = config.bits_for(name, module)
+        clusters = share_weights(module, bits, config.init, config.seed)
+        report[name] = {"bits": bits, "clusters": clusters}
+    if not report:
+        raise ValueError("quantize_: no layer of the given types and names")
+    return report
+
+
+def codebook_of(module: nn.Module) -> Tensor | None:
+    """The trainable codebook of a shared-weight layer, or None."""
+    if find_parametrization(module, SharedWeights) is None:
+        return None
+    return module.parametrizations.weight.original
