@@ -14,9 +14,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from squeezer import analysis, data, models, train
+from squeezer import analysis, coding, data, models, pipeline, pruning, quantization, train
 from squeezer.analysis import measure
+from squeezer.coding import load, save
 from squeezer.errors import SqueezerError
+from squeezer.pruning import prune_
+from squeezer.quantization import quantize_
 from squeezer.train import (
     Callback,
     TrainConfig,
@@ -32,12 +35,20 @@ __all__ = [
     "TrainConfig",
     "__version__",
     "analysis",
+    "coding",
     "data",
     "evaluate",
     "fit",
+    "load",
     "load_checkpoint",
     "measure",
     "models",
+    "pipeline",
+    "prune_",
+    "pruning",
+    "quantization",
+    "quantize_",
+    "save",
     "save_checkpoint",
     "train",
 ]

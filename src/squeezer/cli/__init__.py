@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="test accuracy and loss of a checkpoint",
         description="Top-1/top-5 accuracy and mean cross-entropy on a dataset's test split.",
     )
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint file")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint or .sqz file")
     p.add_argument(
         "--dataset", metavar="NAME", help="dataset (default: the one the checkpoint was trained on)"
     )
@@ -179,7 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "checkpoint",
         metavar="CHECKPOINT",
-        help="a checkpoint file, or a zoo model name (random weights)",
+        help="a checkpoint or .sqz file, or a zoo model name (random weights)",
+    )
+    p.add_argument(
+        "--sparse",
+        action="store_true",
+        help="run fc layers that are at least half zeros with CSR sparse kernels",
     )
     p.add_argument("--baseline", metavar="CHECKPOINT", help="the model to compare against")
     p.add_argument(
@@ -222,6 +227,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="CHECKPOINT", help="also save the trained model")
     json_option(p)
     p.set_defaults(run=commands.cmd_demo)
+
+    p = sub.add_parser(
+        "compress",
+        help="compress a model with a recipe (Deep Compression)",
+        description="Prune with iterative retraining, share weights by k-means "
+        "with centroid fine-tuning, and Huffman code into a .sqz "
+        "file (Han, Mao & Dally 2016). Prints the paper's Table 1 "
+        "for this model plus per-stage and per-layer breakdowns.",
+    )
+    p.add_argument(
+        "model",
+        metavar="MODEL_OR_CHECKPOINT",
+        help="a checkpoint, a .sqz file, or a zoo name (a baseline is trained first)",
+    )
+    p.add_argument(
+        "--recipe",
+        choices=("deep-compression",),
+        default="deep-compression",
+        help="the pipeline (default: deep-compression)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="YAML",
+        help="recipe parameters (per-layer sparsity, bits, epochs...); unknown keys are rejected",
+    )
+    p.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help="data for fine-tuning and accuracy (default: the checkpoint's, or mnist)",
+    )
+    p.add_argument("--out", metavar="FILE", help="the .sqz file (default: NAME-DATASET.sqz)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="one epoch per stage and one pruning round (smoke runs)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    data_options(p)
+    json_option(p)
+    p.set_defaults(run=commands.cmd_compress)
+
+    p = sub.add_parser(
+        "inspect",
+        help="what a .sqz file holds, tensor by tensor",
+        description="Per tensor: shape, encoding, sparsity, codebook index "
+        "width, codebook size, Huffman average code length beside "
+        "the entropy, relative-index width, bytes.",
+    )
+    p.add_argument("file", metavar="FILE", help="a .sqz file")
+    json_option(p)
+    p.set_defaults(run=commands.cmd_inspect)
 
     p = sub.add_parser(
         "models", help="list the zoo's models", description="List registered model names."

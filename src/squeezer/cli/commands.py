@@ -128,6 +128,11 @@ def cmd_measure(args: argparse.Namespace) -> int:
     import squeezer as sq
 
     model, source = load_model(args.checkpoint)
+    if args.sparse:
+        from squeezer.pruning import sparsify_
+
+        replaced = sparsify_(model)
+        info(f"sparse CSR kernels for: {', '.join(replaced) or 'no layer (none is half zeros)'}")
     shape = (
         parse_ints(args.input_shape, "--input-shape") if args.input_shape else source["input_shape"]
     )
@@ -158,8 +163,16 @@ def cmd_measure(args: argparse.Namespace) -> int:
         info(f"{args.checkpoint}: zoo model with random weights")
     print(m)
     payload = m.to_dict()
-    if Path(args.checkpoint).exists():
+    files = [Path(p) for p in (args.checkpoint, args.baseline) if p and Path(p).is_file()]
+    if Path(args.checkpoint).is_file():
         payload["file_bytes"] = Path(args.checkpoint).stat().st_size
+    if len(files) == 2:
+        payload["baseline_file_bytes"] = files[1].stat().st_size
+        payload["file_compression_rate"] = files[1].stat().st_size / files[0].stat().st_size
+        print(
+            f"  files: {files[1].stat().st_size:,} -> {files[0].stat().st_size:,} bytes "
+            f"({payload['file_compression_rate']:.2f}x)"
+        )
     write_json(args.json, payload)
     return 0
 
@@ -241,4 +254,147 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             else "searched in: " + ", ".join(str(d) for d in search_dirs(name, args.data_dir))
         )
         print(f"{name:14s} {where}")
+    return 0
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    import squeezer as sq
+    from squeezer.data import canonical_name
+    from squeezer.models import accepts, list_models
+    from squeezer.pipeline import RECIPES, format_result, run_deep_compression
+
+    recipe_cls = RECIPES[args.recipe]
+    recipe = recipe_cls.from_yaml(Path(args.config)) if args.config else recipe_cls()
+    if args.quick:
+        recipe = recipe.replace(prune_rounds=1, prune_epochs=1, share_epochs=1, baseline_epochs=1)
+    spec = args.model
+    from_zoo = not Path(spec).exists() and spec in list_models()
+    if from_zoo:
+        model, source = None, {"meta": {}}
+    else:
+        model, source = load_model(spec)
+    dataset = canonical_name(args.dataset or source["meta"].get("dataset") or "mnist")
+    name = Path(spec).stem if not from_zoo else spec
+    out = Path(args.out or f"{name}-{dataset}.sqz")
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it or choose --out")
+    train, test = _dataset(dataset, args.data_dir, limit=args.limit)
+    if model is None:
+        c, h, _ = train.input_shape
+        kwargs: dict[str, Any] = {"num_classes": train.num_classes, "in_channels": c}
+        if accepts(spec, "input_size"):
+            kwargs["input_size"] = h
+        model = sq.models.create(spec, **kwargs)
+        info(f"training the baseline {spec} on {dataset} for {recipe.baseline_epochs} epoch(s)")
+        sq.fit(
+            model,
+            train,
+            recipe.train(recipe.baseline_epochs, recipe.baseline_lr),
+            val=test,
+            verbose=not args.quiet,
+        )
+    check_fits(model, test.input_shape, test.num_classes, dataset)
+    info(
+        f"deep compression of {name} on {dataset}: prune ({recipe.prune_rounds} rounds x "
+        f"{recipe.prune_epochs} epochs), share weights ({recipe.share_epochs} epochs), "
+        f"Huffman code"
+    )
+    result = run_deep_compression(
+        model,
+        train,
+        test,
+        recipe,
+        verbose=not args.quiet,
+        log=info,
+        meta={"dataset": dataset, "recipe": args.recipe},
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(result.sqz)
+    print(format_result(result))
+    info(f"wrote {out} ({result.size_bytes:,} bytes)")
+    write_json(
+        args.json,
+        {
+            **result.to_dict(),
+            "dataset": dataset,
+            "out": str(out),
+            "recipe": {"name": args.recipe, **recipe.to_dict()},
+        },
+    )
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from squeezer.coding import read
+
+    contents = read(args.file)
+    header = contents.header
+    arch = header.get("arch") or {}
+    rows = []
+    for r in contents.reports:
+
+        def pair(a: float | None, b: float | None) -> str:
+            return "" if a is None or b is None else f"{a:.2f}/{b:.2f}"
+
+        rows.append(
+            (
+                r.name,
+                "x".join(map(str, r.shape)) or "scalar",
+                r.encoding,
+                f"{r.sparsity:.3f}",
+                str(r.index_bits or ""),
+                str(r.codebook or ""),
+                pair(r.index_avg_bits, r.index_entropy),
+                str(r.gap_bits or ""),
+                pair(r.gap_avg_bits, r.gap_entropy),
+                f"{r.bytes:,}",
+            )
+        )
+    head = (
+        "tensor",
+        "shape",
+        "encoding",
+        "sparsity",
+        "idx bits",
+        "codebook",
+        "huffman/entropy",
+        "gap bits",
+        "gap huff/entropy",
+        "bytes",
+    )
+    widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
+    print(
+        f"{args.file}: .sqz version {header.get('version')}, model {arch.get('name')} "
+        f"{arch.get('kwargs', {})}"
+    )
+    for line in (head, ["-" * w for w in widths], *rows):
+        print(
+            "  ".join(
+                c.ljust(w) if i < 3 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
+    payload = sum(r.bytes for r in contents.reports)
+    float_bytes = sum(4 * r.numel for r in contents.reports)
+    print(
+        f"payload {payload:,} bytes + header and framing {contents.file_bytes - payload:,} = "
+        f"{contents.file_bytes:,} bytes; the same tensors as float32: {float_bytes:,} bytes "
+        f"({float_bytes / contents.file_bytes:.1f}x)"
+    )
+    print(
+        "bits: idx = codebook index width before Huffman, gap = relative-index field width; "
+        "huffman/entropy = average Huffman code length / Shannon entropy, bits per symbol"
+    )
+    write_json(
+        args.json,
+        {
+            "file": args.file,
+            "file_bytes": contents.file_bytes,
+            "header_bytes": contents.file_bytes - payload,
+            "arch": arch,
+            "meta": header.get("meta", {}),
+            "float32_bytes": float_bytes,
+            "tensors": [vars(r) | {"sparsity": r.sparsity} for r in contents.reports],
+        },
+    )
     return 0

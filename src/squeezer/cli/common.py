@@ -17,16 +17,23 @@ class UsageError(SqueezerError):
 
 
 def load_model(spec: str) -> tuple[nn.Module, dict[str, Any]]:
-    """A model from a checkpoint path or, failing that, a zoo name (random weights).
+    """A model from a ``.sqz`` file, a checkpoint or, failing that, a zoo name (random weights).
 
     Returns:
-        ``(model, info)`` where ``info`` has ``source`` ("checkpoint" or "zoo"), ``meta`` and
+        ``(model, info)`` where ``info`` has ``source`` ("sqz", "checkpoint" or "zoo"), ``meta`` and
         ``input_shape`` (possibly empty).
     """
+    from squeezer.coding import build, is_sqz, read
     from squeezer.models import create, list_models
     from squeezer.train import load_checkpoint, read_checkpoint
 
     path = Path(spec)
+    if path.is_file() and (is_sqz(path) or path.suffix == ".sqz"):
+        contents = read(path)
+        model = build(contents, path)
+        header = contents.header
+        shape = list(header.get("input_shape") or getattr(model, "input_shape", ()) or ())
+        return model, {"source": "sqz", "meta": header.get("meta") or {}, "input_shape": shape}
     if path.exists():
         ckpt = read_checkpoint(path)
         model = load_checkpoint(path)

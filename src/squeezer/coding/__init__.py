@@ -19,6 +19,7 @@ from squeezer.coding.relative_index import decode_gaps, encode_gaps
 from squeezer.coding.sqz import (
     SqzContents,
     TensorReport,
+    build,
     encode_model,
     is_sqz,
     load,
@@ -33,6 +34,7 @@ __all__ = [
     "SqzContents",
     "TensorReport",
     "average_length",
+    "build",
     "decode_gaps",
     "decode_tensor",
     "encode_gaps",

@@ -269,16 +269,30 @@ def read(path: str | Path) -> SqzContents:
     return parse(data, str(path))
 
 
-def load(path: str | Path) -> nn.Module:
+def load(path: str | Path, *, sparse: bool = False) -> nn.Module:
     """Rebuild the model stored in a ``.sqz`` file, with bit-identical weights, in eval mode.
+
+    Args:
+        path: the file.
+        sparse: run fully connected layers that are at least half zeros with CSR sparse
+            kernels (:func:`squeezer.pruning.sparsify_`); off by default.
 
     Raises:
         SqzFormatError: the file is truncated, corrupted, forged, or names an architecture
             this squeezer does not have.
     """
+    model = build(read(path), path)
+    if sparse:
+        from squeezer.pruning.sparse import sparsify_
+
+        sparsify_(model)
+    return model
+
+
+def build(contents: SqzContents, path: str | Path = "<bytes>") -> nn.Module:
+    """The model a parsed ``.sqz`` file describes, with its weights loaded, in eval mode."""
     from squeezer.models import create
 
-    contents = read(path)
     arch = contents.header.get("arch")
     if not isinstance(arch, dict) or not isinstance(arch.get("name"), str):
         raise _fail(path, "header does not say how to rebuild the model")

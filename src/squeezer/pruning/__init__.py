@@ -7,15 +7,19 @@ from __future__ import annotations
 
 from squeezer.pruning.magnitude import Magnitude, WeightMask, prune_, set_mask, sparsity_of
 from squeezer.pruning.schedules import GradualPruning, agp_sparsity, iterative_prune, scaled
+from squeezer.pruning.sparse import SparseLinear, sparse_copy, sparsify_
 
 __all__ = [
     "GradualPruning",
     "Magnitude",
+    "SparseLinear",
     "WeightMask",
     "agp_sparsity",
     "iterative_prune",
     "prune_",
     "scaled",
     "set_mask",
+    "sparse_copy",
+    "sparsify_",
     "sparsity_of",
 ]
