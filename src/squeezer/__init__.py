@@ -14,7 +14,17 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from squeezer import analysis, coding, data, models, pipeline, pruning, quantization, train
+from squeezer import (
+    analysis,
+    coding,
+    data,
+    models,
+    pipeline,
+    pruning,
+    quantization,
+    surgery,
+    train,
+)
 from squeezer.analysis import measure
 from squeezer.coding import load, save
 from squeezer.errors import SqueezerError
@@ -50,5 +60,6 @@ __all__ = [
     "quantize_",
     "save",
     "save_checkpoint",
+    "surgery",
     "train",
 ]

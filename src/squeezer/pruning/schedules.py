@@ -18,13 +18,24 @@ from squeezer.pruning.magnitude import Magnitude, prune_
 from squeezer.train import Callback, TrainConfig, TrainState, fit
 
 
-def scaled(config: Magnitude, fraction: float) -> Magnitude:
-    """``config`` with every target sparsity multiplied by ``fraction``."""
+def scaled(config: Magnitude, fraction: float, schedule: str = "geometric") -> Magnitude:
+    """``config`` part of the way (``fraction`` in [0, 1]) to its targets.
+
+    ``"linear"`` scales each sparsity s by ``fraction``; ``"geometric"`` keeps the fraction
+    (1 - s) ** fraction of the weights, so each round removes the same share of the weights
+    still there, which keeps late rounds gentle at high sparsity.
+    """
+    if schedule not in ("linear", "geometric"):
+        raise ValueError("schedule must be 'linear' or 'geometric'")
+
+    def part(s: float) -> float:
+        return s * fraction if schedule == "linear" else 1.0 - (1.0 - s) ** fraction
+
     if config.quality is not None:
         return config.replace(quality=config.quality * fraction)
     return config.replace(
-        sparsity=None if config.sparsity is None else config.sparsity * fraction,
-        per_layer={k: v * fraction for k, v in config.per_layer.items()},
+        sparsity=None if config.sparsity is None else part(config.sparsity),
+        per_layer={k: part(v) for k, v in config.per_layer.items()},
     )
 
 
@@ -34,18 +45,20 @@ def iterative_prune(
     config: Magnitude,
     *,
     rounds: int = 3,
+    schedule: str = "geometric",
     train_config: TrainConfig | None = None,
     val: Any = None,
     callbacks: Sequence[Callback] = (),
     verbose: bool = False,
 ) -> list[dict[str, Any]]:
-    """Prune to ``config`` in ``rounds`` equal steps of sparsity, retraining after each.
+    """Prune to ``config`` over ``rounds`` rounds, retraining after each (Han et al. 2015).
 
     Args:
         model: the network, pruned in place (masks stay on; see :func:`squeezer.surgery.bake_`).
         train: training data, as for :func:`squeezer.fit`.
         config: the final pruning targets.
         rounds: number of prune-retrain rounds.
+        schedule: how the sparsity rises over the rounds (see :func:`scaled`).
         train_config: the retraining run of each round.
         val: evaluated after every epoch.
         callbacks: passed to every retraining run.
@@ -58,7 +71,7 @@ def iterative_prune(
         raise ValueError("rounds must be >= 1")
     out = []
     for r in range(1, rounds + 1):
-        target = scaled(config, r / rounds)
+        target = scaled(config, r / rounds, schedule)
         sparsity = prune_(model, target)
         result = fit(model, train, train_config, val=val, callbacks=callbacks, verbose=verbose)
         out.append({"round": r, "sparsity": sparsity, "history": result.history})

@@ -1,0 +1,226 @@
+"""Deep Compression (Han, Mao & Dally 2016) on LeNet-300-100 and LeNet-5, MNIST.
+
+For each network, two recipes run from the same trained baseline:
+
+- ``paper``: the paper's per-layer sparsities (Han et al. 2015) and index widths (8 bits for
+  conv, 5 for fc). Must: LeNet-300-100 >= 40x at <= 1.65% error, LeNet-5 >= 39x at <= 0.85%.
+- ``tuned``: higher sparsity and fewer bits, aiming at the soft weight-sharing level
+  (Ullrich et al. 2017): LeNet-300-100 >= 64x, LeNet-5 >= 162x at the same error ceilings.
+
+Compression rate = bytes of the baseline's float32 parameters / bytes of the whole ``.sqz``
+file, header included. Also recorded: Huffman average code length against each layer's
+entropy, and fc latency dense against CSR sparse at batch 1 and 256.
+
+Reproduce (about 15 minutes on 2 CPU cores; trains the baselines first if
+benchmarks/results/checkpoints/ lacks them):
+
+    SQUEEZER_DATA=../shared/data python benchmarks/deep_compression.py
+
+Writes benchmarks/results/deep_compression.{json,md} and the .sqz files to
+benchmarks/results/checkpoints/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import squeezer as sq
+from squeezer.analysis import time_models
+from squeezer.pipeline import DeepCompression, format_result, run_deep_compression
+from squeezer.pruning import sparse_copy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baselines import RECIPES as BASELINE_RECIPES
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CKPTS = RESULTS / "checkpoints"
+
+RECIPES = {
+    ("lenet300", "paper"): DeepCompression(prune_rounds=3, prune_epochs=4, share_epochs=3),
+    ("lenet300", "tuned"): DeepCompression(
+        sparsity={"fc1": 0.96, "fc2": 0.94, "fc3": 0.8},
+        fc_bits=4,
+        prune_rounds=4,
+        prune_epochs=4,
+        share_epochs=3,
+    ),
+    ("lenet5", "paper"): DeepCompression(prune_rounds=3, prune_epochs=3, share_epochs=2),
+    ("lenet5", "tuned"): DeepCompression(
+        sparsity={"conv1": 0.5, "conv2": 0.94, "fc1": 0.985, "fc2": 0.9},
+        conv_bits=5,
+        fc_bits=4,
+        prune_rounds=4,
+        prune_epochs=3,
+        share_epochs=2,
+    ),
+}
+MUST = {"lenet300": (40.0, 0.0165), "lenet5": (39.0, 0.0085)}
+AIM = {"lenet300": 64.0, "lenet5": 162.0}
+PAPER = {"lenet300": (40.0, 0.0158), "lenet5": (39.0, 0.0074)}
+
+
+def baseline(name: str, train: sq.data.ImageDataset, test: sq.data.ImageDataset) -> torch.nn.Module:
+    path = CKPTS / f"{name}-mnist.pt"
+    if path.exists():
+        return sq.load_checkpoint(path)
+    torch.manual_seed(0)
+    model = sq.models.create(name)
+    sq.fit(model, train, BASELINE_RECIPES[name], val=test, verbose=True)
+    sq.save_checkpoint(model, path, meta={"dataset": "mnist"})
+    return model
+
+
+def fc_latency(model: torch.nn.Module, x: torch.Tensor) -> list[dict]:
+    """Dense pruned model against the same model with CSR fc layers, alternating, medians."""
+    dense = sq.surgery.baked_copy(model).eval()
+    sparse = sparse_copy(model)
+    out = []
+    for batch in (1, 256):
+        d, s = time_models([dense, sparse], x, batch, torch.get_num_threads(), min_run_time=1.0)
+        out.append(
+            {
+                "batch_size": batch,
+                "threads": d.threads,
+                "dense_ms": d.median_ms,
+                "sparse_ms": s.median_ms,
+                "speedup": d.median_ms / s.median_ms,
+            }
+        )
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="lenet300,lenet5")
+    parser.add_argument("--recipes", default="paper,tuned")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    train, test = sq.data.load("mnist")
+    x = sq.data.example_inputs(test)
+    runs = []
+    for name in args.models.split(","):
+        for recipe_name in args.recipes.split(","):
+            model = baseline(name, train, test)
+            recipe = RECIPES[(name, recipe_name)]
+            print(f"== {name}, {recipe_name} recipe", file=sys.stderr, flush=True)
+            result = run_deep_compression(
+                model,
+                train,
+                test,
+                recipe,
+                verbose=True,
+                log=lambda s: print(s, file=sys.stderr, flush=True),
+                meta={"dataset": "mnist", "recipe": recipe_name},
+            )
+            out = CKPTS / f"{name}-{recipe_name}.sqz"
+            out.write_bytes(result.sqz)
+            reloaded = sq.load(out)
+            exact = all(
+                torch.equal(a, b)
+                for a, b in zip(
+                    sq.surgery.baked_copy(model).state_dict().values(),
+                    reloaded.state_dict().values(),
+                    strict=True,
+                )
+            )
+            print(format_result(result), file=sys.stderr, flush=True)
+            rate_min, err_max = MUST[name]
+            error = 1 - result.top1_after
+            runs.append(
+                {
+                    **result.to_dict(),
+                    "recipe": recipe_name,
+                    "recipe_config": recipe.to_dict(),
+                    "file": str(out.relative_to(RESULTS.parent.parent)),
+                    "reload_bit_exact": exact,
+                    "must": {
+                        "rate": rate_min,
+                        "error": err_max,
+                        "met": result.compression_rate >= rate_min and error <= err_max,
+                    },
+                    "aim": {
+                        "rate": AIM[name],
+                        "error": err_max,
+                        "met": result.compression_rate >= AIM[name] and error <= err_max,
+                    },
+                    "paper": {"rate": PAPER[name][0], "error": PAPER[name][1]},
+                    "fc_latency": fc_latency(model, x),
+                    "table": format_result(result),
+                }
+            )
+    report = {
+        "command": " ".join(["python benchmarks/deep_compression.py", *sys.argv[1:]]),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "backend": sq.analysis.backend_name(),
+        "threads": torch.get_num_threads(),
+        "squeezer": sq.__version__,
+        "runs": runs,
+        "total_seconds": time.perf_counter() - started,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "deep_compression.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / "deep_compression.md").write_text(to_markdown(report))
+    print(to_markdown(report))
+    return 0
+
+
+def to_markdown(report: dict) -> str:
+    lines = [
+        "# Deep Compression on LeNet-300-100 and LeNet-5 (MNIST)",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Date: {report['date']}; {report['backend']}; {report['threads']} threads; total "
+        f"running time {report['total_seconds'] / 60:.1f} min.",
+        "",
+        "Compression rate = float32 parameter bytes of the baseline / bytes of the whole .sqz "
+        "file (header included). Error = MNIST test error of the model loaded back from the "
+        "file.",
+        "",
+        "| network | recipe | error before | error after | .sqz bytes | rate | must | aim | "
+        "paper (Han 2016) | bit-exact reload |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in report["runs"]:
+        lines.append(
+            f"| {r['model']} | {r['recipe']} | {100 * r['error_before']:.2f}% | "
+            f"{100 * r['error_after']:.2f}% | {r['size_bytes']:,} | "
+            f"{r['compression_rate']:.1f}x | >= {r['must']['rate']:.0f}x at <= "
+            f"{100 * r['must']['error']:.2f}%: {'met' if r['must']['met'] else 'MISSED'} | "
+            f">= {r['aim']['rate']:.0f}x: {'met' if r['aim']['met'] else 'missed'} | "
+            f"{r['paper']['rate']:.0f}x at {100 * r['paper']['error']:.2f}% | "
+            f"{r['reload_bit_exact']} |"
+        )
+    lines += ["", "## Stages", ""]
+    for r in report["runs"]:
+        lines += [f"### {r['model']}, {r['recipe']} recipe", "", "```", r["table"], "```", ""]
+        lines += [
+            "fc latency, pruned model, dense kernels vs CSR sparse kernels "
+            "(median of alternating blocks):",
+            "",
+        ]
+        for s in r["fc_latency"]:
+            lines.append(
+                f"- batch {s['batch_size']}, {s['threads']} threads: dense "
+                f"{s['dense_ms']:.3f} ms, sparse {s['sparse_ms']:.3f} ms, "
+                f"speedup {s['speedup']:.2f}x"
+            )
+        lines.append("")
+    lines += [
+        "Columns of the per-tensor tables: density = fraction of weights kept; w bits = "
+        "codebook index width before Huffman; idx bits = relative-index field width; huff "
+        "w/ent and huff idx/ent = Huffman average code length / entropy of the weight indices "
+        "and of the index gaps, bits per symbol; bits/nz = bytes x 8 / non-zero weights.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
