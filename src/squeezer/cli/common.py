@@ -23,15 +23,13 @@ def load_model(spec: str) -> tuple[nn.Module, dict[str, Any]]:
         ``(model, info)`` where ``info`` has ``source`` ("sqz", "checkpoint" or "zoo"), ``meta`` and
         ``input_shape`` (possibly empty).
     """
-    from squeezer.coding import build, is_sqz, read
+    from squeezer.coding.sqz import is_sqz, load_with_header
     from squeezer.models import create, list_models
     from squeezer.train import load_checkpoint, read_checkpoint
 
     path = Path(spec)
     if path.is_file() and (is_sqz(path) or path.suffix == ".sqz"):
-        contents = read(path)
-        model = build(contents, path)
-        header = contents.header
+        model, header = load_with_header(path)
         shape = list(header.get("input_shape") or getattr(model, "input_shape", ()) or ())
         return model, {"source": "sqz", "meta": header.get("meta") or {}, "input_shape": shape}
     if path.exists():

@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from squeezer.coding.huffman import entropy_bits
-from squeezer.coding.tensor_codec import decode_tensor, encode_tensor
+from squeezer.coding.tensor_codec import TORCH_TO_NAME, decode_tensor, encode_tensor
 from squeezer.errors import SqzFormatError, UnknownNameError
 from squeezer.surgery import baked_copy
 
@@ -152,12 +152,36 @@ def _fail(path: Path | str, message: str) -> SqzFormatError:
     return SqzFormatError(f"{path}: {message}")
 
 
-def parse(data: bytes, source: str = "<bytes>") -> SqzContents:
+def parse(
+    data: bytes, source: str = "<bytes>", expected: dict[str, torch.Tensor] | None = None
+) -> SqzContents:
     """Decode ``.sqz`` bytes into the header and the tensors.
+
+    If ``expected`` (a ``state_dict`` of the rebuilt model) is given, every tensor's shape and
+    dtype are checked against it before anything is decoded.
 
     Raises:
         SqzFormatError: the bytes are not a valid ``.sqz`` file; the message says why.
     """
+    header = parse_header(data, source)
+    hlen = struct.unpack_from("<I", data, len(MAGIC))[0]
+    start = len(MAGIC) + 4
+    payload = data[start + hlen + 4 :]
+    declared = header["payload_bytes"]
+    if len(payload) < declared:
+        raise _fail(
+            source, f"truncated: {len(payload)} payload bytes, the header declares {declared}"
+        )
+    if len(payload) > declared:
+        raise _fail(source, f"{len(payload) - declared} unexpected bytes after the payload")
+    entries = header.get("tensors")
+    if not isinstance(entries, list):
+        raise _fail(source, "header lacks the tensor list")
+    return _decode_all(header, entries, payload, declared, source, expected, len(data))
+
+
+def parse_header(data: bytes, source: str = "<bytes>") -> dict[str, Any]:
+    """Check the framing of ``.sqz`` bytes and return the header (tensors not decoded)."""
     if len(data) < len(MAGIC) + 8:
         raise _fail(source, f"too short to be a .sqz file ({len(data)} bytes)")
     if data[: len(MAGIC)] != MAGIC:
@@ -189,19 +213,21 @@ def parse(data: bytes, source: str = "<bytes>") -> SqzContents:
             f"format version {version} is newer than this squeezer reads "
             f"({VERSION}); upgrade squeezer",
         )
-    payload = data[start + hlen + 4 :]
     declared = header.get("payload_bytes")
     if not isinstance(declared, int) or declared < 0:
         raise _fail(source, "header lacks a valid payload_bytes")
-    if len(payload) < declared:
-        raise _fail(
-            source, f"truncated: {len(payload)} payload bytes, the header declares {declared}"
-        )
-    if len(payload) > declared:
-        raise _fail(source, f"{len(payload) - declared} unexpected bytes after the payload")
-    entries = header.get("tensors")
-    if not isinstance(entries, list):
-        raise _fail(source, "header lacks the tensor list")
+    return header
+
+
+def _decode_all(
+    header: dict[str, Any],
+    entries: list[Any],
+    payload: bytes,
+    declared: int,
+    source: str,
+    expected: dict[str, torch.Tensor] | None,
+    file_bytes: int,
+) -> SqzContents:
     tensors: dict[str, torch.Tensor] = {}
     reports = []
     for entry in entries:
@@ -215,6 +241,22 @@ def parse(data: bytes, source: str = "<bytes>") -> SqzContents:
             raise _fail(source, f"tensor {name}: invalid section offset/length/CRC")
         if off + length > declared:
             raise _fail(source, f"tensor {name}: section runs past the end of the payload")
+        if expected is not None:
+            ref = expected.get(name)
+            if ref is None:
+                raise _fail(source, f"tensor {name} is not part of the model")
+            if entry.get("shape") != list(ref.shape):
+                raise _fail(
+                    source,
+                    f"tensor {name}: shape {entry.get('shape')} does not fit "
+                    f"the model's {list(ref.shape)}",
+                )
+            if entry.get("dtype") != TORCH_TO_NAME.get(ref.dtype):
+                raise _fail(
+                    source,
+                    f"tensor {name}: dtype {entry.get('dtype')} does not fit "
+                    f"the model's {ref.dtype}",
+                )
         section = payload[off : off + length]
         if zlib.crc32(section) != crc:
             raise _fail(source, f"tensor {name}: corrupted data (CRC-32 mismatch)")
@@ -224,7 +266,7 @@ def parse(data: bytes, source: str = "<bytes>") -> SqzContents:
         except (ValueError, TypeError, KeyError, OverflowError, MemoryError) as exc:
             raise _fail(source, f"tensor {name}: {exc}") from None
         reports.append(_report(name, entry, tensors[name], length, streams))
-    return SqzContents(header=header, tensors=tensors, reports=reports, file_bytes=len(data))
+    return SqzContents(header=header, tensors=tensors, reports=reports, file_bytes=file_bytes)
 
 
 def _report(
@@ -257,16 +299,18 @@ def _report(
     return r
 
 
-def read(path: str | Path) -> SqzContents:
-    """Read and fully validate a ``.sqz`` file (tensors decoded, model not built)."""
-    path = Path(path)
+def _read_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise _fail(path, "no such file") from None
     except IsADirectoryError:
         raise _fail(path, "is a folder, not a .sqz file") from None
-    return parse(data, str(path))
+
+
+def read(path: str | Path) -> SqzContents:
+    """Read and fully validate a ``.sqz`` file (tensors decoded, model not built)."""
+    return parse(_read_bytes(Path(path)), str(path))
 
 
 def load(path: str | Path, *, sparse: bool = False) -> nn.Module:
@@ -281,7 +325,7 @@ def load(path: str | Path, *, sparse: bool = False) -> nn.Module:
         SqzFormatError: the file is truncated, corrupted, forged, or names an architecture
             this squeezer does not have.
     """
-    model = build(read(path), path)
+    model, _ = load_with_header(path)
     if sparse:
         from squeezer.pruning.sparse import sparsify_
 
@@ -289,26 +333,41 @@ def load(path: str | Path, *, sparse: bool = False) -> nn.Module:
     return model
 
 
-def build(contents: SqzContents, path: str | Path = "<bytes>") -> nn.Module:
-    """The model a parsed ``.sqz`` file describes, with its weights loaded, in eval mode."""
-    from squeezer.models import create
+def load_with_header(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """:func:`load` without the sparse option, also returning the file's header."""
+    path = Path(path)
+    data = _read_bytes(path)
+    model = _rebuild(parse_header(data, str(path)), path)
+    contents = parse(data, str(path), expected=model.state_dict())
+    return build(contents, path, model), contents.header
 
-    arch = contents.header.get("arch")
-    if not isinstance(arch, dict) or not isinstance(arch.get("name"), str):
-        raise _fail(path, "header does not say how to rebuild the model")
-    kwargs = arch.get("kwargs") or {}
-    if not isinstance(kwargs, dict):
-        raise _fail(path, "architecture arguments must be a mapping")
-    try:
-        model = create(arch["name"], **kwargs)
-    except (UnknownNameError, TypeError, ValueError) as exc:
-        raise _fail(path, f"cannot rebuild the model: {exc}") from None
+
+def build(
+    contents: SqzContents, path: str | Path = "<bytes>", model: nn.Module | None = None
+) -> nn.Module:
+    """The model a parsed ``.sqz`` file describes, with its weights loaded, in eval mode."""
+    model = model if model is not None else _rebuild(contents.header, path)
     try:
         model.load_state_dict(contents.tensors, strict=True)
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         raise _fail(path, "tensors do not fit the model: " + "; ".join(lines[1:3])) from None
     return model.eval()
+
+
+def _rebuild(header: dict[str, Any], path: str | Path) -> nn.Module:
+    from squeezer.models import create
+
+    arch = header.get("arch")
+    if not isinstance(arch, dict) or not isinstance(arch.get("name"), str):
+        raise _fail(path, "header does not say how to rebuild the model")
+    kwargs = arch.get("kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise _fail(path, "architecture arguments must be a mapping")
+    try:
+        return create(arch["name"], **kwargs)
+    except (UnknownNameError, TypeError, ValueError) as exc:
+        raise _fail(path, f"cannot rebuild the model: {exc}") from None
 
 
 def is_sqz(path: str | Path) -> bool:

@@ -36,6 +36,7 @@ from squeezer.coding.relative_index import decode_gaps, encode_gaps
 MAX_CODEBOOK = 255  # codebook indices 1..255; index 0 is the exact zero
 MAX_GAP_BITS = 8
 MIN_ELEMENTS = 64  # smaller tensors are not worth a codebook
+MAX_ELEMENTS = 1 << 31  # a header claiming more is refused before anything is allocated
 
 DTYPES = {
     "float32": (torch.float32, "<f4"),
@@ -202,7 +203,11 @@ def decode_tensor(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise ValueError("shape must be a list of non-negative integers")
-    numel = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    numel = 1
+    for d in shape:
+        numel *= d
+    if numel > MAX_ELEMENTS:
+        raise ValueError(f"shape {shape} has too many elements ({numel:,})")
     torch_dtype, np_dtype = DTYPES[dtype_name]
     enc = header.get("enc")
     if enc == "raw":

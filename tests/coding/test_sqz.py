@@ -1,0 +1,193 @@
+"""The .sqz file: bit-exact round trips, and damaged or forged files refused clearly."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import squeezer as sq
+from squeezer.coding import encode_model, parse
+from squeezer.coding.sqz import MAGIC
+from squeezer.errors import SqzFormatError
+from squeezer.pruning import Magnitude, prune_
+from squeezer.quantization import KMeansSharing, quantize_
+from squeezer.surgery import baked_copy
+
+
+@pytest.fixture(scope="module")
+def compressed_lenet5() -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = sq.models.create("lenet5")
+    prune_(model, Magnitude(per_layer={"conv1": 0.3, "conv2": 0.85, "fc1": 0.95, "fc2": 0.8}))
+    quantize_(model, KMeansSharing(conv_bits=8, fc_bits=5))
+    return model
+
+
+def _assert_bit_exact(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = baked_copy(a).state_dict(), b.state_dict()
+    assert set(sa) == set(sb)
+    for k in sa:
+        assert sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k]), k
+
+
+@pytest.mark.parametrize("coding", ["huffman", "fixed"])
+def test_round_trip_bit_exact(compressed_lenet5, tmp_path: Path, coding: str) -> None:
+    path = sq.save(compressed_lenet5, tmp_path / "m.sqz", coding=coding, meta={"k": 1})
+    loaded = sq.load(path)
+    _assert_bit_exact(compressed_lenet5, loaded)
+    assert sq.coding.read(path).header["meta"] == {"k": 1}
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(loaded(x), compressed_lenet5.eval()(x))
+    assert path.stat().st_size < 1_724_320 / 15
+
+
+def test_huffman_is_smaller_than_fixed(compressed_lenet5) -> None:
+    assert len(encode_model(compressed_lenet5)) < len(encode_model(compressed_lenet5, "fixed"))
+
+
+def test_plain_and_pruned_only_models_round_trip(tmp_path: Path) -> None:
+    dense = sq.models.create("lenet300")
+    _assert_bit_exact(dense, sq.load(sq.save(dense, tmp_path / "d.sqz")))
+    pruned = sq.models.create("lenet300")
+    prune_(pruned, Magnitude(sparsity=0.9))
+    path = sq.save(pruned, tmp_path / "p.sqz")
+    _assert_bit_exact(pruned, sq.load(path))
+    kinds = {r.name: r.encoding for r in sq.coding.read(path).reports}
+    assert kinds["fc1.weight"] == "sparse" and kinds["fc1.bias"] == "raw"
+
+
+def test_model_without_architecture_refused() -> None:
+    with pytest.raises(SqzFormatError, match="records no architecture"):
+        encode_model(torch.nn.Linear(3, 3))
+
+
+def _rebuild(data: bytes, header: dict) -> bytes:
+    head = json.dumps(header).encode()
+    payload = data[len(MAGIC) + 8 + struct.unpack_from("<I", data, len(MAGIC))[0] :]
+    return (
+        MAGIC + struct.pack("<I", len(head)) + head + struct.pack("<I", zlib.crc32(head)) + payload
+    )
+
+
+@pytest.fixture(scope="module")
+def good(compressed_lenet5) -> bytes:
+    return encode_model(compressed_lenet5)
+
+
+def test_truncated(good: bytes) -> None:
+    with pytest.raises(SqzFormatError, match="truncated"):
+        parse(good[:-100])
+    with pytest.raises(SqzFormatError, match="truncated"):
+        parse(good[:200])
+    with pytest.raises(SqzFormatError, match="too short"):
+        parse(good[:10])
+
+
+def test_trailing_bytes(good: bytes) -> None:
+    with pytest.raises(SqzFormatError, match="unexpected bytes"):
+        parse(good + b"x")
+
+
+def test_corrupted_payload_names_the_tensor(good: bytes) -> None:
+    bad = bytearray(good)
+    bad[-50] ^= 0xFF
+    with pytest.raises(SqzFormatError, match=r"tensor fc2\.weight: corrupted data"):
+        parse(bytes(bad))
+
+
+def test_corrupted_header(good: bytes) -> None:
+    bad = bytearray(good)
+    bad[20] ^= 0x01
+    with pytest.raises(SqzFormatError, match="corrupted header"):
+        parse(bytes(bad))
+
+
+def test_not_sqz(tmp_path: Path) -> None:
+    with pytest.raises(SqzFormatError, match="wrong magic"):
+        parse(b"PK\x03\x04" + bytes(100))
+    with pytest.raises(SqzFormatError, match="no such file"):
+        sq.load(tmp_path / "missing.sqz")
+
+
+def _header(good: bytes) -> dict:
+    hlen = struct.unpack_from("<I", good, len(MAGIC))[0]
+    return json.loads(good[len(MAGIC) + 4 : len(MAGIC) + 4 + hlen])
+
+
+def test_forged_architecture_refused(good: bytes, tmp_path: Path) -> None:
+    header = _header(good)
+    header["arch"] = {"name": "os.system", "kwargs": {}}
+    path = tmp_path / "forged.sqz"
+    path.write_bytes(_rebuild(good, header))
+    with pytest.raises(SqzFormatError, match="cannot rebuild the model: unknown model"):
+        sq.load(path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("shape", [10**6, 10**6], "too many elements"),
+            ("enc", "pickle", "unknown encoding"),
+        ("dtype", "object", "unknown dtype"),
+        ("off", -1, "invalid section"),
+        ("len", 10**9, "runs past"),
+        ("k", 300, "bad codebook size"),
+    ],
+)
+def test_forged_tensor_entries(good: bytes, field: str, value: object, message: str) -> None:
+    header = _header(good)
+    entry = next(t for t in header["tensors"] if t["name"] == "fc1.weight")
+    entry[field] = value
+    with pytest.raises(SqzFormatError, match=message):
+        parse(_rebuild(good, header))
+
+
+def test_shapes_checked_against_the_model_before_decoding(good: bytes, tmp_path: Path) -> None:
+    header = _header(good)
+    entry = next(t for t in header["tensors"] if t["name"] == "fc1.weight")
+    entry["shape"] = [800, 500]
+    path = tmp_path / "m.sqz"
+    path.write_bytes(_rebuild(good, header))
+    with pytest.raises(SqzFormatError, match=r"shape \[800, 500\] does not fit the model's"):
+        sq.load(path)
+
+
+def test_newer_version_refused(good: bytes) -> None:
+    header = _header(good)
+    header["version"] = 99
+    with pytest.raises(SqzFormatError, match="newer than this squeezer reads"):
+        parse(_rebuild(good, header))
+
+
+def test_weights_that_do_not_fit_the_model(good: bytes, tmp_path: Path) -> None:
+    header = _header(good)
+    header["arch"]["kwargs"] = {"num_classes": 7}
+    path = tmp_path / "m.sqz"
+    path.write_bytes(_rebuild(good, header))
+    with pytest.raises(SqzFormatError, match="does not fit the model's"):
+        sq.load(path)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fuzzed_bytes_never_crash_otherwise(good: bytes, data: st.DataObject) -> None:
+    raw = bytearray(good)
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        raw = raw[: data.draw(st.integers(0, len(raw)))]
+    try:
+        contents = parse(bytes(raw))
+    except SqzFormatError:
+        return
+    # a change that survives every check must not have changed any tensor
+    reference = parse(good).tensors
+    assert all(torch.equal(contents.tensors[k], reference[k]) for k in reference)

@@ -1,0 +1,81 @@
+"""Trained k-means weight sharing: clustering, the centroid gradient, fixed assignments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import squeezer as sq
+from squeezer.pruning import Magnitude, prune_
+from squeezer.quantization import KMeansSharing, codebook_of, initial_centroids, quantize_
+
+
+def test_centroid_update_matches_hand_computation() -> None:
+    layer = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 2.0], [1.2, 0.0]]))
+    quantize_(layer, KMeansSharing(bits=2))  # 3 centroids for 3 distinct non-zeros
+    codebook = codebook_of(layer)
+    assert codebook is not None
+    before = codebook.detach().clone()
+    torch.testing.assert_close(before, torch.tensor([1.0, 1.2, 2.0]))
+    x = torch.tensor([[3.0, -1.0]])
+    g_out = torch.tensor([[0.5, 2.0]])
+    layer(x).backward(g_out)
+    # dL/dW = g_out^T x = [[1.5, -0.5], [6.0, -2.0]]; W = [[c1, c3], [c2, 0]]
+    expected_grad = torch.tensor([1.5, 6.0, -0.5])
+    torch.testing.assert_close(codebook.grad, expected_grad)
+    torch.optim.SGD([codebook], lr=0.1).step()
+    torch.testing.assert_close(codebook.detach(), before - 0.1 * expected_grad)
+    w = layer.weight.detach()
+    assert w[1, 1] == 0  # the pruned weight stays zero
+    torch.testing.assert_close(w[0, 0], before[0] - 0.15)
+
+
+def test_quantize_limits_values_and_keeps_zeros() -> None:
+    model = sq.models.create("lenet5")
+    prune_(model, Magnitude(sparsity=0.7))
+    zeros = {n: getattr(model, n).weight.detach() == 0 for n in ("conv1", "fc1")}
+    report = quantize_(model, KMeansSharing(conv_bits=4, fc_bits=3))
+    assert report["conv1"]["bits"] == 4 and report["fc1"]["bits"] == 3
+    for name, bits in (("conv1", 4), ("fc1", 3)):
+        w = getattr(model, name).weight.detach()
+        assert torch.equal(w == 0, zeros[name])
+        assert w[w != 0].unique().numel() <= 2**bits - 1
+
+
+def test_per_layer_bits_override() -> None:
+    model = sq.models.create("lenet300")
+    report = quantize_(model, KMeansSharing(fc_bits=5, per_layer={"fc3": 2}))
+    assert report["fc3"]["bits"] == 2 and report["fc1"]["bits"] == 5
+
+
+@pytest.mark.parametrize("init", ["linear", "density", "random"])
+def test_initializations(init: str) -> None:
+    values = np.random.default_rng(0).standard_normal(1000)
+    c = initial_centroids(values, 8, init)
+    assert c.size == 8 and values.min() <= c.min() and c.max() <= values.max()
+    if init == "linear":
+        np.testing.assert_allclose(c, np.linspace(values.min(), values.max(), 8))
+    model = sq.models.create("lenet300")
+    quantize_(model, KMeansSharing(bits=3, init=init))
+    assert model.fc2.weight.detach().unique().numel() <= 8
+
+
+def test_fine_tuning_keeps_assignments_and_zeros() -> None:
+    train, _ = sq.data.load("digits")
+    model = sq.models.create("lenet300")
+    prune_(model, Magnitude(sparsity=0.8))
+    quantize_(model, KMeansSharing(fc_bits=4))
+    idx_before = model.fc1.parametrizations.weight[0].indices.clone()
+    w_before = model.fc1.weight.detach().clone()
+    sq.fit(model, train.subset(256), epochs=1, batch_size=32, lr=0.01, weight_decay=0)
+    w_after = model.fc1.weight.detach()
+    assert torch.equal(model.fc1.parametrizations.weight[0].indices, idx_before)
+    assert torch.equal(w_after == 0, w_before == 0)
+    assert not torch.equal(w_after, w_before)  # the centroids did move
+    # weights that shared a value before still share one
+    for k in (1, 5, 9):
+        assert w_after[idx_before == k].unique().numel() <= 1
