@@ -309,3 +309,57 @@ def test_console_script_runs_without_traceback(tmp_path: Path) -> None:
         bad.stderr.strip() == "squeezer evaluate: error: nope.pt: no such file "
         "(models: lenet300, lenet5)"
     )
+
+
+def test_compress_inspect_evaluate_measure_sqz(
+    tmp_path: Path, real_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, js = tmp_path / "m.sqz", tmp_path / "c.json"
+    code, text, err = run(
+        capsys,
+        "compress",
+        "lenet300",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(real_data),
+        "--limit",
+        "600",
+        "--quick",
+        "--quiet",
+        "--out",
+        str(out),
+        "--json",
+        str(js),
+    )
+    assert code == 0, err
+    result = json.loads(js.read_text())
+    for key in ("compression_rate", "size_bytes", "top1_before", "top1_after", "stages"):
+        assert key in result
+    assert result["size_bytes"] == out.stat().st_size
+    assert "+ Huffman coding" in text
+    code, text, err = run(capsys, "inspect", str(out), "--json", str(tmp_path / "i.json"))
+    assert code == 0, err
+    assert "fc1.weight" in text and "huffman/entropy" in text
+    inspected = json.loads((tmp_path / "i.json").read_text())
+    assert inspected["file_bytes"] == out.stat().st_size
+    code, text, err = run(
+        capsys, "evaluate", str(out), "--data-dir", str(real_data), "--limit", "600"
+    )
+    assert code == 0, err
+    assert f"top1 {result['top1_after']:.4f}" in text  # the dataset came from the header
+    code, text, err = run(
+        capsys, "measure", str(out), "--sparse", "--no-latency", "--json", str(tmp_path / "m.json")
+    )
+    assert code == 0 and "SparseLinear" in text and "fc1" in err
+
+
+def test_compress_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "r.yaml"
+    bad.write_text("prune_epoch: 1\n")
+    code, _, err = run(capsys, "compress", "lenet300", "--config", str(bad))
+    assert_one_line_error(code, err, "unknown key", "prune_epoch")
+    code, _, err = run(capsys, "compress", "lenet300", "--recipe", "magic")
+    assert_one_line_error(code, err, "invalid choice")
+    code, _, err = run(capsys, "inspect", str(bad))
+    assert_one_line_error(code, err, "a .sqz file")

@@ -134,7 +134,7 @@ def test_forged_architecture_refused(good: bytes, tmp_path: Path) -> None:
     ("field", "value", "message"),
     [
         ("shape", [10**6, 10**6], "too many elements"),
-            ("enc", "pickle", "unknown encoding"),
+        ("enc", "pickle", "unknown encoding"),
         ("dtype", "object", "unknown dtype"),
         ("off", -1, "invalid section"),
         ("len", 10**9, "runs past"),
