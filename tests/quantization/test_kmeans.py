@@ -79,3 +79,18 @@ def test_fine_tuning_keeps_assignments_and_zeros() -> None:
     # weights that shared a value before still share one
     for k in (1, 5, 9):
         assert w_after[idx_before == k].unique().numel() <= 1
+
+
+def test_bias_sharing_is_opt_in_and_round_trips(tmp_path) -> None:
+    model = sq.models.create("lenet300")
+    quantize_(model, KMeansSharing(fc_bits=4))
+    assert codebook_of(model.fc1, "bias") is None
+    report = quantize_(model, KMeansSharing(fc_bits=4, bias_bits=3))
+    assert report["fc1"]["bias_bits"] == 3
+    assert codebook_of(model.fc1, "bias").numel() == 7
+    assert model.fc1.bias.detach().unique().numel() <= 7
+    path = sq.save(model, tmp_path / "m.sqz")
+    loaded = sq.load(path)
+    assert torch.equal(loaded.fc1.bias, model.fc1.bias.detach())
+    kinds = {r.name: r.encoding for r in sq.coding.read(path).reports}
+    assert kinds["fc1.bias"] == "dense" and kinds["fc3.bias"] == "raw"  # 10 values: raw

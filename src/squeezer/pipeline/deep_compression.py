@@ -43,6 +43,7 @@ class DeepCompression(Config):
         bits: layer name -> index width of weight sharing.
         conv_bits: index width of convolutions (the paper: 8).
         fc_bits: index width of fully connected layers (the paper: 5).
+        bias_bits: also share biases with this many bits (None, as in the paper: float32).
         init: k-means initialization: linear, density or random.
         share_epochs: fine-tuning epochs of the shared centroids.
         share_lr: learning rate of that fine-tuning.
@@ -60,6 +61,7 @@ class DeepCompression(Config):
     bits: dict[str, int] = field(default_factory=dict)
     conv_bits: int = 8
     fc_bits: int = 5
+    bias_bits: int | None = None
     init: str = "linear"
     share_epochs: int = 3
     share_lr: float = 0.001
@@ -93,6 +95,7 @@ class DeepCompression(Config):
             conv_bits=self.conv_bits,
             fc_bits=self.fc_bits,
             per_layer=self.bits,
+            bias_bits=self.bias_bits,
             init=self.init,
             seed=self.seed,
         )

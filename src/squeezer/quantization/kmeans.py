@@ -19,13 +19,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from squeezer.config import Config, check
-from squeezer.surgery import (
-    COMPRESSIBLE,
-    current_weight,
-    find_parametrization,
-    matches,
-    weight_layers,
-)
+from squeezer.surgery import COMPRESSIBLE, matches, weight_layers
 
 INITS = ("linear", "density", "random")
 MAX_BITS = 8
@@ -70,6 +64,8 @@ class KMeansSharing(Config):
         conv_bits: index width of convolutions (the paper: 8).
         fc_bits: index width of fully connected layers (the paper: 5).
         per_layer: layer name (or shell pattern) -> bits, overriding the above.
+        bias_bits: also share each layer's bias with this many bits (None: biases stay
+            float32, as in the paper).
         init: centroid initialization, ``"linear"``, ``"density"`` or ``"random"``.
         layer_types: class names of the layers quantized.
         exclude: shell-style patterns of layer names left alone.
@@ -83,6 +79,7 @@ class KMeansSharing(Config):
     conv_bits: int = 8
     fc_bits: int = 5
     per_layer: dict[str, int] = field(default_factory=dict)
+    bias_bits: int | None = None
     init: str = "linear"
     layer_types: tuple[str, ...] = COMPRESSIBLE
     exclude: tuple[str, ...] = ()
@@ -93,6 +90,7 @@ class KMeansSharing(Config):
             ("bits", self.bits),
             ("conv_bits", self.conv_bits),
             ("fc_bits", self.fc_bits),
+            ("bias_bits", self.bias_bits),
             *self.per_layer.items(),
         ]:
             check(b is None or 1 <= b <= MAX_BITS, f"KMeansSharing: {where} must be in 1..8")
@@ -134,9 +132,12 @@ def kmeans_1d(
     return km.cluster_centers_.ravel(), labels
 
 
-def share_weights(module: nn.Module, bits: int, init: str = "linear", seed: int = 0) -> int:
-    """Replace ``module.weight`` by a shared-weight parametrization; returns the cluster count."""
-    w = current_weight(module)
+def share_weights(
+    module: nn.Module, bits: int, init: str = "linear", seed: int = 0, tensor: str = "weight"
+) -> int:
+    """Replace ``module.<tensor>`` by a shared-value parametrization; returns the cluster count."""
+    with torch.no_grad():
+        w = getattr(module, tensor).detach().clone()
     nonzero = w != 0
     values = w[nonzero].double().numpy()
     indices = torch.zeros(w.shape, dtype=torch.int64)
@@ -145,13 +146,13 @@ def share_weights(module: nn.Module, bits: int, init: str = "linear", seed: int 
     else:
         centroids, labels = kmeans_1d(values, 2**bits - 1, init, seed)
         indices[nonzero] = torch.from_numpy(labels.astype(np.int64)) + 1
-    if parametrize.is_parametrized(module, "weight"):
-        parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    if parametrize.is_parametrized(module, tensor):
+        parametrize.remove_parametrizations(module, tensor, leave_parametrized=True)
     with torch.no_grad():  # the k-means centroids are the weights from now on
         table = torch.cat([torch.zeros(1), torch.from_numpy(centroids).float()])
-        module.weight.copy_(table[indices])
+        getattr(module, tensor).copy_(table[indices])
     parametrize.register_parametrization(
-        module, "weight", SharedWeights(indices, torch.from_numpy(centroids).float())
+        module, tensor, SharedWeights(indices, torch.from_numpy(centroids).float())
     )
     return int(centroids.size)
 
@@ -168,13 +169,19 @@ def quantize_(model: nn.Module, config: KMeansSharing) -> dict[str, dict[str, in
         bits = config.bits_for(name, module)
         clusters = share_weights(module, bits, config.init, config.seed)
         report[name] = {"bits": bits, "clusters": clusters}
+        if config.bias_bits is not None and isinstance(getattr(module, "bias", None), Tensor):
+            share_weights(module, config.bias_bits, config.init, config.seed, tensor="bias")
+            report[name]["bias_bits"] = config.bias_bits
     if not report:
         raise ValueError("quantize_: no layer of the given types and names")
     return report
 
 
-def codebook_of(module: nn.Module) -> Tensor | None:
-    """The trainable codebook of a shared-weight layer, or None."""
-    if find_parametrization(module, SharedWeights) is None:
+def codebook_of(module: nn.Module, tensor: str = "weight") -> Tensor | None:
+    """The trainable codebook of a shared-value tensor (``weight`` or ``bias``), or None."""
+    if not parametrize.is_parametrized(module, tensor):
         return None
-    return module.parametrizations.weight.original
+    plist = module.parametrizations[tensor]
+    if not any(isinstance(p, SharedWeights) for p in plist):
+        return None
+    return plist.original
