@@ -74,3 +74,22 @@ def test_recipe_from_yaml_rejects_unknown_keys(tmp_path: Path) -> None:
         DeepCompression.from_yaml(path)
     with pytest.raises(ConfigError, match="bits"):
         DeepCompression(fc_bits=9)
+
+
+@pytest.mark.parametrize("name", ["lenet300", "lenet5"])
+def test_example_recipes_match_the_benchmark(name: str) -> None:
+    import importlib.util
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    recipe = DeepCompression.from_yaml(root / "examples" / "recipes" / f"{name}-tuned.yaml")
+    sys.path.insert(0, str(root / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "dc_bench", root / "benchmarks" / "deep_compression.py"
+        )
+        bench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+    finally:
+        sys.path.remove(str(root / "benchmarks"))
+    assert bench.RECIPES[(name, "tuned")] == recipe

@@ -26,19 +26,26 @@ def _dataset(name: str, data_dir: str | None, *, augment: bool = True, limit: in
     return train, test
 
 
+def _create_for(name: str, train: Any) -> Any:
+    """Zoo model ``name`` shaped for the images and classes of dataset ``train``."""
+    from squeezer.models import accepts, create
+
+    c, h, _ = train.input_shape
+    kwargs: dict[str, Any] = {"num_classes": train.num_classes, "in_channels": c}
+    if accepts(name, "input_size"):
+        kwargs["input_size"] = h
+    return create(name, **kwargs)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import squeezer as sq
     from squeezer.data import canonical_name
-    from squeezer.models import accepts, create, model_fn
+    from squeezer.models import model_fn
 
     model_fn(args.model)  # unknown model: fail before reading data
     dataset = canonical_name(args.dataset)
     train, test = _dataset(dataset, args.data_dir, augment=not args.no_augment, limit=args.limit)
-    c, h, _ = train.input_shape
-    kwargs: dict[str, Any] = {"num_classes": train.num_classes, "in_channels": c}
-    if accepts(args.model, "input_size"):
-        kwargs["input_size"] = h
-    model = create(args.model, **kwargs)
+    model = _create_for(args.model, train)
     config = sq.TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -260,7 +267,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 def cmd_compress(args: argparse.Namespace) -> int:
     import squeezer as sq
     from squeezer.data import canonical_name
-    from squeezer.models import accepts, list_models
+    from squeezer.models import list_models
     from squeezer.pipeline import RECIPES, format_result, run_deep_compression
 
     recipe_cls = RECIPES[args.recipe]
@@ -280,11 +287,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         raise UsageError(f"{out} exists; pass --force to overwrite it or choose --out")
     train, test = _dataset(dataset, args.data_dir, limit=args.limit)
     if model is None:
-        c, h, _ = train.input_shape
-        kwargs: dict[str, Any] = {"num_classes": train.num_classes, "in_channels": c}
-        if accepts(spec, "input_size"):
-            kwargs["input_size"] = h
-        model = sq.models.create(spec, **kwargs)
+        model = _create_for(spec, train)
         info(f"training the baseline {spec} on {dataset} for {recipe.baseline_epochs} epoch(s)")
         sq.fit(
             model,
