@@ -71,7 +71,7 @@ RECIPES = {
         share_epochs=2,
     ),
     ("lenet5", "aggressive"): DeepCompression(
-        sparsity={"conv1": 0.55, "conv2": 0.95, "fc1": 0.99, "fc2": 0.9},
+        sparsity={"conv1": 0.55, "conv2": 0.95, "fc1": 0.99, "fc2": 0.93},
         conv_bits=4,
         fc_bits=4,
         bias_bits=4,
