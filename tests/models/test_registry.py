@@ -57,3 +57,31 @@ def test_every_model_runs_on_grey_and_colour(
 def test_register_model_rejects_duplicates() -> None:
     with pytest.raises(ValueError, match="already registered"):
         sq.models.register_model(lambda: torch.nn.Identity(), name="lenet5")
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        # torchvision's figures for the same architectures on 1000 classes
+        ("resnet18", 11_689_512),
+        ("resnet50", 25_557_032),
+        ("mobilenet_v2", 3_504_872),
+        ("vgg11_bn_imagenet", 132_868_840),
+        ("vgg16_bn_imagenet", 138_365_992),
+        # CIFAR-family figures of the papers: ResNet-20 0.27M, ResNet-56 0.85M
+        ("resnet20", 272_474),
+        ("resnet56", 855_770),
+    ],
+)
+def test_zoo_parameter_counts(name: str, params: int) -> None:
+    classes = 1000 if params > 1_000_000 else 10
+    model = create(name, num_classes=classes)
+    assert sum(p.numel() for p in model.parameters()) == params
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if not n.endswith("_imagenet")])
+def test_every_model_saves_and_loads_bit_exactly(name: str, tmp_path) -> None:
+    model = create(name, num_classes=10, in_channels=1, input_size=28)
+    loaded = sq.load(sq.save(model, tmp_path / "m.sqz"))
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key

@@ -124,8 +124,11 @@ def encode_tensor(tensor: torch.Tensor, coding: str = "huffman") -> Encoded:
         return best
     values = raw_np.ravel()
     nonzero = np.flatnonzero(values != 0)
-    distinct = np.unique(values[nonzero])
-    shared = distinct.size <= MAX_CODEBOOK
+    # A sample with too many distinct values settles it without sorting a huge tensor.
+    sample = values[nonzero[:: max(1, nonzero.size // 4096)]]
+    shared = np.unique(sample).size <= MAX_CODEBOOK
+    distinct = np.unique(values[nonzero]) if shared else sample[:0]
+    shared = shared and distinct.size <= MAX_CODEBOOK
     candidates = []
     if shared:
         codebook = distinct.astype("<f4").tobytes()
@@ -140,7 +143,9 @@ def encode_tensor(tensor: torch.Tensor, coding: str = "huffman") -> Encoded:
                 {"stored": values.size, "sym": st, "k": int(distinct.size), "sym_width": width},
             )
         )
-    for gap_bits in range(1, MAX_GAP_BITS + 1):
+    # Without a codebook a stored element costs 32 bits plus its gap: only worth it sparse.
+    worth_sparse = shared or nonzero.size < 0.9 * values.size
+    for gap_bits in range(1, MAX_GAP_BITS + 1 if worth_sparse else 1):
         fields, filler = encode_gaps(nonzero, gap_bits)
         if fields.size > values.size:
             continue

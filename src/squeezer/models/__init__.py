@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from squeezer.models import lenet as _lenet  # noqa: F401  (registers the LeNets)
+# Importing the modules registers their models.
+from squeezer.models import allcnn, densenet, inception, lenet, mobilenet, resnet, vgg
 from squeezer.models.lenet import LeNet5, LeNet300
 from squeezer.models.registry import (
     ARCH_ATTR,
@@ -19,9 +20,16 @@ __all__ = [
     "LeNet5",
     "LeNet300",
     "accepts",
+    "allcnn",
     "arch_of",
     "create",
+    "densenet",
+    "inception",
+    "lenet",
     "list_models",
+    "mobilenet",
     "model_fn",
     "register_model",
+    "resnet",
+    "vgg",
 ]
