@@ -44,9 +44,9 @@ def load_model(spec: str) -> tuple[nn.Module, dict[str, Any]]:
             "meta": {},
             "input_shape": list(getattr(model, "input_shape", ()) or ()),
         }
-    looks_like_file = any(c in spec for c in "/\\.")
-    what = "no such file" if looks_like_file else "neither a file nor a model name"
-    raise UsageError(f"{spec}: {what} (models: {', '.join(list_models())})")
+    if any(c in spec for c in "/\\."):
+        raise UsageError(f"{spec}: no such file")
+    raise UsageError(f"{spec}: neither a file nor a model name (see 'squeezer models')")
 
 
 def parse_ints(text: str, what: str) -> list[int]:
