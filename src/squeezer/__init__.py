@@ -30,6 +30,7 @@ from squeezer.coding import load, save
 from squeezer.errors import SqueezerError
 from squeezer.pruning import prune_
 from squeezer.quantization import quantize_
+from squeezer.surgery import prune_channels
 from squeezer.train import (
     Callback,
     TrainConfig,
@@ -55,6 +56,7 @@ __all__ = [
     "models",
     "pipeline",
     "prune_",
+    "prune_channels",
     "pruning",
     "quantization",
     "quantize_",

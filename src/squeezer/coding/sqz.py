@@ -32,7 +32,7 @@ from torch.nn.utils import parametrize
 from squeezer.coding.huffman import entropy_bits
 from squeezer.coding.tensor_codec import TORCH_TO_NAME, decode_tensor, encode_tensor
 from squeezer.errors import SqzFormatError, UnknownNameError
-from squeezer.surgery import baked_copy
+from squeezer.surgery import SurgeryError, apply_records, baked_copy
 
 MAGIC = b"\x89SQZ\r\n\x1a\n"
 VERSION = 1
@@ -365,9 +365,18 @@ def _rebuild(header: dict[str, Any], path: str | Path) -> nn.Module:
     if not isinstance(kwargs, dict):
         raise _fail(path, "architecture arguments must be a mapping")
     try:
-        return create(arch["name"], **kwargs)
+        model = create(arch["name"], **kwargs)
     except (UnknownNameError, TypeError, ValueError) as exc:
         raise _fail(path, f"cannot rebuild the model: {exc}") from None
+    records = arch.get("surgery") or []
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise _fail(path, "recorded surgery must be a list of mappings")
+    try:
+        apply_records(model, records)
+    except SurgeryError as exc:
+        raise _fail(path, f"cannot rebuild the model: {exc}") from None
+    model.squeezer_arch = dict(arch)
+    return model
 
 
 def is_sqz(path: str | Path) -> bool:

@@ -135,6 +135,7 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None) -> nn.Modu
     """
     from squeezer.errors import UnknownNameError
     from squeezer.models import create
+    from squeezer.surgery import SurgeryError, apply_records
 
     ckpt = read_checkpoint(path)
     if model is None:
@@ -145,8 +146,10 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None) -> nn.Modu
             )
         try:
             model = create(arch["name"], **dict(arch.get("kwargs") or {}))
-        except (UnknownNameError, TypeError, ValueError) as exc:
+            apply_records(model, list(arch.get("surgery") or []))
+        except (UnknownNameError, TypeError, ValueError, SurgeryError) as exc:
             raise CheckpointError(f"{path}: cannot rebuild the model: {exc}") from None
+        model.squeezer_arch = dict(arch)
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
