@@ -360,3 +360,36 @@ def test_compress_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert_one_line_error(code, err, "invalid choice")
     code, _, err = run(capsys, "inspect", str(bad))
     assert_one_line_error(code, err, "a .sqz file")
+
+
+def test_prune_command(
+    tmp_path: Path, trained: Path, fake_mnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, js = tmp_path / "p.sqz", tmp_path / "p.json"
+    code, text, err = run(
+        capsys,
+        "prune",
+        str(trained),
+        "--ratio",
+        "0.5",
+        "--finetune-epochs",
+        "1",
+        "--data-dir",
+        str(fake_mnist),
+        "--min-run-time",
+        "0.01",
+        "--out",
+        str(out),
+        "--json",
+        str(js),
+        "--quiet",
+    )
+    assert code == 0, err
+    result = json.loads(js.read_text())
+    assert result["params"] < result["baseline"]["params"]
+    assert result["flops_reduction"] > 1.5 and "top1_after" in result
+    assert "speedup delta" in text
+    pruned = sq.load(out)
+    assert pruned.fc1.out_features == 150 and pruned.fc2.out_features == 50
+    code, _, err = run(capsys, "prune", "resnet20", "--ratio", "1.5")
+    assert_one_line_error(code, err, "--ratio must be in [0, 1)")

@@ -270,6 +270,76 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=commands.cmd_compress)
 
     p = sub.add_parser(
+        "prune",
+        help="remove channels (structured pruning) and measure the gain",
+        description="Remove whole channels, keeping every coupled layer consistent "
+        "(residual additions, concatenations, depthwise convolutions, BatchNorm, "
+        "flatten), optionally fine-tune, and print FLOPs, parameters and measured "
+        "latency before and after.",
+    )
+    p.add_argument(
+        "model",
+        metavar="MODEL_OR_CHECKPOINT",
+        help="a checkpoint, a .sqz file, or a zoo name (random weights)",
+    )
+    p.add_argument(
+        "--ratio",
+        type=float,
+        required=True,
+        help="fraction of each coupled layer group's channels to remove",
+    )
+    p.add_argument(
+        "--criterion",
+        choices=("l1", "l2", "bn_scale"),
+        default="l1",
+        help="which channels go: smallest filter L1/L2 norm (Li 2017) or "
+        "BatchNorm scale (Liu 2017); default l1",
+    )
+    p.add_argument("--ignore", metavar="LAYERS", help="comma-separated layer names to keep")
+    p.add_argument(
+        "--round-to",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="keep a multiple of N channels per group (default 1)",
+    )
+    p.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="fine-tune the pruned model for N epochs (default 0)",
+    )
+    p.add_argument("--lr", type=_positive_float, default=0.01, help="fine-tuning learning rate")
+    p.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help="data for accuracy and fine-tuning (default: the checkpoint's)",
+    )
+    p.add_argument(
+        "--batch-sizes",
+        default="1,32",
+        metavar="B[,B...]",
+        help="batch sizes to time (default: 1,32)",
+    )
+    p.add_argument(
+        "--min-run-time",
+        type=_positive_float,
+        default=0.5,
+        metavar="SECONDS",
+        help="seconds of timing per model and setting (default 0.5)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="the pruned model: .sqz, or a .pt checkpoint (default NAME-pruned.sqz)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    data_options(p)
+    json_option(p)
+    p.set_defaults(run=commands.cmd_prune)
+
+    p = sub.add_parser(
         "inspect",
         help="what a .sqz file holds, tensor by tensor",
         description="Per tensor: shape, encoding, sparsity, codebook index "

@@ -401,3 +401,67 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         },
     )
     return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    import torch
+
+    import squeezer as sq
+    from squeezer.data import canonical_name
+
+    model, source = load_model(args.model)
+    shape = source["input_shape"]
+    if not shape:
+        raise UsageError(f"{args.model}: input shape unknown")
+    if not 0 <= args.ratio < 1:
+        raise UsageError(f"--ratio must be in [0, 1), got {args.ratio}")
+    x = torch.randn(1, *shape)
+    ignored = [s for s in (args.ignore or "").split(",") if s]
+    pruned = sq.prune_channels(
+        model,
+        x,
+        ratio=args.ratio,
+        criterion=args.criterion,
+        ignored_layers=ignored,
+        round_to=args.round_to,
+    )
+    result: dict[str, Any] = {"ratio": args.ratio, "criterion": args.criterion}
+    if args.finetune_epochs or args.dataset:
+        dataset = canonical_name(args.dataset or source["meta"].get("dataset") or "mnist")
+        train, test = _dataset(dataset, args.data_dir, limit=args.limit)
+        check_fits(model, test.input_shape, test.num_classes, dataset)
+        result["top1_before"] = sq.evaluate(model, test)["top1"]
+        result["top1_pruned"] = sq.evaluate(pruned, test)["top1"]
+        if args.finetune_epochs:
+            sq.fit(
+                pruned,
+                train,
+                val=test,
+                epochs=args.finetune_epochs,
+                lr=args.lr,
+                verbose=not args.quiet,
+            )
+        result["top1_after"] = sq.evaluate(pruned, test)["top1"]
+        result["dataset"] = dataset
+        info(
+            f"top-1: {result['top1_before']:.4f} before, {result['top1_pruned']:.4f} right "
+            f"after pruning, {result['top1_after']:.4f} after {args.finetune_epochs} "
+            f"fine-tuning epoch(s)"
+        )
+    m = sq.measure(
+        pruned,
+        x,
+        baseline=model,
+        batch_sizes=parse_ints(args.batch_sizes, "--batch-sizes"),
+        min_run_time=args.min_run_time,
+    )
+    print(m)
+    out = Path(args.out or f"{Path(args.model).stem}-pruned.sqz")
+    meta = {"dataset": result.get("dataset") or source["meta"].get("dataset")}
+    if out.suffix == ".sqz":
+        sq.save(pruned, out, meta=meta)
+    else:
+        sq.save_checkpoint(pruned, out, meta=meta)
+    info(f"wrote {out}")
+    write_json(args.json, {**result, **m.to_dict(), "out": str(out)})
+    return 0
