@@ -82,8 +82,8 @@ def time_models(
         # Size each model's block to ~20 ms (at least one call) after a warm-up.
         numbers = []
         for t in timers:
-            t.timeit(2)
-            once = max(t.timeit(3).median, 1e-7)
+            first = t.timeit(1).median  # warm-up; for a slow model it is also the estimate
+            once = first if first > 0.05 else max(t.timeit(3).median, 1e-7)
             numbers.append(max(1, int(0.02 / once)))
         per_call: dict[int, list[float]] = defaultdict(list)
         start = time.perf_counter()

@@ -1,0 +1,133 @@
+"""Structured pruning: FLOPs reduction against measured speedup on a CPU.
+
+VGG-16 (BN, ImageNet classifier), ResNet-50 and MobileNetV2 at 224x224 with random weights;
+channel ratios 0.25, 0.5 and 0.75 removed by the L1 criterion from every coupled layer group
+(the stem and the classifier's output are kept by the dependency graph); batch 1 and 32; one
+and two threads. For each model, batch size and thread count, the baseline and the three
+pruned models are timed in alternating blocks in one run (medians). Target of the issue: at
+batch 32, measured speedup >= 0.8 x the FLOPs reduction factor.
+
+Reproduce (about 10 minutes on 2 CPU cores):
+
+    python benchmarks/structured_pruning.py
+
+Writes benchmarks/results/structured_pruning.{json,md}. The accuracy half of the issue's
+benchmark (criteria compared on Fashion-MNIST with fine-tuning) is not part of this script yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import squeezer as sq
+from squeezer.analysis import count_flops, time_models
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MODELS = ("vgg16_bn_imagenet", "resnet50", "mobilenet_v2")
+RATIOS = (0.25, 0.5, 0.75)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch-sizes", default="1,32")
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--rounds", type=int, default=3, help="timed blocks per model, at least")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    x = torch.randn(1, 3, args.size, args.size)
+    rows = []
+    for name in args.models.split(","):
+        torch.manual_seed(0)
+        base = sq.models.create(name, num_classes=1000).eval()
+        variants = [sq.prune_channels(base, x, ratio=r).eval() for r in RATIOS]
+        flops = [count_flops(m, x)[0] for m in (base, *variants)]
+        params = [sum(p.numel() for p in m.parameters()) for m in (base, *variants)]
+        for batch in [int(b) for b in args.batch_sizes.split(",")]:
+            for threads in [int(t) for t in args.threads.split(",")]:
+                print(f"== {name} batch {batch}, {threads} thread(s)", file=sys.stderr, flush=True)
+                lat = time_models(
+                    [base, *variants], x, batch, threads, min_run_time=0.0, min_rounds=args.rounds
+                )
+                for r, v in enumerate(RATIOS, start=1):
+                    fr, sp = flops[0] / flops[r], lat[0].median_ms / lat[r].median_ms
+                    rows.append(
+                        {
+                            "model": name,
+                            "ratio": v,
+                            "batch_size": batch,
+                            "threads": threads,
+                            "params": params[r],
+                            "baseline_params": params[0],
+                            "flops": flops[r],
+                            "baseline_flops": flops[0],
+                            "flops_reduction": fr,
+                            "baseline_ms": lat[0].median_ms,
+                            "pruned_ms": lat[r].median_ms,
+                            "baseline_iqr_ms": lat[0].iqr_ms,
+                            "pruned_iqr_ms": lat[r].iqr_ms,
+                            "runs": lat[r].runs,
+                            "speedup": sp,
+                            "speedup_over_flops": sp / fr,
+                            "target_met": None if batch < 32 else sp >= 0.8 * fr,
+                        }
+                    )
+                    print(
+                        f"   ratio {v}: FLOPs {fr:.2f}x, measured {sp:.2f}x",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    report = {
+        "command": " ".join(["python benchmarks/structured_pruning.py", *sys.argv[1:]]),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "backend": sq.analysis.backend_name(),
+        "input": [3, args.size, args.size],
+        "criterion": "l1",
+        "rows": rows,
+        "total_seconds": time.perf_counter() - started,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "structured_pruning.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / "structured_pruning.md").write_text(to_markdown(report))
+    print(to_markdown(report))
+    return 0
+
+
+def to_markdown(report: dict) -> str:
+    lines = [
+        "# Structured pruning: FLOPs reduction against measured CPU speedup",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Date: {report['date']}; {report['backend']}; input {tuple(report['input'])}, random "
+        f"weights, L1 criterion; total running time {report['total_seconds'] / 60:.1f} min.",
+        "",
+        "Ratio = fraction of each coupled layer group's channels removed. Speedup = baseline "
+        "median / pruned median, both timed alternately in one run. Target: at batch 32, "
+        "speedup >= 0.8 x FLOPs reduction.",
+        "",
+        "| model | ratio | batch | threads | params | FLOPs reduction | baseline ms | pruned ms "
+        "| measured speedup | speedup / FLOPs reduction | target |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in report["rows"]:
+        target = "" if r["target_met"] is None else ("met" if r["target_met"] else "MISSED")
+        lines.append(
+            f"| {r['model']} | {r['ratio']} | {r['batch_size']} | {r['threads']} | "
+            f"{r['params']:,} / {r['baseline_params']:,} | {r['flops_reduction']:.2f}x | "
+            f"{r['baseline_ms']:.1f} | {r['pruned_ms']:.1f} | {r['speedup']:.2f}x | "
+            f"{r['speedup_over_flops']:.2f} | {target} |"
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
