@@ -217,3 +217,80 @@ def test_unknown_operation_is_left_alone_with_a_warning() -> None:
         pruned = prune_channels(model, torch.randn(1, 1, 10, 10), ratio=0.5)
     assert pruned.a.out_channels == 8  # around the shuffle: untouched
     assert pruned(torch.randn(1, 1, 10, 10)).shape == (1, 8)
+
+
+class Small(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+        self.head = nn.Conv2d(6, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.bn(self.conv(x)))).mean((2, 3))
+
+
+@pytest.mark.parametrize("criterion", ["taylor", "energy", "apoz"])
+def test_data_criteria_pick_the_planted_dead_channel(criterion: str) -> None:
+    torch.manual_seed(0)
+    model = Small()
+    with torch.no_grad():
+        model.bn.weight[4] = 0.0  # channel 4 is always exactly zero after BN
+        model.bn.bias[4] = 0.0
+        model.bn.bias[[0, 1, 2, 3, 5]] = 0.5  # the others are mostly positive
+    batches = [(torch.randn(8, 1, 6, 6), torch.randint(0, 3, (8,))) for _ in range(3)]
+    plan = plan_channels(
+        model, torch.randn(1, 1, 6, 6), ratio=1 / 6, criterion=criterion, data=batches
+    )
+    removed = [i for c in plan.removed for b, i in c.members if b.module == "conv"]
+    assert removed == [4]
+
+
+def test_data_criterion_needs_data() -> None:
+    with pytest.raises(ValueError, match="needs data"):
+        plan_channels(Small(), torch.randn(1, 1, 6, 6), criterion="taylor")
+    with pytest.raises(ValueError, match="unknown criterion"):
+        plan_channels(Small(), torch.randn(1, 1, 6, 6), criterion="magic")
+
+
+def test_global_scope_ranks_across_layers() -> None:
+    model = sq.models.create("vgg11_bn")
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        for bn in bns:
+            bn.weight.fill_(1.0)
+        bns[2].weight[:100] = 0.01  # most small scales sit in one layer (256 channels)
+    total = sum(bn.num_features for bn in bns)
+    plan = plan_channels(
+        model, torch.randn(1, 3, 32, 32), ratio=100 / total, criterion="bn_scale", scope="global"
+    )
+    counts = {g["layers"][0]: g["channels"] - g["kept"] for g in plan.groups}
+    assert counts["features.8"] == 100 and sum(counts.values()) == 100
+
+
+def test_bn_sparsity_adds_the_l1_subgradient() -> None:
+    from squeezer.pruning import BNSparsity, bn_l1
+    from squeezer.train import TrainState
+
+    model = Small()
+    with torch.no_grad():
+        model.bn.weight.copy_(torch.tensor([0.5, -0.5, 1.0, -1.0, 2.0, 0.1]))
+    model.bn.weight.grad = torch.zeros(6)
+    BNSparsity(0.1).on_after_backward(
+        TrainState(model=model, optimizer=None, config=sq.TrainConfig())
+    )
+    torch.testing.assert_close(model.bn.weight.grad, torch.tensor([0.1, -0.1, 0.1, -0.1, 0.1, 0.1]))
+    assert bn_l1(model) == pytest.approx(5.1)
+    train, _ = sq.data.load("digits")
+    net = sq.models.create("vgg11_bn", num_classes=10, in_channels=1, input_size=28)
+    before = bn_l1(net)
+    sq.fit(
+        net,
+        train.subset(64),
+        epochs=1,
+        batch_size=32,
+        lr=0.01,
+        weight_decay=0,
+        callbacks=[BNSparsity(0.5)],
+    )
+    assert bn_l1(net) < before

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 from squeezer.pruning.magnitude import Magnitude, WeightMask, prune_, set_mask, sparsity_of
 from squeezer.pruning.schedules import GradualPruning, agp_sparsity, iterative_prune, scaled
+from squeezer.pruning.slimming import BNSparsity, bn_l1
 from squeezer.pruning.sparse import SparseLinear, sparse_copy, sparsify_
 
 __all__ = [
+    "BNSparsity",
     "GradualPruning",
     "Magnitude",
     "SparseLinear",
     "WeightMask",
     "agp_sparsity",
+    "bn_l1",
     "iterative_prune",
     "prune_",
     "scaled",

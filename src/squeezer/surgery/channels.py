@@ -13,7 +13,7 @@ import copy
 import math
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from squeezer.surgery.activation_criteria import DATA_CRITERIA, activation_scores
 from squeezer.surgery.graph import Binding, ChannelGraph, SurgeryError
 from squeezer.surgery.walk import matches
 
@@ -101,6 +102,8 @@ def plan_channels(
     ignored_layers: Sequence[str] = (),
     round_to: int = 1,
     scores: Mapping[int, float] | None = None,
+    data: Iterable[tuple[Tensor, Tensor]] | None = None,
+    scope: str = "layer",
 ) -> ChannelPlan:
     """Choose the channel classes to remove.
 
@@ -112,30 +115,63 @@ def plan_channels(
         criterion: a name of :data:`CRITERIA` or a function scoring a :class:`ChannelClass`.
         ignored_layers: names or patterns of layers whose output channels are kept.
         round_to: keep a multiple of this many channels in each group.
-        scores: precomputed scores by class root (data-driven criteria).
+        scores: precomputed scores by class root.
+        data: batches of ``(inputs, targets)`` for the data-driven criteria ``"taylor"``,
+            ``"energy"`` and ``"apoz"``.
+        scope: ``"layer"`` removes ``ratio`` of every group; ``"global"`` ranks all channels
+            of the model together and removes the lowest ``ratio`` overall (as network
+            slimming does with BatchNorm scales), keeping at least ``round_to`` per group.
     """
+    if scope not in ("layer", "global"):
+        raise ValueError("scope must be 'layer' or 'global'")
     graph = ChannelGraph(model, example_inputs)
-    score = CRITERIA[criterion] if isinstance(criterion, str) else criterion
     groups: dict[frozenset[str], list[ChannelClass]] = defaultdict(list)
     for c in _classes(graph):
         if any(matches(p, ignored_layers) for p in c.producers):
             continue
         groups[c.producers].append(c)
+    every = [c for cs in groups.values() for c in cs]
+    if scores is None and isinstance(criterion, str) and criterion in DATA_CRITERIA:
+        if data is None:
+            raise ValueError(f"criterion {criterion!r} needs data=batches")
+        scores = activation_scores(model, every, data, criterion)
+    elif scores is None:
+        if isinstance(criterion, str) and criterion not in CRITERIA:
+            known = ", ".join([*CRITERIA, *DATA_CRITERIA])
+            raise ValueError(f"unknown criterion {criterion!r} (known: {known})")
+        score = CRITERIA[criterion] if isinstance(criterion, str) else criterion
+        scores = {c.root: score(model, c) for c in every}
     removed: list[ChannelClass] = []
     report = []
-    for producers, classes in sorted(groups.items(), key=lambda kv: sorted(kv[0])):
-        r = _ratio_for(ratio, producers)
-        n = len(classes)
-        keep = max(1, n - math.floor(r * n + 1e-9))
-        if round_to > 1:
-            keep = min(n, max(round_to, math.ceil(keep / round_to) * round_to))
-        if keep >= n:
-            continue
-        values = [scores[c.root] if scores is not None else score(model, c) for c in classes]
-        order = np.argsort(np.asarray(values), kind="stable")
-        chosen = [classes[i] for i in order[: n - keep]]
-        removed += chosen
-        report.append({"layers": sorted(producers), "channels": n, "kept": keep})
+    ordered = sorted(groups.items(), key=lambda kv: sorted(kv[0]))
+    if scope == "global":
+        budget = math.floor(float(ratio if not isinstance(ratio, Mapping) else 0) * len(every))
+        floor = {k: min(len(v), max(1, round_to)) for k, v in ordered}
+        left = {k: len(v) for k, v in ordered}
+        by_score = sorted(
+            ((scores[c.root], i, k, c) for k, cs in ordered for i, c in enumerate(cs)),
+            key=lambda t: (t[0], t[1]),
+        )
+        for _, _, k, c in by_score:
+            if budget <= 0:
+                break
+            if left[k] > floor[k]:
+                removed.append(c)
+                left[k] -= 1
+                budget -= 1
+        report = [{"layers": sorted(k), "channels": len(v), "kept": left[k]} for k, v in ordered]
+    else:
+        for producers, classes in ordered:
+            r = _ratio_for(ratio, producers)
+            n = len(classes)
+            keep = max(1, n - math.floor(r * n + 1e-9))
+            if round_to > 1:
+                keep = min(n, max(round_to, math.ceil(keep / round_to) * round_to))
+            if keep >= n:
+                continue
+            order = np.argsort(np.asarray([scores[c.root] for c in classes]), kind="stable")
+            removed += [classes[i] for i in order[: n - keep]]
+            report.append({"layers": sorted(producers), "channels": n, "kept": keep})
     removed_roots = {c.root for c in removed}
     keep_masks: dict[tuple[str, str], np.ndarray] = {}
     for b in graph.bindings:
@@ -349,6 +385,8 @@ def prune_channels(
     *,
     ignored_layers: Sequence[str] = (),
     round_to: int = 1,
+    data: Iterable[tuple[Tensor, Tensor]] | None = None,
+    scope: str = "layer",
 ) -> nn.Module:
     """Remove channels from ``model``; returns a plain, smaller copy that runs.
 
@@ -357,16 +395,26 @@ def prune_channels(
         example_inputs: inputs used to trace and check the model.
         ratio: fraction of each coupled layer group's channels to remove (or a map from layer
             name or pattern to ratio).
-        criterion: ``"l1"`` (Li et al. 2017), ``"l2"``, ``"bn_scale"`` (Liu et al. 2017), or a
-            function of ``(model, ChannelClass)``.
+        criterion: ``"l1"`` (Li et al. 2017), ``"l2"``, ``"bn_scale"`` (Liu et al. 2017),
+            ``"taylor"`` (Molchanov et al. 2017), ``"energy"``, ``"apoz"`` (Hu et al. 2016; the
+            last three need ``data``), or a function of ``(model, ChannelClass)``.
         ignored_layers: names or patterns of layers whose output channels are kept.
         round_to: keep a multiple of this many channels per group.
+        data: batches of ``(inputs, targets)`` for the data-driven criteria.
+        scope: ``"layer"`` or ``"global"`` ranking (see :func:`plan_channels`).
 
     Raises:
         SurgeryError: the model cannot be traced or the pruned model would not run.
     """
     plan = plan_channels(
-        model, example_inputs, ratio, criterion, ignored_layers=ignored_layers, round_to=round_to
+        model,
+        example_inputs,
+        ratio,
+        criterion,
+        ignored_layers=ignored_layers,
+        round_to=round_to,
+        data=data,
+        scope=scope,
     )
     pruned = apply_plan(model, plan)
     inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
