@@ -6,6 +6,13 @@ sq.prune_(model, sq.pruning.Magnitude(sparsity=0.9))
 from __future__ import annotations
 
 from squeezer.pruning.magnitude import Magnitude, WeightMask, prune_, set_mask, sparsity_of
+from squeezer.pruning.reconstruction import (
+    lasso_order,
+    prune_with_reconstruction,
+    reconstruct_plan,
+    rescale_,
+    thinet_order,
+)
 from squeezer.pruning.schedules import GradualPruning, agp_sparsity, iterative_prune, scaled
 from squeezer.pruning.slimming import BNSparsity, bn_l1
 from squeezer.pruning.sparse import SparseLinear, sparse_copy, sparsify_
@@ -19,10 +26,15 @@ __all__ = [
     "agp_sparsity",
     "bn_l1",
     "iterative_prune",
+    "lasso_order",
     "prune_",
+    "prune_with_reconstruction",
+    "reconstruct_plan",
+    "rescale_",
     "scaled",
     "set_mask",
     "sparse_copy",
     "sparsify_",
     "sparsity_of",
+    "thinet_order",
 ]

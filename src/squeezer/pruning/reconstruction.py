@@ -1,0 +1,217 @@
+"""Channel selection by reconstructing the next layer's output: ThiNet and LASSO.
+
+Both look at the layer that *consumes* a group of channels. For sampled output entries y of
+that layer, the contribution of each input channel c is x_c (so y = sum_c x_c, bias aside).
+
+- ThiNet (Luo, Wu & Lin 2017) removes channels greedily: at each step the channel whose
+  removal keeps ||sum over removed x_c||^2 smallest.
+- LASSO selection (He, Zhang & Sun 2017) solves min ||y - sum_c beta_c x_c||^2 + alpha |beta|_1
+  with beta >= 0, raising alpha until few enough channels keep a non-zero beta.
+
+After the channels are removed, each kept channel's slice of the consumer's weight is scaled by
+the least-squares solution w = argmin ||y - sum_kept w_c x_c||^2 (ThiNet's step; He et al.
+refit the whole weight matrix, which is not done here). Groups whose channels feed more than
+one consumer (residual stages) or a depthwise layer fall back to the filter L1 norm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from squeezer.surgery import ChannelPlan, apply_plan, plan_channels
+from squeezer.surgery.channels import ChannelClass, filter_norm
+from squeezer.surgery.graph import ChannelGraph
+
+METHODS = ("thinet", "lasso")
+
+
+def _consumer(classes: Sequence[ChannelClass]) -> str | None:
+    """The single plain consumer of a group, or None when the group is not eligible."""
+    names = set()
+    for c in classes:
+        for b, _ in c.members:
+            if b.kind == "dw":
+                return None
+            if b.kind == "in":
+                names.add(b.module)
+    return names.pop() if len(names) == 1 else None
+
+
+def _contributions(
+    model: nn.Module,
+    graph: ChannelGraph,
+    consumer: str,
+    roots: Sequence[int],
+    data: Iterable[tuple[Tensor, Tensor]],
+    samples: int,
+    seed: int,
+) -> np.ndarray:
+    """Matrix X (samples x classes): each class's contribution to sampled outputs."""
+    module = model.get_submodule(consumer)
+    binding = next(b for b in graph.bindings if b.module == consumer and b.kind == "in")
+    index_root = np.array([graph.uf.find(int(s)) for s in binding.slots])
+    column = {r: j for j, r in enumerate(roots)}
+    captured: list[Tensor] = []
+    handle = module.register_forward_pre_hook(lambda _m, a: captured.append(a[0].detach()))
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for x, _ in data:
+                model(x)
+    finally:
+        handle.remove()
+        model.train(was)
+    gen = torch.Generator().manual_seed(seed)
+    inputs = torch.cat(captured)
+    w = module.weight.detach()
+    if isinstance(module, nn.Conv2d):
+        patches = F.unfold(
+            inputs, module.kernel_size, module.dilation, module.padding, module.stride
+        )  # (N, C*kk, L)
+        n, ckk, positions = patches.shape
+        c = module.in_channels
+        pick_n = torch.randint(0, n, (samples,), generator=gen)
+        pick_l = torch.randint(0, positions, (samples,), generator=gen)
+        pick_o = torch.randint(0, module.out_channels, (samples,), generator=gen)
+        p = patches[pick_n, :, pick_l].view(samples, c, ckk // c)
+        contrib = (w[pick_o].view(samples, c, -1) * p).sum(-1)  # (samples, C)
+    else:
+        pick_n = torch.randint(0, inputs.shape[0], (samples,), generator=gen)
+        pick_o = torch.randint(0, module.out_features, (samples,), generator=gen)
+        contrib = w[pick_o] * inputs[pick_n]  # (samples, F)
+    out = np.zeros((samples, len(roots)))
+    contrib_np = contrib.double().numpy()
+    for i, r in enumerate(index_root.tolist()):
+        j = column.get(r)
+        if j is not None:
+            out[:, j] += contrib_np[:, i]
+    return out
+
+
+def thinet_order(x: np.ndarray) -> list[int]:
+    """Columns of ``x`` in ThiNet's greedy removal order (first = least needed)."""
+    removed: list[int] = []
+    left = list(range(x.shape[1]))
+    running = np.zeros(x.shape[0])
+    sq_norms = (x**2).sum(0)
+    while left:
+        cand = np.array(left)
+        cost = 2 * running @ x[:, cand] + sq_norms[cand]
+        best = int(cand[int(np.argmin(cost))])
+        removed.append(best)
+        running += x[:, best]
+        left.remove(best)
+    return removed
+
+
+def lasso_order(x: np.ndarray, y: np.ndarray) -> list[int]:
+    """Columns in the order a growing LASSO penalty drives their coefficients to zero."""
+    from sklearn.linear_model import Lasso
+
+    scale = np.abs(x).max() or 1.0
+    xs, ys = x / scale, y / scale
+    alive_at = np.zeros(x.shape[1])
+    alphas = np.geomspace(1e-6, 1.0, 25) * float(np.abs(xs.T @ ys).max() / len(ys) + 1e-12)
+    for alpha in alphas:
+        beta = (
+            Lasso(alpha=alpha, positive=True, fit_intercept=False, max_iter=5000).fit(xs, ys).coef_
+        )
+        alive_at[beta > 1e-10] = alpha  # the largest penalty at which it survived
+    tie = (x**2).sum(0)
+    return sorted(range(x.shape[1]), key=lambda j: (alive_at[j], tie[j]))
+
+
+def reconstruct_plan(
+    model: nn.Module,
+    example_inputs: Tensor | tuple[Tensor, ...],
+    data: Sequence[tuple[Tensor, Tensor]],
+    ratio: float | Mapping[str, float] = 0.5,
+    method: str = "thinet",
+    *,
+    samples: int = 4000,
+    ignored_layers: Sequence[str] = (),
+    round_to: int = 1,
+    seed: int = 0,
+) -> tuple[ChannelPlan, dict[str, Any]]:
+    """Plan by ThiNet or LASSO where a group has one consumer; L1 elsewhere.
+
+    Returns:
+        The plan and, per consumer, what :func:`rescale_` needs.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}")
+    probe = plan_channels(model, example_inputs, 0.0, "l1", ignored_layers=ignored_layers)
+    graph = probe.graph
+    from squeezer.surgery.channels import _classes
+
+    groups: dict[frozenset[str], list[ChannelClass]] = {}
+    for c in _classes(graph):
+        groups.setdefault(c.producers, []).append(c)
+    scores: dict[int, float] = {}
+    fits: dict[str, Any] = {}
+    for classes in groups.values():
+        consumer = _consumer(classes)
+        if consumer is None:
+            for c in classes:
+                scores[c.root] = filter_norm(model, c)  # scores compare within a group only
+            continue
+        roots = [c.root for c in classes]
+        x = _contributions(model, graph, consumer, roots, data, samples, seed)
+        order = thinet_order(x) if method == "thinet" else lasso_order(x, x.sum(1))
+        for rank, j in enumerate(order):
+            scores[roots[j]] = float(rank)
+        fits[consumer] = {"roots": roots, "x": x}
+    plan = plan_channels(
+        model,
+        example_inputs,
+        ratio,
+        "l1",
+        ignored_layers=ignored_layers,
+        round_to=round_to,
+        scores=scores,
+    )
+    return plan, fits
+
+
+def rescale_(pruned: nn.Module, plan: ChannelPlan, fits: Mapping[str, Any]) -> None:
+    """Scale each kept channel's slice of its consumer by the least-squares factor."""
+    removed = {c.root for c in plan.removed}
+    graph = plan.graph
+    for consumer, fit in fits.items():
+        roots, x = fit["roots"], fit["x"]
+        kept = [j for j, r in enumerate(roots) if r not in removed]
+        if len(kept) == len(roots) or not kept:
+            continue
+        w, *_ = np.linalg.lstsq(x[:, kept], x.sum(1), rcond=None)
+        factor = {roots[j]: float(v) for j, v in zip(kept, w, strict=True)}
+        binding = next(b for b in graph.bindings if b.module == consumer and b.kind == "in")
+        kept_roots = [
+            graph.uf.find(int(s)) for s in binding.slots if graph.uf.find(int(s)) not in removed
+        ]
+        module = pruned.get_submodule(consumer)
+        with torch.no_grad():
+            for i, r in enumerate(kept_roots):
+                if r in factor:
+                    module.weight[:, i] *= factor[r]
+
+
+def prune_with_reconstruction(
+    model: nn.Module,
+    example_inputs: Tensor | tuple[Tensor, ...],
+    data: Sequence[tuple[Tensor, Tensor]],
+    ratio: float | Mapping[str, float] = 0.5,
+    method: str = "thinet",
+    **kwargs: Any,
+) -> nn.Module:
+    """ThiNet or LASSO channel pruning with least-squares rescaling; returns a smaller copy."""
+    plan, fits = reconstruct_plan(model, example_inputs, data, ratio, method, **kwargs)
+    pruned = apply_plan(model, plan)
+    rescale_(pruned, plan, fits)
+    return pruned
