@@ -393,3 +393,38 @@ def test_prune_command(
     assert pruned.fc1.out_features == 150 and pruned.fc2.out_features == 50
     code, _, err = run(capsys, "prune", "resnet20", "--ratio", "1.5")
     assert_one_line_error(code, err, "--ratio must be in [0, 1)")
+
+
+@pytest.mark.parametrize("criterion", ["taylor", "apoz", "thinet", "lasso"])
+def test_prune_with_data_criteria(
+    criterion: str,
+    tmp_path: Path,
+    trained: Path,
+    fake_mnist: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    js = tmp_path / "p.json"
+    code, _, err = run(
+        capsys,
+        "prune",
+        str(trained),
+        "--ratio",
+        "0.3",
+        "--criterion",
+        criterion,
+        "--data-dir",
+        str(fake_mnist),
+        "--min-run-time",
+        "0.01",
+        "--batch-sizes",
+        "1",
+        "--out",
+        str(tmp_path / "p.pt"),
+        "--json",
+        str(js),
+        "--quiet",
+    )
+    assert code == 0, err
+    result = json.loads(js.read_text())
+    assert result["criterion"] == criterion and result["params"] < result["baseline"]["params"]
+    assert sq.load_checkpoint(tmp_path / "p.pt").fc1.out_features == 210

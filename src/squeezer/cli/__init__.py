@@ -290,10 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--criterion",
-        choices=("l1", "l2", "bn_scale"),
+        choices=("l1", "l2", "bn_scale", "taylor", "energy", "apoz", "thinet", "lasso"),
         default="l1",
-        help="which channels go: smallest filter L1/L2 norm (Li 2017) or "
-        "BatchNorm scale (Liu 2017); default l1",
+        help="which channels go: filter L1/L2 norm (Li 2017), BatchNorm scale (Liu 2017), "
+        "first-order Taylor (Molchanov 2017), activation energy, APoZ (Hu 2016), ThiNet "
+        "(Luo 2017) or LASSO (He 2017) reconstruction; the last five read --dataset",
     )
     p.add_argument("--ignore", metavar="LAYERS", help="comma-separated layer names to keep")
     p.add_argument(

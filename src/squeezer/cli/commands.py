@@ -417,19 +417,38 @@ def cmd_prune(args: argparse.Namespace) -> int:
         raise UsageError(f"--ratio must be in [0, 1), got {args.ratio}")
     x = torch.randn(1, *shape)
     ignored = [s for s in (args.ignore or "").split(",") if s]
-    pruned = sq.prune_channels(
-        model,
-        x,
-        ratio=args.ratio,
-        criterion=args.criterion,
-        ignored_layers=ignored,
-        round_to=args.round_to,
-    )
-    result: dict[str, Any] = {"ratio": args.ratio, "criterion": args.criterion}
-    if args.finetune_epochs or args.dataset:
+    needs_data = args.criterion in ("taylor", "energy", "apoz", "thinet", "lasso")
+    train = test = dataset = None
+    if args.finetune_epochs or args.dataset or needs_data:
         dataset = canonical_name(args.dataset or source["meta"].get("dataset") or "mnist")
         train, test = _dataset(dataset, args.data_dir, limit=args.limit)
         check_fits(model, test.input_shape, test.num_classes, dataset)
+    batches = None
+    if needs_data:
+        loader = sq.data.loader(train.without_augment(), 64, shuffle=True, seed=0)
+        batches = [b for _, b in zip(range(8), loader, strict=False)]
+    if args.criterion in ("thinet", "lasso"):
+        pruned = sq.pruning.prune_with_reconstruction(
+            model,
+            x,
+            batches,
+            ratio=args.ratio,
+            method=args.criterion,
+            ignored_layers=ignored,
+            round_to=args.round_to,
+        )
+    else:
+        pruned = sq.prune_channels(
+            model,
+            x,
+            ratio=args.ratio,
+            criterion=args.criterion,
+            ignored_layers=ignored,
+            round_to=args.round_to,
+            data=batches,
+        )
+    result: dict[str, Any] = {"ratio": args.ratio, "criterion": args.criterion}
+    if train is not None and test is not None:
         result["top1_before"] = sq.evaluate(model, test)["top1"]
         result["top1_pruned"] = sq.evaluate(pruned, test)["top1"]
         if args.finetune_epochs:
@@ -457,7 +476,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     )
     print(m)
     out = Path(args.out or f"{Path(args.model).stem}-pruned.sqz")
-    meta = {"dataset": result.get("dataset") or source["meta"].get("dataset")}
+    meta = {"dataset": dataset or source["meta"].get("dataset")}
     if out.suffix == ".sqz":
         sq.save(pruned, out, meta=meta)
     else:
