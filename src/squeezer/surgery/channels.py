@@ -104,6 +104,7 @@ def plan_channels(
     scores: Mapping[int, float] | None = None,
     data: Iterable[tuple[Tensor, Tensor]] | None = None,
     scope: str = "layer",
+    threshold: float | None = None,
 ) -> ChannelPlan:
     """Choose the channel classes to remove.
 
@@ -121,6 +122,8 @@ def plan_channels(
         scope: ``"layer"`` removes ``ratio`` of every group; ``"global"`` ranks all channels
             of the model together and removes the lowest ``ratio`` overall (as network
             slimming does with BatchNorm scales), keeping at least ``round_to`` per group.
+        threshold: instead of a ratio, remove every channel scoring below this (e.g. the
+            filters a group-lasso penalty drove to zero), keeping at least one per group.
     """
     if scope not in ("layer", "global"):
         raise ValueError("scope must be 'layer' or 'global'")
@@ -144,7 +147,20 @@ def plan_channels(
     removed: list[ChannelClass] = []
     report = []
     ordered = sorted(groups.items(), key=lambda kv: sorted(kv[0]))
-    if scope == "global":
+    if threshold is not None:
+        for producers, classes in ordered:
+            weak = [c for c in classes if scores[c.root] < threshold]
+            if len(weak) == len(classes):  # keep the strongest one: a layer needs a channel
+                weak.remove(max(weak, key=lambda c: scores[c.root]))
+            removed += weak
+            report.append(
+                {
+                    "layers": sorted(producers),
+                    "channels": len(classes),
+                    "kept": len(classes) - len(weak),
+                }
+            )
+    elif scope == "global":
         budget = math.floor(float(ratio if not isinstance(ratio, Mapping) else 0) * len(every))
         floor = {k: min(len(v), max(1, round_to)) for k, v in ordered}
         left = {k: len(v) for k, v in ordered}
@@ -387,6 +403,7 @@ def prune_channels(
     round_to: int = 1,
     data: Iterable[tuple[Tensor, Tensor]] | None = None,
     scope: str = "layer",
+    threshold: float | None = None,
 ) -> nn.Module:
     """Remove channels from ``model``; returns a plain, smaller copy that runs.
 
@@ -402,6 +419,7 @@ def prune_channels(
         round_to: keep a multiple of this many channels per group.
         data: batches of ``(inputs, targets)`` for the data-driven criteria.
         scope: ``"layer"`` or ``"global"`` ranking (see :func:`plan_channels`).
+        threshold: remove every channel scoring below this instead of a ratio.
 
     Raises:
         SurgeryError: the model cannot be traced or the pruned model would not run.
@@ -415,6 +433,7 @@ def prune_channels(
         round_to=round_to,
         data=data,
         scope=scope,
+        threshold=threshold,
     )
     pruned = apply_plan(model, plan)
     inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
