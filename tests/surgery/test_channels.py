@@ -294,3 +294,24 @@ def test_bn_sparsity_adds_the_l1_subgradient() -> None:
         callbacks=[BNSparsity(0.5)],
     )
     assert bn_l1(net) < before
+
+
+def test_zeroed_residual_branch_removes_the_whole_block(tmp_path: Path) -> None:
+    from squeezer.surgery import remove_identity_blocks
+
+    torch.manual_seed(0)
+    model = _randomize_bn(sq.models.create("resnet20"))
+    block = model.layers[1][2]  # an identity-shortcut block in the second stage
+    with torch.no_grad():
+        block.bn2.weight.zero_()  # what group lasso on the branch converges to
+        block.bn2.bias.zero_()
+    x = torch.randn(2, 3, 32, 32)
+    shallower, removed = remove_identity_blocks(model, x)
+    assert removed == ["layers.1.2"]
+    assert isinstance(shallower.layers[1][2], nn.Identity)
+    with torch.no_grad():
+        assert torch.equal(shallower(x), model(x))
+    loaded = sq.load(sq.save(shallower, tmp_path / "s.sqz"))
+    assert isinstance(loaded.layers[1][2], nn.Identity)
+    # a block with a live branch, or a projection shortcut, stays
+    assert remove_identity_blocks(_randomize_bn(sq.models.create("resnet20")), x)[1] == []

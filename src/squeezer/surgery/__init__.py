@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from squeezer.surgery.branches import remove_identity_blocks
 from squeezer.surgery.channels import (
     CRITERIA,
     ChannelClass,
@@ -47,6 +48,7 @@ __all__ = [
     "matches",
     "plan_channels",
     "prune_channels",
+    "remove_identity_blocks",
     "type_name",
     "weight_layers",
     "zero_channels_",

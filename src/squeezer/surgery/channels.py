@@ -343,6 +343,9 @@ def apply_records(model: nn.Module, records: Sequence[Mapping[str, Any]]) -> nn.
         except AttributeError:
             raise SurgeryError(f"recorded surgery names unknown module {name!r}") from None
         kind = r.get("type")
+        if kind == "Identity":
+            _set(model, str(name), nn.Identity())
+            continue
         ints = [v for k, v in r.items() if k in ("in", "out", "groups", "features")]
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in ints):
             raise SurgeryError(f"recorded surgery for {name}: invalid sizes")
