@@ -3,7 +3,8 @@
 The penalty lambda * sum over groups of ||W_g||_2 pushes whole groups of weights to exactly
 (numerically) zero: the filters of a convolution (its output channels), its input channels,
 or every weight of a named branch (a residual branch, say). Zeroed filters are then removed
-physically with ``sq.prune_channels(model, x, criterion="l2", threshold=...)``.
+physically with ``sq.prune_channels(model, x, criterion="l2", threshold=...)``, and blocks
+whose branch is zero with :func:`squeezer.surgery.remove_identity_blocks`.
 """
 
 from __future__ import annotations
