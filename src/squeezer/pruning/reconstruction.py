@@ -8,10 +8,11 @@ that layer, the contribution of each input channel c is x_c (so y = sum_c x_c, b
 - LASSO selection (He, Zhang & Sun 2017) solves min ||y - sum_c beta_c x_c||^2 + alpha |beta|_1
   with beta >= 0, raising alpha until few enough channels keep a non-zero beta.
 
-After the channels are removed, each kept channel's slice of the consumer's weight is scaled by
-the least-squares solution w = argmin ||y - sum_kept w_c x_c||^2 (ThiNet's step; He et al.
-refit the whole weight matrix, which is not done here). Groups whose channels feed more than
-one consumer (residual stages) or a depthwise layer fall back to the filter L1 norm.
+After the channels are removed the consumer is refit by least squares on the sampled outputs:
+ThiNet scales each kept channel's weights by w = argmin ||y - sum_kept w_c x_c||^2; for LASSO,
+as He et al. do, the consumer's whole weight is refit on the kept inputs. Groups whose channels
+feed more than one consumer (residual stages) or a depthwise layer fall back to the filter L1
+norm.
 """
 
 from __future__ import annotations
@@ -80,19 +81,22 @@ def _contributions(
         pick_n = torch.randint(0, n, (samples,), generator=gen)
         pick_l = torch.randint(0, positions, (samples,), generator=gen)
         pick_o = torch.randint(0, module.out_channels, (samples,), generator=gen)
-        p = patches[pick_n, :, pick_l].view(samples, c, ckk // c)
+        flat = patches[pick_n, :, pick_l]  # (samples, C*kk)
+        p = flat.view(samples, c, ckk // c)
         contrib = (w[pick_o].view(samples, c, -1) * p).sum(-1)  # (samples, C)
     else:
         pick_n = torch.randint(0, inputs.shape[0], (samples,), generator=gen)
         pick_o = torch.randint(0, module.out_features, (samples,), generator=gen)
-        contrib = w[pick_o] * inputs[pick_n]  # (samples, F)
+        flat = inputs[pick_n]
+        contrib = w[pick_o] * flat  # (samples, F)
+    targets = flat.double() @ w.flatten(1).double().t()
     out = np.zeros((samples, len(roots)))
     contrib_np = contrib.double().numpy()
     for i, r in enumerate(index_root.tolist()):
         j = column.get(r)
         if j is not None:
             out[:, j] += contrib_np[:, i]
-    return out
+    return out, flat.double().numpy(), targets.numpy()
 
 
 def thinet_order(x: np.ndarray) -> list[int]:
@@ -163,11 +167,17 @@ def reconstruct_plan(
                 scores[c.root] = filter_norm(model, c)  # scores compare within a group only
             continue
         roots = [c.root for c in classes]
-        x = _contributions(model, graph, consumer, roots, data, samples, seed)
+        x, patches, targets = _contributions(model, graph, consumer, roots, data, samples, seed)
         order = thinet_order(x) if method == "thinet" else lasso_order(x, x.sum(1))
         for rank, j in enumerate(order):
             scores[roots[j]] = float(rank)
-        fits[consumer] = {"roots": roots, "x": x}
+        fits[consumer] = {
+            "roots": roots,
+            "x": x,
+            "patches": patches,
+            "targets": targets,
+            "refit": "scale" if method == "thinet" else "full",
+        }
     plan = plan_channels(
         model,
         example_inputs,
@@ -181,7 +191,11 @@ def reconstruct_plan(
 
 
 def rescale_(pruned: nn.Module, plan: ChannelPlan, fits: Mapping[str, Any]) -> None:
-    """Scale each kept channel's slice of its consumer by the least-squares factor."""
+    """Refit each consumer of a reconstructed group by least squares on the sampled outputs.
+
+    ThiNet (``refit="scale"``) scales each kept channel's weights by one factor; LASSO
+    (``refit="full"``, He et al. 2017) refits the consumer's whole weight on the kept inputs.
+    """
     removed = {c.root for c in plan.removed}
     graph = plan.graph
     for consumer, fit in fits.items():
@@ -189,17 +203,38 @@ def rescale_(pruned: nn.Module, plan: ChannelPlan, fits: Mapping[str, Any]) -> N
         kept = [j for j, r in enumerate(roots) if r not in removed]
         if len(kept) == len(roots) or not kept:
             continue
+        binding = next(b for b in graph.bindings if b.module == consumer and b.kind == "in")
+        index_root = [graph.uf.find(int(s)) for s in binding.slots]
+        module = pruned.get_submodule(consumer)
+        if fit["refit"] == "full":
+            _refit_full(module, plan, consumer, index_root, removed, fit)
+            continue
         w, *_ = np.linalg.lstsq(x[:, kept], x.sum(1), rcond=None)
         factor = {roots[j]: float(v) for j, v in zip(kept, w, strict=True)}
-        binding = next(b for b in graph.bindings if b.module == consumer and b.kind == "in")
-        kept_roots = [
-            graph.uf.find(int(s)) for s in binding.slots if graph.uf.find(int(s)) not in removed
-        ]
-        module = pruned.get_submodule(consumer)
+        kept_roots = [r for r in index_root if r not in removed]
         with torch.no_grad():
             for i, r in enumerate(kept_roots):
                 if r in factor:
                     module.weight[:, i] *= factor[r]
+
+
+def _refit_full(
+    module: nn.Module,
+    plan: ChannelPlan,
+    consumer: str,
+    index_root: list[int],
+    removed: set[int],
+    fit: Mapping[str, Any],
+) -> None:
+    keep_inputs = np.array([r not in removed for r in index_root])
+    per_input = fit["patches"].shape[1] // len(index_root)  # kernel positions per input
+    columns = np.repeat(keep_inputs, per_input)
+    rows = plan.keep.get((consumer, "out"))
+    targets = fit["targets"] if rows is None else fit["targets"][:, rows]
+    solution, *_ = np.linalg.lstsq(fit["patches"][:, columns], targets, rcond=None)
+    with torch.no_grad():
+        new = torch.from_numpy(solution.T.copy()).to(module.weight.dtype)
+        module.weight.copy_(new.view_as(module.weight))
 
 
 def prune_with_reconstruction(
@@ -210,7 +245,7 @@ def prune_with_reconstruction(
     method: str = "thinet",
     **kwargs: Any,
 ) -> nn.Module:
-    """ThiNet or LASSO channel pruning with least-squares rescaling; returns a smaller copy."""
+    """ThiNet or LASSO channel pruning with least-squares refitting; returns a smaller copy."""
     plan, fits = reconstruct_plan(model, example_inputs, data, ratio, method, **kwargs)
     pruned = apply_plan(model, plan)
     rescale_(pruned, plan, fits)
