@@ -41,6 +41,17 @@ def main() -> int:
     parser.add_argument("--batch-sizes", default="1,32")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--rounds", type=int, default=3, help="timed blocks per model, at least")
+    parser.add_argument(
+        "--round-to",
+        type=int,
+        default=1,
+        help="keep a multiple of N channels per group (default 1)",
+    )
+    parser.add_argument(
+        "--out-name",
+        default="structured_pruning",
+        help="results file name (default structured_pruning)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     x = torch.randn(1, 3, args.size, args.size)
@@ -48,7 +59,9 @@ def main() -> int:
     for name in args.models.split(","):
         torch.manual_seed(0)
         base = sq.models.create(name, num_classes=1000).eval()
-        variants = [sq.prune_channels(base, x, ratio=r).eval() for r in RATIOS]
+        variants = [
+            sq.prune_channels(base, x, ratio=r, round_to=args.round_to).eval() for r in RATIOS
+        ]
         flops = [count_flops(m, x)[0] for m in (base, *variants)]
         params = [sum(p.numel() for p in m.parameters()) for m in (base, *variants)]
         for batch in [int(b) for b in args.batch_sizes.split(",")]:
@@ -95,8 +108,8 @@ def main() -> int:
         "total_seconds": time.perf_counter() - started,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "structured_pruning.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / "structured_pruning.md").write_text(to_markdown(report))
+    (RESULTS / f"{args.out_name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{args.out_name}.md").write_text(to_markdown(report))
     print(to_markdown(report))
     return 0
 
@@ -107,7 +120,8 @@ def to_markdown(report: dict) -> str:
         "",
         f"Command: `{report['command']}`  ",
         f"Date: {report['date']}; {report['backend']}; input {tuple(report['input'])}, random "
-        f"weights, L1 criterion; total running time {report['total_seconds'] / 60:.1f} min.",
+        f"weights, L1 criterion, channel counts rounded to multiples of "
+        f"{report.get('round_to', 1)}; total running time {report['total_seconds'] / 60:.1f} min.",
         "",
         "Ratio = fraction of each coupled layer group's channels removed. Speedup = baseline "
         "median / pruned median, both timed alternately in one run. Target: at batch 32, "
