@@ -104,6 +104,7 @@ def main() -> int:
         "backend": sq.analysis.backend_name(),
         "input": [3, args.size, args.size],
         "criterion": "l1",
+        "round_to": args.round_to,
         "rows": rows,
         "total_seconds": time.perf_counter() - started,
     }
