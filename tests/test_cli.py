@@ -388,6 +388,7 @@ def test_prune_command(
     result = json.loads(js.read_text())
     assert result["params"] < result["baseline"]["params"]
     assert result["flops_reduction"] > 1.5 and "top1_after" in result
+    assert "top1_recalibrated" in result
     assert "speedup delta" in text
     pruned = sq.load(out)
     assert pruned.fc1.out_features == 150 and pruned.fc2.out_features == 50

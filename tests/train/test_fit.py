@@ -271,3 +271,19 @@ def test_invalid_config(field: str, value: object, message: str) -> None:
 def test_fit_rejects_unknown_override(digits) -> None:
     with pytest.raises(ConfigError, match="unknown key.*'epoch'"):
         sq.fit(sq.models.create("lenet300"), digits[0], epoch=3)
+
+
+def test_recalibrate_bn_matches_the_data_statistics() -> None:
+    from squeezer.train import recalibrate_bn_
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU())
+    x = torch.randn(16, 1, 6, 6) * 3 + 1
+    model.eval()
+    recalibrate_bn_(model, [(x, torch.zeros(16))])
+    bn = model[1]
+    with torch.no_grad():
+        features = model[0](x)
+    torch.testing.assert_close(bn.running_mean, features.mean((0, 2, 3)))
+    torch.testing.assert_close(bn.running_var, features.var((0, 2, 3), unbiased=True))
+    assert not model.training and bn.momentum == 0.1

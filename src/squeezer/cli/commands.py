@@ -451,6 +451,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if train is not None and test is not None:
         result["top1_before"] = sq.evaluate(model, test)["top1"]
         result["top1_pruned"] = sq.evaluate(pruned, test)["top1"]
+        sq.train.recalibrate_bn_(pruned, train)  # removed channels shifted the BN inputs
+        result["top1_recalibrated"] = sq.evaluate(pruned, test)["top1"]
         if args.finetune_epochs:
             sq.fit(
                 pruned,
@@ -464,7 +466,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         result["dataset"] = dataset
         info(
             f"top-1: {result['top1_before']:.4f} before, {result['top1_pruned']:.4f} right "
-            f"after pruning, {result['top1_after']:.4f} after {args.finetune_epochs} "
+            f"after pruning, {result['top1_recalibrated']:.4f} with BatchNorm statistics "
+            f"re-estimated, {result['top1_after']:.4f} after {args.finetune_epochs} "
             f"fine-tuning epoch(s)"
         )
     m = sq.measure(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from squeezer.train.batchnorm import recalibrate_bn_
 from squeezer.train.callbacks import Callback, EarlyStop, TrainState
 from squeezer.train.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from squeezer.train.config import TrainConfig, lr_at, make_optimizer
@@ -19,5 +20,6 @@ __all__ = [
     "lr_at",
     "make_optimizer",
     "read_checkpoint",
+    "recalibrate_bn_",
     "save_checkpoint",
 ]
