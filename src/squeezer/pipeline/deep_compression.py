@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from squeezer.coding import encode_model, parse
+from squeezer.coding import build, encode_model, parse
 from squeezer.config import Config, check
 from squeezer.pruning import Magnitude, iterative_prune, sparsity_of
 from squeezer.quantization import KMeansSharing, quantize_
@@ -221,7 +221,8 @@ def run_deep_compression(
         recipe.train(recipe.share_epochs, recipe.share_lr, weight_decay=0.0),
         verbose=verbose,
     )
-    shared_bytes = len(encode_model(model, "fixed"))
+    shared_file = encode_model(model, "fixed")
+    shared_bytes = len(shared_file)
     top1 = evaluate(model, test)["top1"]
     stages.append(
         Stage(
@@ -240,10 +241,7 @@ def run_deep_compression(
     t0 = time.perf_counter()
     data = encode_model(model, "huffman", meta)
     contents = parse(data)
-    from squeezer.models import create
-
-    reloaded = create(arch["name"], **arch.get("kwargs", {}))
-    reloaded.load_state_dict(contents.tensors)
+    reloaded = build(contents)
     top1_after = evaluate(reloaded, test)["top1"]  # accuracy of what the file really holds
     stages.append(
         Stage(
@@ -260,7 +258,7 @@ def run_deep_compression(
     )
 
     sparsity = sparsity_of(model)
-    fixed = {r.name: r for r in parse(encode_model(model, "fixed")).reports}
+    fixed = {r.name: r for r in parse(shared_file).reports}
     layers = []
     for r in contents.reports:
         layers.append(

@@ -18,7 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from squeezer.surgery import apply_plan, plan_channels
-from squeezer.surgery.channels import ChannelClass, _classes, _ratio_for
+from squeezer.surgery.channels import ChannelClass, _ratio_for, channel_classes
+from squeezer.surgery.graph import ChannelGraph
 
 
 def _fc_pair(model: nn.Module, classes: Sequence[ChannelClass]) -> tuple[str, str] | None:
@@ -82,9 +83,9 @@ def merge_neurons(
     Returns:
         A smaller copy of ``model``; other layers are unchanged.
     """
-    probe = plan_channels(model, example_inputs, 0.0, "l1", ignored_layers=ignored_layers)
+    graph = ChannelGraph(model, example_inputs)
     groups: dict[frozenset[str], list[ChannelClass]] = {}
-    for c in _classes(probe.graph):
+    for c in channel_classes(graph):
         groups.setdefault(c.producers, []).append(c)
     scores: dict[int, float] = {}
     compensation: dict[str, tuple[np.ndarray, list[int]]] = {}
@@ -110,10 +111,14 @@ def merge_neurons(
         for rank, neuron in enumerate(removed):
             scores[index_of[neuron].root] = float(rank)
         compensation[consumer] = (out, removed)
-    if not compensation:
-        return apply_plan(model, plan_channels(model, example_inputs, 0.0, "l1"))
     plan = plan_channels(
-        model, example_inputs, limits, "l1", ignored_layers=ignored_layers, scores=scores
+        model,
+        example_inputs,
+        limits,
+        "l1",
+        ignored_layers=ignored_layers,
+        scores=scores,
+        graph=graph,
     )
     pruned = apply_plan(model, plan)
     with torch.no_grad():

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from squeezer.surgery import ChannelPlan, apply_plan, plan_channels
-from squeezer.surgery.channels import ChannelClass, filter_norm
+from squeezer.surgery.channels import ChannelClass, channel_classes, filter_norm
 from squeezer.surgery.graph import ChannelGraph
 
 METHODS = ("thinet", "lasso")
@@ -151,12 +151,9 @@ def reconstruct_plan(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}")
-    probe = plan_channels(model, example_inputs, 0.0, "l1", ignored_layers=ignored_layers)
-    graph = probe.graph
-    from squeezer.surgery.channels import _classes
-
+    graph = ChannelGraph(model, example_inputs)
     groups: dict[frozenset[str], list[ChannelClass]] = {}
-    for c in _classes(graph):
+    for c in channel_classes(graph):
         groups.setdefault(c.producers, []).append(c)
     scores: dict[int, float] = {}
     fits: dict[str, Any] = {}
@@ -186,6 +183,7 @@ def reconstruct_plan(
         ignored_layers=ignored_layers,
         round_to=round_to,
         scores=scores,
+        graph=graph,
     )
     return plan, fits
 

@@ -81,7 +81,8 @@ class ChannelPlan:
         return {self.graph.uf.find(int(b.slots[i])) for c in self.removed for b, i in c.members}
 
 
-def _classes(graph: ChannelGraph) -> list[ChannelClass]:
+def channel_classes(graph: ChannelGraph) -> list[ChannelClass]:
+    """The removable channel classes of ``graph`` (not locked, with a producer)."""
     locked = graph.locked_roots()
     by_root: dict[int, ChannelClass] = {}
     for b in graph.bindings:
@@ -105,6 +106,7 @@ def plan_channels(
     data: Iterable[tuple[Tensor, Tensor]] | None = None,
     scope: str = "layer",
     threshold: float | None = None,
+    graph: ChannelGraph | None = None,
 ) -> ChannelPlan:
     """Choose the channel classes to remove.
 
@@ -124,12 +126,13 @@ def plan_channels(
             slimming does with BatchNorm scales), keeping at least ``round_to`` per group.
         threshold: instead of a ratio, remove every channel scoring below this (e.g. the
             filters a group-lasso penalty drove to zero), keeping at least one per group.
+        graph: a :class:`ChannelGraph` of ``model`` already built (saves tracing twice).
     """
     if scope not in ("layer", "global"):
         raise ValueError("scope must be 'layer' or 'global'")
-    graph = ChannelGraph(model, example_inputs)
+    graph = graph if graph is not None else ChannelGraph(model, example_inputs)
     groups: dict[frozenset[str], list[ChannelClass]] = defaultdict(list)
-    for c in _classes(graph):
+    for c in channel_classes(graph):
         if any(matches(p, ignored_layers) for p in c.producers):
             continue
         groups[c.producers].append(c)
