@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import squeezer as sq
 from squeezer.cli import main
@@ -429,3 +430,62 @@ def test_prune_with_data_criteria(
     result = json.loads(js.read_text())
     assert result["criterion"] == criterion and result["params"] < result["baseline"]["params"]
     assert sq.load_checkpoint(tmp_path / "p.pt").fc1.out_features == 210
+
+
+def test_factorize_command(
+    tmp_path: Path, trained: Path, fake_mnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, js = tmp_path / "f.sqz", tmp_path / "f.json"
+    code, text, err = run(
+        capsys,
+        "factorize",
+        str(trained),
+        "--method",
+        "svd",
+        "--rank",
+        "compression:3",
+        "--reconstruct",
+        "2",
+        "--finetune-epochs",
+        "1",
+        "--data-dir",
+        str(fake_mnist),
+        "--min-run-time",
+        "0.01",
+        "--batch-sizes",
+        "1",
+        "--out",
+        str(out),
+        "--json",
+        str(js),
+        "--quiet",
+    )
+    assert code == 0, err
+    result = json.loads(js.read_text())
+    (svd,) = result["factorization"]
+    assert svd["totals"]["layers_converted"] >= 2
+    for row in svd["layers"]:
+        if row["converted"]:
+            assert row["params_before"] / row["params_after"] > 2.9  # 3x on weights; biases stay
+            assert row["output_error_after"] <= row["output_error_before"]
+    assert result["params"] < result["baseline"]["params"] and "top1_after" in result
+    assert "factorization: svd" in text and "fc1" in text
+    loaded = sq.load(out)
+    assert isinstance(loaded.fc1, torch.nn.Sequential)
+
+
+def test_factorize_zoo_model_and_bad_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "f.pt"
+    code, text, err = run(
+        capsys, "factorize", "lenet5", "--method", "tucker,tt", "--rank", "vbmf",
+        "--min-run-time", "0.01", "--batch-sizes", "1", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "factorization: tucker" in text and "factorization: tt" in text
+    assert sq.load_checkpoint(out)(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+    code, _, err = run(capsys, "factorize", "lenet5", "--method", "qr")
+    assert_one_line_error(code, err, "--method: unknown qr")
+    code, _, err = run(capsys, "factorize", "lenet5", "--rank", "lots")
+    assert_one_line_error(code, err, "invalid rank")

@@ -18,6 +18,8 @@ from squeezer import (
     analysis,
     coding,
     data,
+    factorization,
+    layers,
     models,
     pipeline,
     pruning,
@@ -28,6 +30,7 @@ from squeezer import (
 from squeezer.analysis import measure
 from squeezer.coding import load, save
 from squeezer.errors import SqueezerError
+from squeezer.factorization import factorize_
 from squeezer.pruning import prune_
 from squeezer.quantization import quantize_
 from squeezer.surgery import prune_channels
@@ -49,7 +52,10 @@ __all__ = [
     "coding",
     "data",
     "evaluate",
+    "factorization",
+    "factorize_",
     "fit",
+    "layers",
     "load",
     "load_checkpoint",
     "measure",

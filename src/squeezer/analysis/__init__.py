@@ -10,6 +10,7 @@ from squeezer.analysis.counting import (
     layer_counts,
     size_bytes,
 )
+from squeezer.analysis.deploy import inference_copy
 from squeezer.analysis.latency import Latency, layer_latency, time_models
 from squeezer.analysis.measure import (
     Comparison,
@@ -31,6 +32,7 @@ __all__ = [
     "count_nonzero",
     "count_params",
     "format_measurement",
+    "inference_copy",
     "layer_counts",
     "layer_latency",
     "measure",

@@ -59,6 +59,7 @@ def time_models(
     *,
     min_run_time: float = 0.5,
     min_rounds: int = 7,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> list[Latency]:
     """Time several models on the same inputs, alternating blocks, in eval mode.
 
@@ -69,11 +70,16 @@ def time_models(
         threads: intra-op threads during timing.
         min_run_time: seconds of timing per model, at least.
         min_rounds: blocks per model, at least.
+        memory_format: layout of 4-D inputs (``torch.channels_last`` for models converted
+            with :func:`squeezer.analysis.inference_copy`).
 
     Returns:
         One :class:`Latency` per model, in order.
     """
-    x = batch_of(inputs, batch_size)
+    x = tuple(
+        t.contiguous(memory_format=memory_format) if t.dim() == 4 else t
+        for t in batch_of(inputs, batch_size)
+    )
     modes = [m.training for m in models]
     for m in models:
         m.eval()

@@ -341,6 +341,85 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=commands.cmd_prune)
 
     p = sub.add_parser(
+        "factorize",
+        help="replace layers by low-rank factorized blocks and measure the gain",
+        description="Replace convolutions and fully connected layers by low-rank blocks of "
+        "plain PyTorch layers (Tucker-2, CP, separable, SVD, tensor train, ...), optionally "
+        "refit them to the original activations and fine-tune, and print the per-layer "
+        "ranks, parameters and FLOPs, and the measured latency before and after.",
+        epilog="Rank specs: an int (absolute rank), a fraction in (0, 1] of each mode's full "
+        "rank (1.0 reproduces the layer), 'vbmf' (variational Bayesian matrix factorization, "
+        "Kim 2016), 'energy:E' (keep a fraction E of the squared singular values), "
+        "'compression:C' or 'flops:F' (the largest rank with C times fewer parameters or F "
+        "times fewer FLOPs per layer). Example: squeezer factorize lenet5.pt --method "
+        "tucker,svd --rank vbmf --finetune-epochs 1",
+    )
+    p.add_argument(
+        "model",
+        metavar="MODEL_OR_CHECKPOINT",
+        help="a checkpoint, a .sqz file, or a zoo name (random weights)",
+    )
+    p.add_argument(
+        "--method",
+        default="tucker,svd",
+        metavar="M[,M...]",
+        help="methods applied in turn, each to the layers it handles: tucker, cp, separable, "
+        "lowrank_bn, monochromatic, bicluster (convolutions); svd, tt (linear layers) "
+        "(default tucker,svd)",
+    )
+    p.add_argument("--rank", default="0.5", metavar="SPEC", help="rank spec (default 0.5)")
+    p.add_argument("--layers", metavar="PATTERNS", help="comma-separated layer name patterns")
+    p.add_argument("--exclude", metavar="PATTERNS", help="comma-separated patterns to skip")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="convert layers even where the block would not have fewer FLOPs",
+    )
+    p.add_argument(
+        "--reconstruct",
+        type=int,
+        default=0,
+        metavar="N",
+        help="refit each block's last layer on N batches of --dataset (asymmetric "
+        "reconstruction, Zhang 2016; default 0: off)",
+    )
+    p.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="fine-tune the factorized model for N epochs (default 0)",
+    )
+    p.add_argument("--lr", type=_positive_float, default=0.01, help="fine-tuning learning rate")
+    p.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help="data for accuracy, reconstruction and fine-tuning (default: the checkpoint's)",
+    )
+    p.add_argument(
+        "--batch-sizes",
+        default="1,32",
+        metavar="B[,B...]",
+        help="batch sizes to time (default: 1,32)",
+    )
+    p.add_argument(
+        "--min-run-time",
+        type=_positive_float,
+        default=0.5,
+        metavar="SECONDS",
+        help="seconds of timing per model and setting (default 0.5)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="the factorized model: .sqz, or a .pt checkpoint (default NAME-factorized.sqz)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    data_options(p)
+    json_option(p)
+    p.set_defaults(run=commands.cmd_factorize)
+
+    p = sub.add_parser(
         "inspect",
         help="what a .sqz file holds, tensor by tensor",
         description="Per tensor: shape, encoding, sparsity, codebook index "

@@ -487,3 +487,90 @@ def cmd_prune(args: argparse.Namespace) -> int:
     info(f"wrote {out}")
     write_json(args.json, {**result, **m.to_dict(), "out": str(out)})
     return 0
+
+
+def cmd_factorize(args: argparse.Namespace) -> int:
+    import copy
+
+    import torch
+
+    import squeezer as sq
+    from squeezer.data import canonical_name
+    from squeezer.errors import ConfigError
+    from squeezer.factorization import METHODS
+
+    model, source = load_model(args.model)
+    shape = source["input_shape"]
+    if not shape:
+        raise UsageError(f"{args.model}: input shape unknown")
+    methods = [m.strip().lower() for m in args.method.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise UsageError(
+            f"--method: unknown {', '.join(unknown) or 'empty'}; choose from {', '.join(METHODS)}"
+        )
+    patterns = tuple(s for s in (args.layers or "").split(",") if s)
+    exclude = tuple(s for s in (args.exclude or "").split(",") if s)
+    try:
+        configs = [
+            METHODS[m](rank=args.rank, layers=patterns, exclude=exclude, force=args.force)
+            for m in methods
+        ]
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    x = torch.randn(1, *shape)
+    train = test = dataset = None
+    if args.finetune_epochs or args.dataset or args.reconstruct:
+        dataset = canonical_name(args.dataset or source["meta"].get("dataset") or "mnist")
+        train, test = _dataset(dataset, args.data_dir, limit=args.limit)
+        check_fits(model, test.input_shape, test.num_classes, dataset)
+    calibration = None
+    if args.reconstruct:
+        loader = sq.data.loader(train.without_augment(), 64, shuffle=True, seed=0)
+        calibration = [b for _, b in zip(range(args.reconstruct), loader, strict=False)]
+    original = model
+    model = copy.deepcopy(model)
+    reports = []
+    for config in configs:
+        report = sq.factorize_(
+            model,
+            config,
+            x,
+            calibration=calibration,
+            progress=lambda name, m=config.method: info(f"{m}: {name}"),
+        )
+        print(report)
+        reports.append(report.to_dict())
+    result: dict[str, Any] = {"methods": methods, "rank": args.rank, "factorization": reports}
+    if train is not None and test is not None:
+        result["top1_before"] = sq.evaluate(original, test)["top1"]
+        result["top1_factorized"] = sq.evaluate(model, test)["top1"]
+        if args.finetune_epochs:
+            sq.fit(
+                model, train, val=test, epochs=args.finetune_epochs, lr=args.lr,
+                verbose=not args.quiet,
+            )  # fmt: skip
+        result["top1_after"] = sq.evaluate(model, test)["top1"]
+        result["dataset"] = dataset
+        info(
+            f"top-1: {result['top1_before']:.4f} before, {result['top1_factorized']:.4f} right "
+            f"after factorization, {result['top1_after']:.4f} after {args.finetune_epochs} "
+            "fine-tuning epoch(s)"
+        )
+    m = sq.measure(
+        model,
+        x,
+        baseline=original,
+        batch_sizes=parse_ints(args.batch_sizes, "--batch-sizes"),
+        min_run_time=args.min_run_time,
+    )
+    print(m)
+    out = Path(args.out or f"{Path(args.model).stem}-factorized.sqz")
+    meta = {"dataset": dataset or source["meta"].get("dataset")}
+    if out.suffix == ".sqz":
+        sq.save(model, out, meta=meta)
+    else:
+        sq.save_checkpoint(model, out, meta=meta)
+    info(f"wrote {out}")
+    write_json(args.json, {**result, **m.to_dict(), "out": str(out)})
+    return 0

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from squeezer.layers import SpecError, build_module
 from squeezer.surgery.activation_criteria import DATA_CRITERIA, activation_scores
 from squeezer.surgery.graph import Binding, ChannelGraph, SurgeryError
 from squeezer.surgery.walk import matches
@@ -348,6 +349,12 @@ def apply_records(model: nn.Module, records: Sequence[Mapping[str, Any]]) -> nn.
         kind = r.get("type")
         if kind == "Identity":
             _set(model, str(name), nn.Identity())
+            continue
+        if kind == "Replace":
+            try:
+                _set(model, str(name), build_module(r.get("spec")))
+            except SpecError as err:
+                raise SurgeryError(f"recorded surgery for {name}: {err}") from None
             continue
         ints = [v for k, v in r.items() if k in ("in", "out", "groups", "features")]
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in ints):

@@ -1,0 +1,454 @@
+"""Low-rank factorization and structured matrices: FLOPs, measured speed, accuracy.
+
+Three parts (``--parts layers,network,structured``):
+
+1. layers: every conv layer of VGG-16 (224x224 input, random weights) replaced by CP,
+   Tucker-2 and separable blocks at ranks chosen for 2x, 4x and 8x fewer FLOPs; batch 1 and
+   32, per-layer FLOPs reduction against measured speedup (alternating medians), with the
+   relative reconstruction error of the weights. Plus a stack of four 256-channel 3x3 convs
+   at quarter Tucker rank (target: measured speedup >= 0.4x the FLOPs reduction).
+2. network: LeNet-5 on MNIST and VGG-11 (BN) on Fashion-MNIST, Tucker-2 on the convs and SVD
+   on the fully connected layers, fine-tuned briefly: compression, measured speedup,
+   accuracy before and after (target: >= 2x measured speedup at <= 1.0 point drop on
+   Fashion-MNIST).
+3. structured: LeNet-300-100 on MNIST with circulant, Fastfood, LDR and ACDC hidden layers,
+   trained from scratch and fit-then-fine-tuned; and a timing scan of each against a dense
+   layer for n = 2^8 .. 2^13.
+
+Reproduce (about 40 minutes on 2 CPU cores):
+
+    SQUEEZER_DATA=../shared/data python benchmarks/low_rank.py
+
+Writes benchmarks/results/low_rank.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import squeezer as sq
+from squeezer.analysis import count_flops, inference_copy, time_models
+from squeezer.factorization import CP, SVD, Separable, Tucker, factorize_, parse_rank
+from squeezer.layers import ACDCLinear, CirculantLinear, FastfoodLinear, LDRLinear
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CHECKPOINTS = RESULTS / "checkpoints"
+TARGETS = ("flops:2", "flops:4", "flops:8")
+STRUCTURED = {
+    "circulant": lambda i, o: CirculantLinear(i, o),
+    "fastfood": lambda i, o: FastfoodLinear(i, o),
+    "ldr": lambda i, o: LDRLinear(i, o, rank=4),
+    "acdc": lambda i, o: ACDCLinear(i, o, depth=4),
+}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- part 1: layers
+def vgg16_convs(size: int) -> list[tuple[str, nn.Conv2d, torch.Tensor]]:
+    torch.manual_seed(0)
+    model = sq.models.create("vgg16_bn_imagenet", num_classes=1000, input_size=size).eval()
+    x = torch.randn(1, 3, size, size)
+    shapes: dict[str, torch.Size] = {}
+    hooks = [
+        m.register_forward_pre_hook(lambda _m, a, n=n: shapes.setdefault(n, a[0].shape))
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Conv2d)
+    ]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return [
+        (n, m, torch.randn(1, *shapes[n][1:]))
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Conv2d)
+    ]
+
+
+def part_layers(args: argparse.Namespace) -> dict:
+    methods = {"cp": CP(n_iter_max=args.cp_iters), "tucker": Tucker(), "separable": Separable()}
+    rows = []
+    for name, conv, x in vgg16_convs(args.size):
+        log(f"== VGG-16 {name}: {conv.in_channels} -> {conv.out_channels}, {tuple(x.shape[2:])}")
+        base_flops = count_flops(conv, x)[0]
+        variants, meta = [], []
+        for method, config in methods.items():
+            for target in TARGETS:
+                if method == "cp" and conv.in_channels == 3:
+                    continue  # the first layer is too small for CP to pay (3 input channels)
+                t0 = time.perf_counter()
+                c = config.convert(conv, parse_rank(target))
+                seconds = time.perf_counter() - t0
+                w = conv.weight.detach().double()
+                err = float((c.approx_weight.double().reshape(w.shape) - w).norm() / w.norm())
+                variants.append(c.block.eval())
+                meta.append(
+                    {
+                        "layer": name,
+                        "method": method,
+                        "target": target,
+                        "ranks": c.ranks,
+                        "weight_error": err,
+                        "decompose_s": seconds,
+                        "flops_reduction": base_flops / count_flops(c.block, x)[0],
+                        "params_reduction": conv.weight.numel()
+                        / sum(p.numel() for p in c.block.parameters() if p.dim() > 1),
+                    }
+                )
+        for batch in args.batch_sizes:
+            lat = time_models(
+                [conv, *variants], x, batch, args.threads, min_run_time=0.0, min_rounds=args.rounds
+            )
+            for m, latency in zip(meta, lat[1:], strict=True):
+                rows.append(
+                    {
+                        **m,
+                        "batch_size": batch,
+                        "baseline_ms": lat[0].median_ms,
+                        "ms": latency.median_ms,
+                        "speedup": lat[0].median_ms / latency.median_ms,
+                    }
+                )
+            log(
+                f"   batch {batch}: "
+                + ", ".join(
+                    f"{r['method']}@{r['target']} {r['speedup']:.2f}x/{r['flops_reduction']:.2f}x"
+                    for r in rows[-len(meta) :]
+                )
+            )
+    # the issue's reference stack: four 256-channel 3x3 convs, quarter Tucker rank
+    torch.manual_seed(0)
+    stack = nn.Sequential(
+        *(m for _ in range(4) for m in (nn.Conv2d(256, 256, 3, padding=1), nn.ReLU()))
+    ).eval()
+    x = torch.randn(1, 256, 56, 56)
+    small = copy.deepcopy(stack)
+    report = factorize_(small, Tucker(rank=0.25), x)
+    stack_rows = []
+    for batch in args.batch_sizes:
+        a, b = time_models(
+            [stack, small], x, batch, args.threads, min_run_time=0.0, min_rounds=args.rounds
+        )
+        fr = count_flops(stack, x)[0] / count_flops(small, x)[0]
+        stack_rows.append(
+            {
+                "batch_size": batch,
+                "flops_reduction": fr,
+                "baseline_ms": a.median_ms,
+                "ms": b.median_ms,
+                "speedup": a.median_ms / b.median_ms,
+                "ranks": report.converted[0].ranks,
+                "target_met": a.median_ms / b.median_ms >= 0.4 * fr,
+            }
+        )
+        log(f"== stack batch {batch}: FLOPs {fr:.2f}x, measured {stack_rows[-1]['speedup']:.2f}x")
+    return {"rows": rows, "stack": stack_rows, "size": args.size, "cp_iters": args.cp_iters}
+
+
+# ---------------------------------------------------------------------------- part 2: network
+def _trained(name: str, dataset: str, train, epochs: int) -> nn.Module:
+    path = CHECKPOINTS / f"{name}-{dataset}.pt"
+    if path.exists():
+        log(f"   baseline from {path}")
+        return sq.load_checkpoint(path)
+    torch.manual_seed(0)
+    shape = train.input_shape
+    model = sq.models.create(
+        name, num_classes=train.num_classes, in_channels=shape[0], input_size=shape[1]
+    )
+    log(f"   training {name} on {dataset}, {epochs} epochs")
+    sq.fit(model, train, epochs=epochs, lr=0.05, verbose=True)
+    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
+    sq.save_checkpoint(model, path, meta={"dataset": dataset})
+    return model
+
+
+def part_network(args: argparse.Namespace) -> dict:
+    rows = []
+    cases = [
+        ("lenet5", "mnist", 10, args.lenet_rank),
+        ("vgg11_bn", "fashion-mnist", 4, args.vgg_rank),
+    ]
+    for name, dataset, epochs, rank in cases:
+        log(f"== {name} on {dataset}")
+        train, test = sq.data.load(dataset)
+        base = _trained(name, dataset, train, epochs).eval()
+        x = sq.data.example_inputs(test)
+        top1 = sq.evaluate(base, test)["top1"]
+        small = copy.deepcopy(base)
+        loader = sq.data.loader(train.without_augment(), 128, shuffle=True, seed=0)
+        calibration = [b for _, b in zip(range(8), loader, strict=False)]
+        t0 = time.perf_counter()
+        conv_report = factorize_(small, Tucker(rank=rank), x, calibration=calibration)
+        fc_report = factorize_(small, SVD(rank=rank, exclude=args.keep_fc), x)
+        seconds = time.perf_counter() - t0
+        right_after = sq.evaluate(small, test)["top1"]
+        sq.fit(small, train, epochs=args.finetune_epochs, lr=0.01, verbose=True)
+        after = sq.evaluate(small, test)["top1"]
+        flops = [count_flops(m, x)[0] for m in (base, small)]
+        params = [sum(p.numel() for p in m.parameters()) for m in (base, small)]
+        speed = {}
+        for backend in ("eager", "eager-fused-cl"):
+            models = [base, small]
+            layout = torch.contiguous_format
+            if backend == "eager-fused-cl":
+                models = [inference_copy(m, channels_last=True) for m in models]
+                layout = torch.channels_last
+            a, b = time_models(
+                models, x, 32, args.threads, min_run_time=1.0, min_rounds=7, memory_format=layout
+            )
+            speed[backend] = {"baseline_ms": a.median_ms, "ms": b.median_ms,
+                              "speedup": a.median_ms / b.median_ms}  # fmt: skip
+        row = {
+            "model": name,
+            "dataset": dataset,
+            "rank": rank,
+            "top1_before": top1,
+            "top1_factorized": right_after,
+            "top1_after": after,
+            "drop_points": 100 * (top1 - after),
+            "params": params[1],
+            "baseline_params": params[0],
+            "compression": params[0] / params[1],
+            "flops": flops[1],
+            "baseline_flops": flops[0],
+            "flops_reduction": flops[0] / flops[1],
+            "speed_b32": speed,
+            "factorize_s": seconds,
+            "layers": conv_report.to_dict()["layers"] + fc_report.to_dict()["layers"],
+        }
+        rows.append(row)
+        log(
+            f"   {100 * top1:.2f}% -> {100 * right_after:.2f}% -> {100 * after:.2f}%, "
+            f"{row['compression']:.2f}x params, {row['flops_reduction']:.2f}x FLOPs, "
+            f"speedup eager {speed['eager']['speedup']:.2f}x, "
+            f"fused+cl {speed['eager-fused-cl']['speedup']:.2f}x"
+        )
+    return {"rows": rows, "finetune_epochs": args.finetune_epochs}
+
+
+# ------------------------------------------------------------------------- part 3: structured
+def _lenet300_with(kind: str, base: nn.Module | None) -> nn.Module:
+    torch.manual_seed(0)
+    model = sq.models.create("lenet300")
+    if base is not None:
+        model.load_state_dict(base.state_dict())
+    for name in ("fc1", "fc2"):
+        old = getattr(model, name)
+        if base is None:
+            new = STRUCTURED[kind](old.in_features, old.out_features)
+        else:
+            proto = STRUCTURED[kind](old.in_features, old.out_features)
+            new = type(proto).from_linear(old, **_kwargs(proto))
+        setattr(model, name, new)
+    return model
+
+
+def _kwargs(layer: nn.Module) -> dict:
+    args = layer.spec_args()  # type: ignore[operator]
+    return {k: v for k, v in args.items() if k not in ("in_features", "out_features", "bias")}
+
+
+def part_structured(args: argparse.Namespace) -> dict:
+    train, test = sq.data.load("mnist")
+    base = _trained("lenet300", "mnist", train, 10).eval()
+    base_err = 1 - sq.evaluate(base, test)["top1"]
+    base_params = sum(p.numel() for p in base.parameters())
+    rows = [{"layer": "dense", "params": base_params, "error_scratch": None,
+             "error_fit": base_err, "error_fit_finetuned": None}]  # fmt: skip
+    for kind in STRUCTURED:
+        log(f"== LeNet-300-100 with {kind} hidden layers")
+        scratch = _lenet300_with(kind, None)
+        sq.fit(scratch, train, epochs=args.scratch_epochs, lr=0.05, verbose=True)
+        fit = _lenet300_with(kind, base)
+        fit_err = 1 - sq.evaluate(fit, test)["top1"]
+        sq.fit(fit, train, epochs=args.fit_epochs, lr=0.01, verbose=True)
+        rows.append(
+            {
+                "layer": kind,
+                "params": sum(p.numel() for p in scratch.parameters()),
+                "error_scratch": 1 - sq.evaluate(scratch, test)["top1"],
+                "error_fit": fit_err,
+                "error_fit_finetuned": 1 - sq.evaluate(fit, test)["top1"],
+            }
+        )
+        log(f"   {rows[-1]}")
+    scan = []
+    for p in range(8, 14):
+        n = 1 << p
+        torch.manual_seed(0)
+        layers = [nn.Linear(n, n)] + [STRUCTURED[k](n, n) for k in STRUCTURED]
+        lat = time_models(
+            layers, torch.randn(1, n), args.scan_batch, args.threads, min_run_time=0.0,
+            min_rounds=args.rounds * 3,
+        )  # fmt: skip
+        scan.append(
+            {"n": n, "dense_ms": lat[0].median_ms}
+            | {f"{k}_ms": latency.median_ms for k, latency in zip(STRUCTURED, lat[1:], strict=True)}
+        )
+        log(f"   n={n}: " + ", ".join(f"{k} {v:.3f}" for k, v in scan[-1].items() if k != "n"))
+    return {"rows": rows, "scan": scan, "scratch_epochs": args.scratch_epochs,
+            "fit_epochs": args.fit_epochs, "scan_batch": args.scan_batch}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------- report
+def to_markdown(report: dict) -> str:
+    lines = [
+        "# Low-rank factorization and structured matrices",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Date: {report['date']}; {report['backend']}; {report['threads']} threads; total "
+        f"running time {report['total_seconds'] / 60:.1f} min.",
+        "",
+    ]
+    if "layers" in report:
+        p = report["layers"]
+        lines += [
+            f"## VGG-16 conv layers one by one ({p['size']}x{p['size']} input, random weights)",
+            "",
+            "Ranks chosen per layer for 2x, 4x and 8x fewer FLOPs (`flops:F`). Speedup = "
+            "original layer median / factorized block median, timed alternately. Weight error "
+            "= relative Frobenius error of the kernel (random weights have no low-rank "
+            f"structure, so it is high). CP: TensorLy ALS, {p['cp_iters']} iterations.",
+            "",
+            "| layer | method | target | ranks | batch | FLOPs reduction | measured speedup "
+            "| speedup / FLOPs | params reduction | weight error |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in p["rows"]:
+            lines.append(
+                f"| {r['layer']} | {r['method']} | {r['target']} | "
+                f"{'x'.join(map(str, r['ranks']))} | {r['batch_size']} | "
+                f"{r['flops_reduction']:.2f}x | {r['speedup']:.2f}x | "
+                f"{r['speedup'] / r['flops_reduction']:.2f} | {r['params_reduction']:.2f}x | "
+                f"{r['weight_error']:.3f} |"
+            )
+        lines += [
+            "",
+            "Four 256-channel 3x3 convs (56x56) at quarter Tucker rank; target: measured "
+            "speedup >= 0.4 x FLOPs reduction.",
+            "",
+            "| batch | ranks | FLOPs reduction | baseline ms | Tucker ms | measured speedup | "
+            "target |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in p["stack"]:
+            lines.append(
+                f"| {r['batch_size']} | {'x'.join(map(str, r['ranks']))} | "
+                f"{r['flops_reduction']:.2f}x | {r['baseline_ms']:.1f} | {r['ms']:.1f} | "
+                f"{r['speedup']:.2f}x | {'met' if r['target_met'] else 'MISSED'} |"
+            )
+        lines.append("")
+    if "network" in report:
+        p = report["network"]
+        lines += [
+            "## Whole networks: Tucker-2 on convs, SVD on fully connected layers",
+            "",
+            "Tucker ranks with asymmetric reconstruction (Zhang 2016) on 8 batches of 128 "
+            f"training images, then {p['finetune_epochs']} fine-tuning epoch(s) at lr 0.01. "
+            "Speedup at batch 32, alternating medians; `fused+cl` times both models after "
+            "BatchNorm folding in channels-last layout.",
+            "",
+            "| model | dataset | rank | top-1 before | right after | after fine-tuning | drop "
+            "(points) | compression | FLOPs reduction | speedup eager | speedup fused+cl |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in p["rows"]:
+            s = r["speed_b32"]
+            lines.append(
+                f"| {r['model']} | {r['dataset']} | {r['rank']} | {100 * r['top1_before']:.2f}% "
+                f"| {100 * r['top1_factorized']:.2f}% | {100 * r['top1_after']:.2f}% | "
+                f"{r['drop_points']:.2f} | {r['compression']:.2f}x | "
+                f"{r['flops_reduction']:.2f}x | {s['eager']['speedup']:.2f}x | "
+                f"{s['eager-fused-cl']['speedup']:.2f}x |"
+            )
+        lines.append("")
+    if "structured" in report:
+        p = report["structured"]
+        lines += [
+            "## Structured hidden layers in LeNet-300-100 (MNIST)",
+            "",
+            f"From scratch: {p['scratch_epochs']} epochs at lr 0.05. Fit: each hidden layer fit "
+            "to the trained dense layer by least squares, then "
+            f"{p['fit_epochs']} fine-tuning epoch(s) at lr 0.01. The output layer stays dense.",
+            "",
+            "| hidden layers | params | test error, from scratch | test error, fit | "
+            "fit + fine-tuned |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+
+        def pct(v: float | None) -> str:
+            return "" if v is None else f"{100 * v:.2f}%"
+
+        for r in p["rows"]:
+            lines.append(
+                f"| {r['layer']} | {r['params']:,} | {pct(r['error_scratch'])} | "
+                f"{pct(r['error_fit'])} | {pct(r['error_fit_finetuned'])} |"
+            )
+        keys = [k for k in p["scan"][0] if k != "n"]
+        lines += [
+            "",
+            f"Timing scan, n x n layers, batch {p['scan_batch']} (ms, medians):",
+            "",
+            "| n | " + " | ".join(k.removesuffix("_ms") for k in keys) + " |",
+            "| --- | " + " | ".join("---" for _ in keys) + " |",
+        ]
+        for r in p["scan"]:
+            lines.append(f"| {r['n']} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", default="layers,network,structured")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch-sizes", default="1,32")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cp-iters", type=int, default=25)
+    parser.add_argument("--lenet-rank", default="flops:3")
+    parser.add_argument("--vgg-rank", default="flops:3")
+    parser.add_argument(
+        "--keep-fc", default="fc2,classifier.1", help="output layers left dense (patterns)"
+    )
+    parser.add_argument("--finetune-epochs", type=int, default=2)
+    parser.add_argument("--scratch-epochs", type=int, default=3)
+    parser.add_argument("--fit-epochs", type=int, default=1)
+    parser.add_argument("--scan-batch", type=int, default=32)
+    parser.add_argument("--out-name", default="low_rank")
+    args = parser.parse_args()
+    args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    args.keep_fc = tuple(s for s in args.keep_fc.split(",") if s)
+    started = time.perf_counter()
+    report: dict = {
+        "command": " ".join(["python benchmarks/low_rank.py", *sys.argv[1:]]),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "backend": sq.analysis.backend_name(),
+        "threads": args.threads,
+    }
+    parts = {"layers": part_layers, "network": part_network, "structured": part_structured}
+    for part in args.parts.split(","):
+        report[part] = parts[part](args)
+        report["total_seconds"] = time.perf_counter() - started
+        RESULTS.mkdir(parents=True, exist_ok=True)  # write after each part: nothing is lost
+        (RESULTS / f"{args.out_name}.json").write_text(json.dumps(report, indent=2) + "\n")
+        (RESULTS / f"{args.out_name}.md").write_text(to_markdown(report))
+    print(to_markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Low-rank factorization: per-layer converters and the model-wide walker ``factorize_``.
+
+    import squeezer as sq
+    report = sq.factorize_(model, sq.factorization.Tucker(rank="vbmf"))
+    print(report)
+
+Methods (configs): :class:`SVD`, :class:`Separable`, :class:`LowRankBN`, :class:`CP`,
+:class:`Tucker`, :class:`TensorTrain`, :class:`Monochromatic`, :class:`Bicluster`. Rank specs
+are described in :mod:`squeezer.factorization.rank`.
+"""
+
+from __future__ import annotations
+
+from squeezer.factorization.base import Conversion, Factorization
+from squeezer.factorization.denton import Bicluster, Monochromatic, balanced_clusters
+from squeezer.factorization.methods import CP, SVD, LowRankBN, Separable, TensorTrain, Tucker
+from squeezer.factorization.rank import RankSpec, energy_rank, parse_rank, vbmf_rank
+from squeezer.factorization.walker import FactorizationReport, LayerReport, factorize_
+
+METHODS: dict[str, type[Factorization]] = {
+    cls.method: cls
+    for cls in (SVD, Separable, LowRankBN, CP, Tucker, TensorTrain, Monochromatic, Bicluster)
+}
+
+__all__ = [
+    "CP",
+    "METHODS",
+    "SVD",
+    "Bicluster",
+    "Conversion",
+    "Factorization",
+    "FactorizationReport",
+    "LayerReport",
+    "LowRankBN",
+    "Monochromatic",
+    "RankSpec",
+    "Separable",
+    "TensorTrain",
+    "Tucker",
+    "balanced_clusters",
+    "energy_rank",
+    "factorize_",
+    "parse_rank",
+    "vbmf_rank",
+]

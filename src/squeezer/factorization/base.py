@@ -1,0 +1,134 @@
+"""The base of every factorization config, and what a conversion returns.
+
+A config (``SVD``, ``Tucker``, ...) is a frozen dataclass: the rank spec plus which layers it
+applies to. ``convert(layer, pixels)`` returns a :class:`Conversion`: the block of plain PyTorch
+layers that replaces ``layer``, the ranks chosen, and the weight the block stands for (used for
+the relative reconstruction error).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from squeezer.config import Config, check
+from squeezer.errors import ConfigError
+from squeezer.factorization.rank import RankLike, RankSpec, parse_rank, select_ranks
+
+
+@dataclass
+class Conversion:
+    """The result of converting one layer."""
+
+    block: nn.Module
+    ranks: list[int]
+    approx_weight: Tensor | None  # the weight the block applies, in the layer's shape
+
+
+@dataclass(frozen=True)
+class Factorization(Config):
+    """Fields shared by every method.
+
+    Attributes:
+        rank: rank spec (see :mod:`squeezer.factorization.rank`): int, fraction in (0, 1],
+            ``"vbmf"``, ``"energy:E"``, ``"compression:C"`` or ``"flops:F"``.
+        layers: shell-style patterns of layer names to convert (empty: every eligible layer).
+        exclude: patterns of layer names left alone.
+        per_layer: layer name -> rank spec, overriding ``rank`` for that layer.
+        force: convert even where the factorized block would not have fewer FLOPs.
+    """
+
+    rank: RankLike = 0.5
+    layers: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    per_layer: dict[str, RankLike] = field(default_factory=dict)
+    force: bool = False
+
+    layer_types: ClassVar[tuple[type[nn.Module], ...]] = (nn.Conv2d,)
+    method: ClassVar[str] = ""
+
+    def validate(self) -> None:
+        for name, spec in [("rank", self.rank), *self.per_layer.items()]:
+            try:
+                parse_rank(spec)
+            except ConfigError as err:
+                raise ConfigError(f"{type(self).__name__}: {name}: {err}") from None
+        check(isinstance(self.force, bool), f"{type(self).__name__}: force must be true or false")
+
+    def rank_for(self, name: str) -> RankSpec:
+        return parse_rank(self.per_layer.get(name, self.rank))
+
+    def eligible(self, module: nn.Module) -> str | None:
+        """None if this method can convert ``module``, else why not."""
+        if type(module) not in self.layer_types:
+            return f"not a {' or '.join(t.__name__ for t in self.layer_types)}"
+        if isinstance(module, nn.Conv2d):
+            if module.groups != 1:
+                return "grouped or depthwise convolution"
+            if module.padding_mode != "zeros":
+                return f"padding mode {module.padding_mode}"
+            if isinstance(module.padding, str):
+                return f"padding {module.padding!r}"
+        return self._eligible(module)
+
+    def _eligible(self, module: nn.Module) -> str | None:
+        return None
+
+    def convert(self, module: nn.Module, spec: RankSpec, pixels: float = 1.0) -> Conversion:
+        """Replace ``module`` by a factorized block.
+
+        Args:
+            module: the layer (eligible, see :meth:`eligible`).
+            spec: the parsed rank spec for this layer.
+            pixels: output positions per example (for FLOPs targets of convolutions).
+        """
+        raise NotImplementedError  # pragma: no cover - every method overrides it
+
+
+def conv_cost_1x1(cin: int, cout: int) -> int:
+    return cin * cout
+
+
+def select(
+    spec: RankSpec,
+    unfoldings: list[np.ndarray | None],
+    full: list[int],
+    params: object,
+    original_params: float,
+    flops_per_pixel: object | None = None,
+    original_flops_per_pixel: float | None = None,
+) -> list[int]:
+    """:func:`select_ranks` with cost functions given per output pixel (FLOPs)."""
+
+    def cost(r: list[int]) -> tuple[float, float]:
+        p = float(params(r))  # type: ignore[operator]
+        f = float(flops_per_pixel(r)) if flops_per_pixel is not None else p  # type: ignore[operator]
+        return p, f
+
+    original = (
+        original_params,
+        original_flops_per_pixel if original_flops_per_pixel is not None else original_params,
+    )
+    return select_ranks(spec, unfoldings, full, cost, original)
+
+
+def unfold(t: np.ndarray, mode: int) -> np.ndarray:
+    """Mode-``mode`` unfolding: that mode's fibres as rows."""
+    return np.moveaxis(t, mode, 0).reshape(t.shape[mode], -1)
+
+
+def weight_array(module: nn.Module) -> np.ndarray:
+    return module.weight.detach().double().cpu().numpy()
+
+
+def to_param(array: np.ndarray, like: Tensor) -> nn.Parameter:
+    return nn.Parameter(torch.as_tensor(np.ascontiguousarray(array)).to(like.dtype))
+
+
+def stride_area(conv: nn.Conv2d) -> int:
+    return math.prod(conv.stride)
