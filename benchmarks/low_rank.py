@@ -30,6 +30,7 @@ import datetime as dt
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -61,8 +62,12 @@ def vgg16_convs(size: int) -> list[tuple[str, nn.Conv2d, torch.Tensor]]:
     model = sq.models.create("vgg16_bn_imagenet", num_classes=1000, input_size=size).eval()
     x = torch.randn(1, 3, size, size)
     shapes: dict[str, torch.Size] = {}
+
+    def keep(_m: nn.Module, args: tuple, name: str) -> None:
+        shapes.setdefault(name, args[0].shape)
+
     hooks = [
-        m.register_forward_pre_hook(lambda _m, a, n=n: shapes.setdefault(n, a[0].shape))
+        m.register_forward_pre_hook(lambda _m, a, n=n: keep(_m, a, n))
         for n, m in model.named_modules()
         if isinstance(m, nn.Conv2d)
     ]
@@ -135,7 +140,9 @@ def part_layers(args: argparse.Namespace) -> dict:
     ).eval()
     x = torch.randn(1, 256, 56, 56)
     small = copy.deepcopy(stack)
-    report = factorize_(small, Tucker(rank=0.25), x)
+    with warnings.catch_warnings():  # a bare Sequential has no architecture record to update
+        warnings.simplefilter("ignore", UserWarning)
+        report = factorize_(small, Tucker(rank=0.25), x)
     stack_rows = []
     for batch in args.batch_sizes:
         a, b = time_models(

@@ -151,3 +151,14 @@ def test_tucker_vbmf_finds_planted_channel_ranks():
     conv = nn.Conv2d(40, 48, 3).double()
     conv.weight.data = torch.as_tensor(w)
     assert Tucker().convert(conv, parse_rank("vbmf")).ranks == [5, 3]
+
+
+def test_cp_backends_agree():
+    """squeezer's contraction-based ALS and TensorLy's parafac reach similar errors."""
+    conv = _conv(dict(in_channels=12, out_channels=10, kernel_size=3))
+    w = conv.weight.detach()
+    errs = {}
+    for backend in ("torch", "tensorly"):
+        approx = CP(n_iter_max=60, backend=backend).convert(conv, parse_rank(16)).approx_weight
+        errs[backend] = float((approx - w).norm() / w.norm())
+    assert abs(errs["torch"] - errs["tensorly"]) < 0.05, errs

@@ -38,6 +38,7 @@ from squeezer.factorization.base import (
     unfold,
     weight_array,
 )
+from squeezer.factorization.cp_als import cp_als
 from squeezer.factorization.rank import RankSpec
 from squeezer.layers import TTLinear, tt_modes
 
@@ -229,21 +230,25 @@ class CP(Factorization):
     """CP decomposition into 1x1 (C -> R), kx1 and 1xk depthwise (R), 1x1 (R -> N).
 
     Attributes:
-        n_iter_max: ALS iterations of TensorLy's ``parafac``.
-        seed: random state for TensorLy (the SVD initialization is deterministic; ALS ties).
+        n_iter_max: ALS iterations.
+        seed: random state for the initial columns beyond a mode's size.
+        backend: ``"torch"`` (squeezer's ALS with contraction-based MTTKRP, fast on large
+            kernels) or ``"tensorly"`` (TensorLy's ``parafac``, which forms Khatri-Rao
+            products explicitly and needs minutes and gigabytes on 512-channel layers).
     """
 
     n_iter_max: int = 200
     seed: int = 0
+    backend: str = "torch"
     method: ClassVar[str] = "cp"
 
     def validate(self) -> None:
         super().validate()
         check(self.n_iter_max >= 1, "CP: n_iter_max must be >= 1")
+        check(self.backend in ("torch", "tensorly"), "CP: backend must be 'torch' or 'tensorly'")
 
     def convert(self, module: nn.Module, spec: RankSpec, pixels: float = 1.0) -> Conversion:
         assert isinstance(module, nn.Conv2d)
-        from tensorly.cp_tensor import cp_to_tensor
         from tensorly.decomposition import parafac
 
         w = weight_array(module)
@@ -265,13 +270,15 @@ class CP(Factorization):
                 n * c * kh * kw,
             )
         (r,) = ranks
-        with warnings.catch_warnings():  # TensorLy warns when r exceeds a mode's size
-            warnings.simplefilter("ignore", UserWarning)
-            cp = parafac(
-                w, rank=r, n_iter_max=self.n_iter_max, init="svd", random_state=self.seed,
-                tol=1e-10,
-            )  # fmt: skip
-        weights, (a_n, a_c, a_y, a_x) = cp
+        if self.backend == "tensorly":
+            with warnings.catch_warnings():  # TensorLy warns when r exceeds a mode's size
+                warnings.simplefilter("ignore", UserWarning)
+                weights, (a_n, a_c, a_y, a_x) = parafac(
+                    w, rank=r, n_iter_max=self.n_iter_max, init="svd", random_state=self.seed,
+                    tol=1e-10,
+                )  # fmt: skip
+        else:
+            weights, (a_n, a_c, a_y, a_x) = cp_als(w, r, self.n_iter_max, seed=self.seed)
         a_n = np.asarray(a_n) * np.asarray(weights)[None, :]
         (ph, pw), (dh, dw) = _pair(module.padding), module.dilation
         first = _conv(c, r, (1, 1), module)
@@ -287,7 +294,7 @@ class CP(Factorization):
         horizontal.weight = to_param(np.asarray(a_x).T[:, None, None, :], module.weight)
         last.weight = to_param(a_n[:, :, None, None], module.weight)
         _copy_bias(last, module)
-        approx = np.asarray(cp_to_tensor(cp))
+        approx = np.einsum("nr,cr,yr,xr->ncyx", a_n, a_c, a_y, a_x, optimize=True)
         block = nn.Sequential(first, vertical, horizontal, last)
         return Conversion(block, [r], torch.as_tensor(approx))
 
