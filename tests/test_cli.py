@@ -489,3 +489,18 @@ def test_factorize_zoo_model_and_bad_options(
     assert_one_line_error(code, err, "--method: unknown qr")
     code, _, err = run(capsys, "factorize", "lenet5", "--rank", "lots")
     assert_one_line_error(code, err, "invalid rank")
+
+
+def test_factorize_with_structured_matrices(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "s.sqz"
+    code, text, err = run(
+        capsys, "factorize", "lenet300", "--method", "fastfood", "--layers", "fc1,fc2",
+        "--min-run-time", "0.01", "--batch-sizes", "1", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "factorization: fastfood" in text
+    assert isinstance(sq.load(out).fc1, sq.layers.FastfoodLinear)
+    code, _, err = run(capsys, "factorize", "lenet300", "--method", "ldr", "--rank", "0.5")
+    assert_one_line_error(code, err, "displacement rank")

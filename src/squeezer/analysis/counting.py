@@ -104,6 +104,8 @@ def count_flops(model: nn.Module, inputs: Inputs) -> tuple[int, dict[str, int]]:
     # and input row for layers holding a sparse weight.
     sparse_flops: dict[str, int] = {}
     hooks = []
+    # Structured-matrix layers (FFT, Walsh-Hadamard) state their own per-row count, as the
+    # counter has no formulas for FFTs either.
     for name, module in model.named_modules():
         weight = getattr(module, "weight", None)
         if isinstance(weight, Tensor) and _is_sparse(weight):
@@ -113,6 +115,13 @@ def count_flops(model: nn.Module, inputs: Inputs) -> tuple[int, dict[str, int]]:
                 sparse_flops[name] = 2 * rows * _nonzero(m.weight)
 
             hooks.append(module.register_forward_hook(hook))
+        elif callable(getattr(module, "flops_per_row", None)):
+
+            def analytic(m: nn.Module, args: tuple, _out: object, name: str = name) -> None:
+                rows = args[0].numel() // args[0].shape[-1]
+                sparse_flops[name] = rows * int(m.flops_per_row())
+
+            hooks.append(module.register_forward_hook(analytic))
     was_training = model.training
     model.eval()
     try:
@@ -128,7 +137,7 @@ def count_flops(model: nn.Module, inputs: Inputs) -> tuple[int, dict[str, int]]:
         if key == "Global":
             continue
         name = "" if key == root else key[len(root) + 1 :] if key.startswith(root + ".") else key
-        per_module[name] = int(sum(ops.values()))
+        per_module[name] = int(sum(ops.values())) + sparse_flops.get(name, 0)
     for name in sparse_flops:  # containers include their children's work
         parts = name.split(".")
         for i in range(len(parts)):

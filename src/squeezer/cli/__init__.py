@@ -364,10 +364,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="tucker,svd",
         metavar="M[,M...]",
         help="methods applied in turn, each to the layers it handles: tucker, cp, separable, "
-        "lowrank_bn, monochromatic, bicluster (convolutions); svd, tt (linear layers) "
-        "(default tucker,svd)",
+        "lowrank_bn, monochromatic, bicluster (convolutions); svd, tt, and the structured "
+        "matrices circulant, fastfood, ldr, acdc (linear layers) (default tucker,svd)",
     )
-    p.add_argument("--rank", default="0.5", metavar="SPEC", help="rank spec (default 0.5)")
+    p.add_argument(
+        "--rank",
+        metavar="SPEC",
+        help="rank spec (default: each method's own, 0.5 for the low-rank methods; for ldr "
+        "an int, the displacement rank)",
+    )
     p.add_argument("--layers", metavar="PATTERNS", help="comma-separated layer name patterns")
     p.add_argument("--exclude", metavar="PATTERNS", help="comma-separated patterns to skip")
     p.add_argument(

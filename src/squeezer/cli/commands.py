@@ -512,9 +512,9 @@ def cmd_factorize(args: argparse.Namespace) -> int:
     patterns = tuple(s for s in (args.layers or "").split(",") if s)
     exclude = tuple(s for s in (args.exclude or "").split(",") if s)
     try:
+        given = {"rank": args.rank} if args.rank is not None else {}
         configs = [
-            METHODS[m](rank=args.rank, layers=patterns, exclude=exclude, force=args.force)
-            for m in methods
+            METHODS[m](layers=patterns, exclude=exclude, force=args.force, **given) for m in methods
         ]
     except ConfigError as err:
         raise UsageError(str(err)) from None

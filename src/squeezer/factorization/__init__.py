@@ -5,8 +5,9 @@
     print(report)
 
 Methods (configs): :class:`SVD`, :class:`Separable`, :class:`LowRankBN`, :class:`CP`,
-:class:`Tucker`, :class:`TensorTrain`, :class:`Monochromatic`, :class:`Bicluster`. Rank specs
-are described in :mod:`squeezer.factorization.rank`.
+:class:`Tucker`, :class:`TensorTrain`, :class:`Monochromatic`, :class:`Bicluster`, and the
+structured-matrix replacements of Linear layers :class:`Circulant`, :class:`Fastfood`,
+:class:`LDR`, :class:`ACDC`. Rank specs are described in :mod:`squeezer.factorization.rank`.
 """
 
 from __future__ import annotations
@@ -15,21 +16,39 @@ from squeezer.factorization.base import Conversion, Factorization
 from squeezer.factorization.denton import Bicluster, Monochromatic, balanced_clusters
 from squeezer.factorization.methods import CP, SVD, LowRankBN, Separable, TensorTrain, Tucker
 from squeezer.factorization.rank import RankSpec, energy_rank, parse_rank, vbmf_rank
+from squeezer.factorization.structured import ACDC, LDR, Circulant, Fastfood
 from squeezer.factorization.walker import FactorizationReport, LayerReport, factorize_
 
 METHODS: dict[str, type[Factorization]] = {
     cls.method: cls
-    for cls in (SVD, Separable, LowRankBN, CP, Tucker, TensorTrain, Monochromatic, Bicluster)
+    for cls in (
+        SVD,
+        Separable,
+        LowRankBN,
+        CP,
+        Tucker,
+        TensorTrain,
+        Monochromatic,
+        Bicluster,
+        Circulant,
+        Fastfood,
+        LDR,
+        ACDC,
+    )
 }
 
 __all__ = [
+    "ACDC",
     "CP",
+    "LDR",
     "METHODS",
     "SVD",
     "Bicluster",
+    "Circulant",
     "Conversion",
     "Factorization",
     "FactorizationReport",
+    "Fastfood",
     "LayerReport",
     "LowRankBN",
     "Monochromatic",

@@ -53,6 +53,10 @@ def _perm(n: int, seed: int) -> Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
 
 
+def _log2(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
 def fwht(x: Tensor) -> Tensor:
     """Orthonormal fast Walsh-Hadamard transform over the last dimension (a power of two)."""
     n = x.shape[-1]
@@ -189,6 +193,11 @@ class CirculantLinear(_StructuredLinear):
             "seed": self.seed,
         }
 
+    def flops_per_row(self) -> int:
+        """Three real FFTs (2.5 n log2 n each), the spectral product and the sign flip."""
+        n = self.n
+        return int(7.5 * n * _log2(n)) + 4 * n
+
     def transform(self, x: Tensor) -> Tensor:
         v = _pad(x, self.n) * self.signs
         y = torch.fft.irfft(torch.fft.rfft(self.c) * torch.fft.rfft(v, dim=-1), n=self.n, dim=-1)
@@ -243,6 +252,11 @@ class FastfoodLinear(_StructuredLinear):
             "bias": self.bias is not None,
             "seed": self.seed,
         }
+
+    def flops_per_row(self) -> int:
+        """Per block: two Walsh-Hadamard transforms (n log2 n additions each), three diagonals."""
+        n = self.n
+        return self.blocks * (2 * n * _log2(n) + 3 * n)
 
     def transform(self, x: Tensor) -> Tensor:
         v = _pad(x, self.n).unsqueeze(-2) * self.B  # (..., blocks, n)
@@ -309,6 +323,11 @@ class LDRLinear(_StructuredLinear):
     def extra_repr(self) -> str:
         return super().extra_repr() + f", rank={self.rank}"
 
+    def flops_per_row(self) -> int:
+        """Per displacement rank: three complex FFTs (5 n log2 n), three real ones, products."""
+        n = self.n
+        return self.rank * (int(22.5 * n * _log2(n)) + 20 * n)
+
     def transform(self, x: Tensor) -> Tensor:
         n = self.n
         v = (
@@ -371,6 +390,11 @@ class ACDCLinear(_StructuredLinear):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", depth={self.depth}"
+
+    def flops_per_row(self) -> int:
+        """Per factor: a DCT and an inverse DCT (one complex FFT each) and two diagonals."""
+        n = self.n
+        return self.depth * (10 * n * _log2(n) + 14 * n)
 
     def transform(self, x: Tensor) -> Tensor:
         v = _pad(x, self.n)

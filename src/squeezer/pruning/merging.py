@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from squeezer.surgery import apply_plan, plan_channels
-from squeezer.surgery.channels import ChannelClass, _ratio_for, channel_classes
+from squeezer.surgery.channels import ChannelClass, ratio_for, channel_classes
 from squeezer.surgery.graph import ChannelGraph
 
 
@@ -97,7 +97,7 @@ def merge_neurons(
         if pair is None:
             continue
         producer, consumer = pair
-        r = _ratio_for(ratio, producers)
+        r = ratio_for(ratio, producers)
         limits[producer] = r
         p, q = model.get_submodule(producer), model.get_submodule(consumer)
         w_in = p.weight.detach().double().numpy()

@@ -182,7 +182,7 @@ def plan_channels(
         report = [{"layers": sorted(k), "channels": len(v), "kept": left[k]} for k, v in ordered]
     else:
         for producers, classes in ordered:
-            r = _ratio_for(ratio, producers)
+            r = ratio_for(ratio, producers)
             n = len(classes)
             keep = max(1, n - math.floor(r * n + 1e-9))
             if round_to > 1:
@@ -205,7 +205,9 @@ def plan_channels(
     return ChannelPlan(graph, removed, keep_masks, report)
 
 
-def _ratio_for(ratio: float | Mapping[str, float], producers: frozenset[str]) -> float:
+def ratio_for(ratio: float | Mapping[str, float], producers: frozenset[str]) -> float:
+    """The ratio for a channel group: a float, or the largest ratio whose layer-name pattern
+    matches one of the group's producers (0 when none does)."""
     if isinstance(ratio, Mapping):
         found = [r for p in producers for k, r in ratio.items() if p == k or matches(p, [k])]
         return max(found) if found else 0.0
