@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from squeezer.surgery import apply_plan, plan_channels
-from squeezer.surgery.channels import ChannelClass, ratio_for, channel_classes
+from squeezer.surgery.channels import ChannelClass, channel_classes, ratio_for
 from squeezer.surgery.graph import ChannelGraph
 
 
