@@ -55,6 +55,64 @@ _positive_float = _number(0, strict=True)
 _nonnegative_float = _number(0, strict=False)
 
 
+def data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir", metavar="DIR", help="folder to look in first for the dataset's files"
+    )
+    p.add_argument(
+        "--limit",
+        type=_positive,
+        metavar="N",
+        help="use only the first N training and N test images (quick runs)",
+    )
+
+
+def json_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--json",
+        metavar="PATH",
+        help="also write the results as JSON to PATH ('-' for standard output)",
+    )
+
+
+def _transform_options(p: argparse.ArgumentParser, adjective: str, uses: str) -> None:
+    """Options shared by the commands that transform a model, fine-tune it and measure it."""
+    p.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=0,
+        metavar="N",
+        help=f"fine-tune the {adjective} model for N epochs (default 0)",
+    )
+    p.add_argument("--lr", type=_positive_float, default=0.01, help="fine-tuning learning rate")
+    p.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help=f"data for {uses} (default: the checkpoint's)",
+    )
+    p.add_argument(
+        "--batch-sizes",
+        default="1,32",
+        metavar="B[,B...]",
+        help="batch sizes to time (default: 1,32)",
+    )
+    p.add_argument(
+        "--min-run-time",
+        type=_positive_float,
+        default=0.5,
+        metavar="SECONDS",
+        help="seconds of timing per model and setting (default 0.5)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help=f"the {adjective} model: .sqz, or a .pt checkpoint (default NAME-{adjective}.sqz)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    data_options(p)
+    json_option(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from squeezer.cli import commands
 
@@ -68,24 +126,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"squeezer {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    def data_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--data-dir", metavar="DIR", help="folder to look in first for the dataset's files"
-        )
-        p.add_argument(
-            "--limit",
-            type=_positive,
-            metavar="N",
-            help="use only the first N training and N test images (quick runs)",
-        )
-
-    def json_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--json",
-            metavar="PATH",
-            help="also write the results as JSON to PATH ('-' for standard output)",
-        )
 
     p = sub.add_parser(
         "train",
@@ -304,40 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="keep a multiple of N channels per group (default 1)",
     )
-    p.add_argument(
-        "--finetune-epochs",
-        type=int,
-        default=0,
-        metavar="N",
-        help="fine-tune the pruned model for N epochs (default 0)",
-    )
-    p.add_argument("--lr", type=_positive_float, default=0.01, help="fine-tuning learning rate")
-    p.add_argument(
-        "--dataset",
-        metavar="NAME",
-        help="data for accuracy and fine-tuning (default: the checkpoint's)",
-    )
-    p.add_argument(
-        "--batch-sizes",
-        default="1,32",
-        metavar="B[,B...]",
-        help="batch sizes to time (default: 1,32)",
-    )
-    p.add_argument(
-        "--min-run-time",
-        type=_positive_float,
-        default=0.5,
-        metavar="SECONDS",
-        help="seconds of timing per model and setting (default 0.5)",
-    )
-    p.add_argument(
-        "--out",
-        metavar="FILE",
-        help="the pruned model: .sqz, or a .pt checkpoint (default NAME-pruned.sqz)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
-    data_options(p)
-    json_option(p)
+    _transform_options(p, "pruned", "accuracy and fine-tuning")
     p.set_defaults(run=commands.cmd_prune)
 
     p = sub.add_parser(
@@ -388,40 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="refit each block's last layer on N batches of --dataset (asymmetric "
         "reconstruction, Zhang 2016; default 0: off)",
     )
-    p.add_argument(
-        "--finetune-epochs",
-        type=int,
-        default=0,
-        metavar="N",
-        help="fine-tune the factorized model for N epochs (default 0)",
-    )
-    p.add_argument("--lr", type=_positive_float, default=0.01, help="fine-tuning learning rate")
-    p.add_argument(
-        "--dataset",
-        metavar="NAME",
-        help="data for accuracy, reconstruction and fine-tuning (default: the checkpoint's)",
-    )
-    p.add_argument(
-        "--batch-sizes",
-        default="1,32",
-        metavar="B[,B...]",
-        help="batch sizes to time (default: 1,32)",
-    )
-    p.add_argument(
-        "--min-run-time",
-        type=_positive_float,
-        default=0.5,
-        metavar="SECONDS",
-        help="seconds of timing per model and setting (default 0.5)",
-    )
-    p.add_argument(
-        "--out",
-        metavar="FILE",
-        help="the factorized model: .sqz, or a .pt checkpoint (default NAME-factorized.sqz)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
-    data_options(p)
-    json_option(p)
+    _transform_options(p, "factorized", "accuracy, reconstruction and fine-tuning")
     p.set_defaults(run=commands.cmd_factorize)
 
     p = sub.add_parser(

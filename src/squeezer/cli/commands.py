@@ -403,6 +403,37 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _measure_and_save(
+    args: argparse.Namespace,
+    model: Any,
+    baseline: Any,
+    x: Any,
+    result: dict[str, Any],
+    dataset: str | None,
+    adjective: str,
+) -> int:
+    """Measure ``model`` against ``baseline``, save it (--out) and write the JSON result."""
+    import squeezer as sq
+
+    m = sq.measure(
+        model,
+        x,
+        baseline=baseline,
+        batch_sizes=parse_ints(args.batch_sizes, "--batch-sizes"),
+        min_run_time=args.min_run_time,
+    )
+    print(m)
+    out = Path(args.out or f"{Path(args.model).stem}-{adjective}.sqz")
+    meta = {"dataset": dataset}
+    if out.suffix == ".sqz":
+        sq.save(model, out, meta=meta)
+    else:
+        sq.save_checkpoint(model, out, meta=meta)
+    info(f"wrote {out}")
+    write_json(args.json, {**result, **m.to_dict(), "out": str(out)})
+    return 0
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     import torch
 
@@ -470,23 +501,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
             f"re-estimated, {result['top1_after']:.4f} after {args.finetune_epochs} "
             f"fine-tuning epoch(s)"
         )
-    m = sq.measure(
-        pruned,
-        x,
-        baseline=model,
-        batch_sizes=parse_ints(args.batch_sizes, "--batch-sizes"),
-        min_run_time=args.min_run_time,
+    return _measure_and_save(
+        args, pruned, model, x, result, dataset or source["meta"].get("dataset"), "pruned"
     )
-    print(m)
-    out = Path(args.out or f"{Path(args.model).stem}-pruned.sqz")
-    meta = {"dataset": dataset or source["meta"].get("dataset")}
-    if out.suffix == ".sqz":
-        sq.save(pruned, out, meta=meta)
-    else:
-        sq.save_checkpoint(pruned, out, meta=meta)
-    info(f"wrote {out}")
-    write_json(args.json, {**result, **m.to_dict(), "out": str(out)})
-    return 0
 
 
 def cmd_factorize(args: argparse.Namespace) -> int:
@@ -557,20 +574,5 @@ def cmd_factorize(args: argparse.Namespace) -> int:
             f"after factorization, {result['top1_after']:.4f} after {args.finetune_epochs} "
             "fine-tuning epoch(s)"
         )
-    m = sq.measure(
-        model,
-        x,
-        baseline=original,
-        batch_sizes=parse_ints(args.batch_sizes, "--batch-sizes"),
-        min_run_time=args.min_run_time,
-    )
-    print(m)
-    out = Path(args.out or f"{Path(args.model).stem}-factorized.sqz")
-    meta = {"dataset": dataset or source["meta"].get("dataset")}
-    if out.suffix == ".sqz":
-        sq.save(model, out, meta=meta)
-    else:
-        sq.save_checkpoint(model, out, meta=meta)
-    info(f"wrote {out}")
-    write_json(args.json, {**result, **m.to_dict(), "out": str(out)})
-    return 0
+    dataset = dataset or source["meta"].get("dataset")
+    return _measure_and_save(args, model, original, x, result, dataset, "factorized")

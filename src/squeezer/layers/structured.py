@@ -104,6 +104,17 @@ class _StructuredLinear(nn.Module):
 
     in_features: int
     out_features: int
+    spec_extra: tuple[str, ...] = ()  # constructor arguments beyond the shape and bias
+
+    def spec_args(self) -> dict[str, Any]:
+        """Constructor arguments, for :func:`squeezer.layers.module_spec`."""
+        extra = {k: getattr(self, k) for k in self.spec_extra}
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.bias is not None,
+            **extra,
+        }
 
     def _init_bias(self, bias: bool) -> None:
         if bias:
@@ -175,6 +186,8 @@ class CirculantLinear(_StructuredLinear):
     diagonal (a buffer). The product costs two real FFTs of length ``n``.
     """
 
+    spec_extra = ("seed",)
+
     def __init__(
         self, in_features: int, out_features: int, bias: bool = True, seed: int = 0
     ) -> None:
@@ -184,14 +197,6 @@ class CirculantLinear(_StructuredLinear):
         self.c = nn.Parameter(torch.randn(self.n) / math.sqrt(in_features))
         self.register_buffer("signs", _signs(self.n, seed))
         self._init_bias(bias)
-
-    def spec_args(self) -> dict[str, Any]:
-        return {
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "bias": self.bias is not None,
-            "seed": self.seed,
-        }
 
     def flops_per_row(self) -> int:
         """Three real FFTs (2.5 n log2 n each), the spectral product and the sign flip."""
@@ -228,6 +233,8 @@ class FastfoodLinear(_StructuredLinear):
     parameters and O(n log n) operations per block.
     """
 
+    spec_extra = ("seed",)
+
     def __init__(
         self, in_features: int, out_features: int, bias: bool = True, seed: int = 0
     ) -> None:
@@ -244,14 +251,6 @@ class FastfoodLinear(_StructuredLinear):
             "perm", torch.stack([torch.randperm(self.n, generator=g) for _ in range(self.blocks)])
         )
         self._init_bias(bias)
-
-    def spec_args(self) -> dict[str, Any]:
-        return {
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "bias": self.bias is not None,
-            "seed": self.seed,
-        }
 
     def flops_per_row(self) -> int:
         """Per block: two Walsh-Hadamard transforms (n log2 n additions each), three diagonals."""
@@ -300,6 +299,8 @@ class LDRLinear(_StructuredLinear):
     2n-th roots of unity), so the product costs O(rank n log n). 2 rank n parameters.
     """
 
+    spec_extra = ("rank",)
+
     def __init__(
         self, in_features: int, out_features: int, bias: bool = True, rank: int = 1
     ) -> None:
@@ -311,14 +312,6 @@ class LDRLinear(_StructuredLinear):
         self.g = nn.Parameter(torch.randn(rank, self.n) / math.sqrt(self.n))
         self.h = nn.Parameter(torch.randn(rank, self.n) / math.sqrt(in_features * rank))
         self._init_bias(bias)
-
-    def spec_args(self) -> dict[str, Any]:
-        return {
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "bias": self.bias is not None,
-            "rank": self.rank,
-        }
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", rank={self.rank}"
@@ -357,6 +350,8 @@ class ACDCLinear(_StructuredLinear):
     (computed with an FFT). 2 depth n parameters, O(depth n log n) operations.
     """
 
+    spec_extra = ("depth", "seed")
+
     def __init__(
         self,
         in_features: int,
@@ -378,15 +373,6 @@ class ACDCLinear(_StructuredLinear):
             "perm", torch.stack([torch.randperm(self.n, generator=g) for _ in range(depth)])
         )
         self._init_bias(bias)
-
-    def spec_args(self) -> dict[str, Any]:
-        return {
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "bias": self.bias is not None,
-            "depth": self.depth,
-            "seed": self.seed,
-        }
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", depth={self.depth}"
