@@ -480,10 +480,11 @@ def test_factorize_zoo_model_and_bad_options(
     out = tmp_path / "f.pt"
     code, text, err = run(
         capsys, "factorize", "lenet5", "--method", "tucker,tt", "--rank", "vbmf",
-        "--min-run-time", "0.01", "--batch-sizes", "1", "--out", str(out),
+        "--layout", "deploy", "--min-run-time", "0.01", "--batch-sizes", "1", "--out", str(out),
     )  # fmt: skip
     assert code == 0, err
     assert "factorization: tucker" in text and "factorization: tt" in text
+    assert "BatchNorm folded, channels-last" in text
     assert sq.load_checkpoint(out)(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
     code, _, err = run(capsys, "factorize", "lenet5", "--method", "qr")
     assert_one_line_error(code, err, "--method: unknown qr")

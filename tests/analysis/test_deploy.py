@@ -60,3 +60,19 @@ def test_time_models_accepts_channels_last_inputs():
         memory_format=torch.channels_last,
     )
     assert lat.batch_size == 2 and lat.runs >= 1 and lat.median_ms > 0
+
+
+def test_measure_in_deploy_layout_times_both_models_alike():
+    torch.manual_seed(0)
+    base = sq.models.create("resnet20", num_classes=10)
+    small = sq.prune_channels(base, torch.randn(1, 3, 32, 32), ratio=0.5)
+    m = sq.measure(
+        small, torch.randn(1, 3, 32, 32), baseline=base, batch_sizes=(2,), min_run_time=0.0,
+        per_layer_latency=False, layout="deploy",
+    )  # fmt: skip
+    assert "BatchNorm folded, channels-last" in m.backend
+    assert m.latency and m.baseline.latency and m.comparison.speedup
+    assert m.params < m.baseline.params  # counts are of the models as given
+    assert any(isinstance(x, nn.BatchNorm2d) for x in small.modules())  # untouched
+    with pytest.raises(ValueError, match="layout"):
+        sq.measure(small, torch.randn(1, 3, 32, 32), layout="compiled")

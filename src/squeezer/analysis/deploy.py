@@ -16,9 +16,17 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
+class _Tracer(torch.fx.Tracer):
+    """Keeps squeezer's own layers (TT, FFT-based, gathers) whole: nothing in them to fold."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        own = type(m).__module__.startswith("squeezer.layers")
+        return own or super().is_leaf_module(m, qualname)
+
+
 def _fold_batchnorm(model: nn.Module) -> nn.Module:
     """Trace ``model`` and fold every BatchNorm whose sole input is a convolution used once."""
-    gm = torch.fx.symbolic_trace(model)
+    gm = torch.fx.GraphModule(model, _Tracer().trace(model))
     modules = dict(gm.named_modules())
     for node in list(gm.graph.nodes):
         if node.op != "call_module" or not isinstance(

@@ -29,6 +29,7 @@ from squeezer.analysis.counting import (
     layer_counts,
     size_bytes,
 )
+from squeezer.analysis.deploy import inference_copy
 from squeezer.analysis.latency import Latency, layer_latency, time_models
 from squeezer.surgery import baked_copy
 
@@ -123,6 +124,7 @@ def measure(
     latency: bool = True,
     per_layer_latency: bool = True,
     min_run_time: float = 0.5,
+    layout: str = "eager",
 ) -> Measurement:
     """Measure a model: parameters, non-zeros, FLOPs, bytes and latency, per layer and total.
 
@@ -137,10 +139,19 @@ def measure(
         latency: time the model at all (False: counts only).
         per_layer_latency: also time each layer with hooks at the first setting.
         min_run_time: seconds of timing per model and setting, at least.
+        layout: ``"eager"`` (the models as given) or ``"deploy"``: both models timed after
+            :func:`~squeezer.analysis.inference_copy` (BatchNorm folded into convolutions,
+            channels-last), the usual CPU deployment steps. Counts and per-layer latency are
+            always of the models as given.
 
     Returns:
         A :class:`Measurement`.
+
+    Raises:
+        ValueError: an unknown ``layout``.
     """
+    if layout not in ("eager", "deploy"):
+        raise ValueError(f"layout must be 'eager' or 'deploy', got {layout!r}")
     threads = list(threads) if threads else [torch.get_num_threads()]
     model, baseline = plain(model), None if baseline is None else plain(baseline)
     one = batch_of(example_inputs, 1)
@@ -150,10 +161,14 @@ def measure(
     timings: list[Latency] = []
     base_timings: list[Latency] = []
     if latency:
+        timed = [model] if baseline is None else [baseline, model]
+        fmt = torch.contiguous_format
+        if layout == "deploy":
+            timed = [inference_copy(m, channels_last=True) for m in timed]
+            fmt = torch.channels_last
         for b in batch_sizes:
             for t in threads:
-                models = [model] if baseline is None else [baseline, model]
-                res = time_models(models, one, b, t, min_run_time=min_run_time)
+                res = time_models(timed, one, b, t, min_run_time=min_run_time, memory_format=fmt)
                 timings.append(res[-1])
                 if baseline is not None:
                     base_timings.append(res[0])
@@ -170,7 +185,8 @@ def measure(
         size_bytes=size_bytes(model),
         layers=rows,
         latency=timings,
-        backend=backend_name(),
+        backend=backend_name()
+        + (", BatchNorm folded, channels-last" if layout == "deploy" and latency else ""),
     )
     if baseline is not None:
         bflops, bmod = count_flops(baseline, one)

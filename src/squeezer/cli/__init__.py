@@ -75,6 +75,17 @@ def json_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def layout_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--layout",
+        choices=("eager", "deploy"),
+        default="eager",
+        help="time the models as they are (eager, default) or after BatchNorm folding and "
+        "conversion to channels-last, the usual CPU deployment steps (deploy); both models "
+        "alike",
+    )
+
+
 def _transform_options(p: argparse.ArgumentParser, adjective: str, uses: str) -> None:
     """Options shared by the commands that transform a model, fine-tune it and measure it."""
     p.add_argument(
@@ -108,6 +119,7 @@ def _transform_options(p: argparse.ArgumentParser, adjective: str, uses: str) ->
         metavar="FILE",
         help=f"the {adjective} model: .sqz, or a .pt checkpoint (default NAME-{adjective}.sqz)",
     )
+    layout_option(p)
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     data_options(p)
     json_option(p)
@@ -251,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds of timing per model and setting, at least (default: 0.5)",
     )
     p.add_argument("--no-latency", action="store_true", help="count only, do not time")
+    layout_option(p)
     json_option(p)
     p.set_defaults(run=commands.cmd_measure)
 

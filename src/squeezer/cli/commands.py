@@ -160,6 +160,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
             threads=threads,
             latency=not args.no_latency,
             min_run_time=args.min_run_time,
+            layout=args.layout,
         )
     except RuntimeError as exc:  # shape mismatch between the model and --input-shape
         first = str(exc).splitlines()[0]
@@ -421,6 +422,7 @@ def _measure_and_save(
         baseline=baseline,
         batch_sizes=parse_ints(args.batch_sizes, "--batch-sizes"),
         min_run_time=args.min_run_time,
+        layout=args.layout,
     )
     print(m)
     out = Path(args.out or f"{Path(args.model).stem}-{adjective}.sqz")
