@@ -198,12 +198,15 @@ def _trained(name: str, dataset: str, train, epochs: int) -> nn.Module:
 
 def part_network(args: argparse.Namespace) -> dict:
     rows = []
+    conv_methods = {"tucker": Tucker, "separable": Separable, "cp": CP}
     cases = [
-        ("lenet5", "mnist", 10, args.lenet_rank),
-        ("vgg11_bn", "fashion-mnist", 4, args.vgg_rank),
+        ("lenet5", "mnist", 10, args.lenet_rank, method) for method in args.conv_methods.split(",")
+    ] + [
+        ("vgg11_bn", "fashion-mnist", 4, args.vgg_rank, method)
+        for method in args.conv_methods.split(",")
     ]
-    for name, dataset, epochs, rank in cases:
-        log(f"== {name} on {dataset}")
+    for name, dataset, epochs, rank, method in cases:
+        log(f"== {name} on {dataset}, {method} on the convs")
         train, test = sq.data.load(dataset)
         base = _trained(name, dataset, train, epochs).eval()
         x = sq.data.example_inputs(test)
@@ -212,7 +215,7 @@ def part_network(args: argparse.Namespace) -> dict:
         loader = sq.data.loader(train.without_augment(), 128, shuffle=True, seed=0)
         calibration = [b for _, b in zip(range(8), loader, strict=False)]
         t0 = time.perf_counter()
-        conv_report = factorize_(small, Tucker(rank=rank), x, calibration=calibration)
+        conv_report = factorize_(small, conv_methods[method](rank=rank), x, calibration=calibration)
         fc_report = factorize_(small, SVD(rank=rank, exclude=args.keep_fc), x)
         seconds = time.perf_counter() - t0
         right_after = sq.evaluate(small, test)["top1"]
@@ -235,6 +238,7 @@ def part_network(args: argparse.Namespace) -> dict:
         row = {
             "model": name,
             "dataset": dataset,
+            "conv_method": method,
             "rank": rank,
             "top1_before": top1,
             "top1_factorized": right_after,
@@ -426,21 +430,22 @@ def to_markdown(report: dict) -> str:
     if "network" in report:
         p = report["network"]
         lines += [
-            "## Whole networks: Tucker-2 on convs, SVD on fully connected layers",
+            "## Whole networks: Tucker-2 or separable on convs, SVD on fully connected layers",
             "",
-            "Tucker ranks with asymmetric reconstruction (Zhang 2016) on 8 batches of 128 "
+            "Conv ranks with asymmetric reconstruction (Zhang 2016) on 8 batches of 128 "
             f"training images, then {p['finetune_epochs']} fine-tuning epoch(s) at lr 0.01. "
             "Speedup at batch 32, alternating medians; `fused+cl` times both models after "
             "BatchNorm folding in channels-last layout.",
             "",
-            "| model | dataset | rank | top-1 before | right after | after fine-tuning | drop "
-            "(points) | compression | FLOPs reduction | speedup eager | speedup fused+cl |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| model | dataset | convs | rank | top-1 before | right after | after fine-tuning "
+            "| drop (points) | compression | FLOPs reduction | speedup eager | speedup fused+cl |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in p["rows"]:
             s = r["speed_b32"]
             lines.append(
-                f"| {r['model']} | {r['dataset']} | {r['rank']} | {100 * r['top1_before']:.2f}% "
+                f"| {r['model']} | {r['dataset']} | {r.get('conv_method', 'tucker')} | "
+                f"{r['rank']} | {100 * r['top1_before']:.2f}% "
                 f"| {100 * r['top1_factorized']:.2f}% | {100 * r['top1_after']:.2f}% | "
                 f"{r['drop_points']:.2f} | {r['compression']:.2f}x | "
                 f"{r['flops_reduction']:.2f}x | {s['eager']['speedup']:.2f}x | "
@@ -500,6 +505,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cp-iters", type=int, default=25)
+    parser.add_argument("--conv-methods", default="tucker,separable")
     parser.add_argument("--lenet-rank", default="flops:3")
     parser.add_argument("--vgg-rank", default="flops:3")
     parser.add_argument(
