@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from squeezer.pruning import lasso_order, prune_with_reconstruction, thinet_order
+from squeezer.surgery import prune_channels
 
 
 def test_thinet_greedy_order() -> None:
@@ -56,3 +57,40 @@ def test_a_duplicate_channel_is_removed_and_compensated_exactly(method: str) -> 
     x = torch.randn(4, 1, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(pruned(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+class TwoConsumers(nn.Module):
+    """One producer read by two convs whose outputs are added: a residual-style group."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 3, 3, padding=1)
+        self.c = nn.Conv2d(4, 3, 1)
+
+    def forward(self, x):
+        h = torch.relu(self.a(x))
+        return self.b(h) + self.c(h)
+
+
+@pytest.mark.parametrize("method", ["thinet", "lasso"])
+def test_groups_with_several_consumers_are_chosen_by_reconstruction(method):
+    torch.manual_seed(0)
+    model = TwoConsumers().eval()
+    with torch.no_grad():
+        model.a.weight[0] *= 20  # the largest filter: L1 keeps it...
+        model.a.bias[0] = 1.0
+        model.b.weight[:, 0] = 0  # ...but neither consumer reads it
+        model.c.weight[:, 0] = 0
+    big = float(model.a.weight[0].abs().amax())
+    x = torch.randn(1, 3, 8, 8)
+    data = [(torch.randn(16, 3, 8, 8), torch.zeros(16)) for _ in range(2)]
+    l1 = prune_channels(model, x, ratio=0.25, criterion="l1")
+    assert l1.a.out_channels == 3 and float(l1.a.weight.abs().amax()) == big  # kept by L1
+    pruned = prune_with_reconstruction(model, x, data, ratio=0.25, method=method)
+    assert pruned.a.out_channels == 3
+    assert float(pruned.a.weight.abs().amax()) < big / 5  # the unread channel went
+    with torch.no_grad():
+        xs = data[0][0]
+        err = (pruned(xs) - model(xs)).norm() / model(xs).norm()
+    assert err < 0.9  # both consumers refit on what is left

@@ -10,9 +10,11 @@ that layer, the contribution of each input channel c is x_c (so y = sum_c x_c, b
 
 After the channels are removed the consumer is refit by least squares on the sampled outputs:
 ThiNet scales each kept channel's weights by w = argmin ||y - sum_kept w_c x_c||^2; for LASSO,
-as He et al. do, the consumer's whole weight is refit on the kept inputs. Groups whose channels
-feed more than one consumer (residual stages) or a depthwise layer fall back to the filter L1
-norm.
+as He et al. do, the consumer's whole weight is refit on the kept inputs. When a group feeds
+several consumers (a residual stage), the channels are chosen to reconstruct all of them at
+once: their sampled contributions are stacked, each consumer's block scaled to equal weight,
+and every consumer is refit on its own samples. Groups that feed a depthwise layer fall back to
+the filter L1 norm.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from squeezer.surgery.graph import ChannelGraph
 METHODS = ("thinet", "lasso")
 
 
-def _consumer(classes: Sequence[ChannelClass]) -> str | None:
-    """The single plain consumer of a group, or None when the group is not eligible."""
+def _consumers(classes: Sequence[ChannelClass]) -> list[str] | None:
+    """The plain consumers of a group, or None when the group is not eligible."""
     names = set()
     for c in classes:
         for b, _ in c.members:
@@ -41,7 +43,7 @@ def _consumer(classes: Sequence[ChannelClass]) -> str | None:
                 return None
             if b.kind == "in":
                 names.add(b.module)
-    return names.pop() if len(names) == 1 else None
+    return sorted(names) or None
 
 
 def _contributions(
@@ -144,7 +146,7 @@ def reconstruct_plan(
     round_to: int = 1,
     seed: int = 0,
 ) -> tuple[ChannelPlan, dict[str, Any]]:
-    """Plan by ThiNet or LASSO where a group has one consumer; L1 elsewhere.
+    """Plan by ThiNet or LASSO where a group feeds plain layers; L1 where it feeds a depthwise one.
 
     Returns:
         The plan and, per consumer, what :func:`rescale_` needs.
@@ -158,23 +160,29 @@ def reconstruct_plan(
     scores: dict[int, float] = {}
     fits: dict[str, Any] = {}
     for classes in groups.values():
-        consumer = _consumer(classes)
-        if consumer is None:
+        consumers = _consumers(classes)
+        if consumers is None:
             for c in classes:
                 scores[c.root] = filter_norm(model, c)  # scores compare within a group only
             continue
         roots = [c.root for c in classes]
-        x, patches, targets = _contributions(model, graph, consumer, roots, data, samples, seed)
-        order = thinet_order(x) if method == "thinet" else lasso_order(x, x.sum(1))
+        blocks = []
+        for consumer in consumers:
+            x, patches, targets = _contributions(model, graph, consumer, roots, data, samples, seed)
+            blocks.append(x / (np.linalg.norm(x.sum(1)) or 1.0))  # consumers weigh alike
+            fits[consumer] = {
+                "roots": roots,
+                "x": x,
+                "patches": patches,
+                "targets": targets,
+                "refit": "scale" if method == "thinet" else "full",
+            }
+        stacked = np.vstack(blocks)
+        order = (
+            thinet_order(stacked) if method == "thinet" else lasso_order(stacked, stacked.sum(1))
+        )
         for rank, j in enumerate(order):
             scores[roots[j]] = float(rank)
-        fits[consumer] = {
-            "roots": roots,
-            "x": x,
-            "patches": patches,
-            "targets": targets,
-            "refit": "scale" if method == "thinet" else "full",
-        }
     plan = plan_channels(
         model,
         example_inputs,
