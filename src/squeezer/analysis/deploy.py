@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from squeezer.surgery.walk import set_module
+
 
 class _Tracer(torch.fx.Tracer):
     """Keeps squeezer's own layers (TT, FFT-based, gathers) whole: nothing in them to fold."""
@@ -45,8 +47,7 @@ def _fold_batchnorm(model: nn.Module) -> nn.Module:
         if not bn.track_running_stats or bn.running_mean is None:
             continue
         fused = fuse_conv_bn_eval(conv, bn)
-        parent, _, child = prev.target.rpartition(".")
-        setattr(gm.get_submodule(parent) if parent else gm, child, fused)
+        set_module(gm, prev.target, fused)
         modules[prev.target] = fused
         node.replace_all_uses_with(prev)
         gm.graph.erase_node(node)

@@ -1,14 +1,13 @@
 """The base of every factorization config, and what a conversion returns.
 
 A config (``SVD``, ``Tucker``, ...) is a frozen dataclass: the rank spec plus which layers it
-applies to. ``convert(layer, pixels)`` returns a :class:`Conversion`: the block of plain PyTorch
+applies to. ``convert(layer, spec)`` returns a :class:`Conversion`: the block of plain PyTorch
 layers that replaces ``layer``, the ranks chosen, and the weight the block stands for (used for
 the relative reconstruction error).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -79,19 +78,14 @@ class Factorization(Config):
     def _eligible(self, module: nn.Module) -> str | None:
         return None
 
-    def convert(self, module: nn.Module, spec: RankSpec, pixels: float = 1.0) -> Conversion:
+    def convert(self, module: nn.Module, spec: RankSpec) -> Conversion:
         """Replace ``module`` by a factorized block.
 
         Args:
             module: the layer (eligible, see :meth:`eligible`).
             spec: the parsed rank spec for this layer.
-            pixels: output positions per example (for FLOPs targets of convolutions).
         """
         raise NotImplementedError  # pragma: no cover - every method overrides it
-
-
-def conv_cost_1x1(cin: int, cout: int) -> int:
-    return cin * cout
 
 
 def select(
@@ -130,5 +124,27 @@ def to_param(array: np.ndarray, like: Tensor) -> nn.Parameter:
     return nn.Parameter(torch.as_tensor(np.ascontiguousarray(array)).to(like.dtype))
 
 
-def stride_area(conv: nn.Conv2d) -> int:
-    return math.prod(conv.stride)
+def conv_like(
+    cin: int,
+    cout: int,
+    kernel: tuple[int, int],
+    like: nn.Conv2d,
+    *,
+    stride: tuple[int, int] = (1, 1),
+    padding: tuple[int, int] = (0, 0),
+    dilation: tuple[int, int] = (1, 1),
+    groups: int = 1,
+    bias: bool = False,
+) -> nn.Conv2d:
+    conv = nn.Conv2d(cin, cout, kernel, stride, padding, dilation, groups=groups, bias=bias)
+    return conv.to(dtype=like.weight.dtype, device=like.weight.device)
+
+
+def copy_bias(dst: nn.Module, src: nn.Module) -> None:
+    if getattr(src, "bias", None) is not None:
+        with torch.no_grad():
+            dst.bias.copy_(src.bias)
+
+
+def pair(v: object) -> tuple[int, int]:
+    return tuple(v) if isinstance(v, tuple) else (int(v), int(v))  # type: ignore[return-value]

@@ -56,7 +56,6 @@ def cp_als(
         factors.append(u)
     norm_x = float(x.norm())
     previous = None
-    weights = torch.ones(rank, dtype=x.dtype)
     for _ in range(n_iter_max):
         for mode in range(x.dim()):
             gram = torch.ones(rank, rank, dtype=x.dtype)

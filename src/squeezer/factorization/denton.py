@@ -25,8 +25,16 @@ from torch import nn
 
 from squeezer.config import check
 from squeezer.errors import ConfigError
-from squeezer.factorization.base import Conversion, Factorization, select, to_param, weight_array
-from squeezer.factorization.methods import _conv, _copy_bias, _pair
+from squeezer.factorization.base import (
+    Conversion,
+    Factorization,
+    conv_like,
+    copy_bias,
+    pair,
+    select,
+    to_param,
+    weight_array,
+)
 from squeezer.factorization.rank import RankSpec
 from squeezer.layers import ChannelSelect
 
@@ -75,7 +83,7 @@ class Monochromatic(Factorization):
         kh, kw = module.kernel_size  # type: ignore[union-attr]
         return "1x1 kernel" if kh * kw == 1 else None
 
-    def convert(self, module: nn.Module, spec: RankSpec, pixels: float = 1.0) -> Conversion:
+    def convert(self, module: nn.Module, spec: RankSpec) -> Conversion:
         assert isinstance(module, nn.Conv2d)
         w = weight_array(module)
         n, c, kh, kw = w.shape
@@ -99,15 +107,15 @@ class Monochromatic(Factorization):
         centres = centres / np.linalg.norm(centres, axis=1, keepdims=True).clip(1e-12)
         # best spatial filter for each filter's (fixed) colour: least squares
         spatial = np.einsum("ncs,nc->ns", slices, centres[labels])
-        (sh, sw), (ph, pw), (dh, dw) = module.stride, _pair(module.padding), module.dilation
-        project = _conv(c, len(centres), (1, 1), module)
-        depthwise = _conv(
+        (sh, sw), (ph, pw), (dh, dw) = module.stride, pair(module.padding), module.dilation
+        project = conv_like(c, len(centres), (1, 1), module)
+        depthwise = conv_like(
             n, n, (kh, kw), module, stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw),
             groups=n, bias=module.bias is not None,
         )  # fmt: skip
         project.weight = to_param(centres[:, :, None, None], module.weight)
         depthwise.weight = to_param(spatial.reshape(n, 1, kh, kw), module.weight)
-        _copy_bias(depthwise, module)
+        copy_bias(depthwise, module)
         approx = np.einsum("nc,ns->ncs", centres[labels], spatial).reshape(w.shape)
         block = nn.Sequential(project, ChannelSelect(labels.tolist()), depthwise)
         return Conversion(block, [len(centres)], torch.as_tensor(approx))
@@ -141,7 +149,7 @@ class Bicluster(Factorization):
             )
         return None
 
-    def convert(self, module: nn.Module, spec: RankSpec, pixels: float = 1.0) -> Conversion:
+    def convert(self, module: nn.Module, spec: RankSpec) -> Conversion:
         assert isinstance(module, nn.Conv2d)
         w = weight_array(module)
         n, c, kh, kw = w.shape
@@ -184,9 +192,9 @@ class Bicluster(Factorization):
             approx[np.ix_(out_sets[h], in_sets[g])] = (
                 (u[:, :r] @ (s[:r, None] * vt[:r])).reshape(cg, nh, kh, kw).transpose(1, 0, 2, 3)
             )
-        (sh, sw), (ph, pw), (dh, dw) = module.stride, _pair(module.padding), module.dilation
+        (sh, sw), (ph, pw), (dh, dw) = module.stride, pair(module.padding), module.dilation
         gather_in = ChannelSelect(np.concatenate(in_sets).tolist())
-        project = _conv(c, g_count * h_count * k, (1, 1), module, groups=g_count)
+        project = conv_like(c, g_count * h_count * k, (1, 1), module, groups=g_count)
         # project's outputs are ordered (g, h, k); the spatial conv wants (h, g, k)
         order = [
             (g * h_count + h) * k + j
@@ -194,7 +202,7 @@ class Bicluster(Factorization):
             for g in range(g_count)
             for j in range(k)
         ]
-        spatial = _conv(
+        spatial = conv_like(
             h_count * g_count * k, n, (kh, kw), module, stride=(sh, sw), padding=(ph, pw),
             dilation=(dh, dw), groups=h_count, bias=module.bias is not None,
         )  # fmt: skip

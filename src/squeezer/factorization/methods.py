@@ -33,6 +33,9 @@ from squeezer.config import check
 from squeezer.factorization.base import (
     Conversion,
     Factorization,
+    conv_like,
+    copy_bias,
+    pair,
     select,
     to_param,
     unfold,
@@ -43,32 +46,6 @@ from squeezer.factorization.rank import RankSpec
 from squeezer.layers import TTLinear, tt_modes
 
 
-def _conv(
-    cin: int,
-    cout: int,
-    kernel: tuple[int, int],
-    like: nn.Conv2d,
-    *,
-    stride: tuple[int, int] = (1, 1),
-    padding: tuple[int, int] = (0, 0),
-    dilation: tuple[int, int] = (1, 1),
-    groups: int = 1,
-    bias: bool = False,
-) -> nn.Conv2d:
-    conv = nn.Conv2d(cin, cout, kernel, stride, padding, dilation, groups=groups, bias=bias)
-    return conv.to(dtype=like.weight.dtype, device=like.weight.device)
-
-
-def _copy_bias(dst: nn.Module, src: nn.Module) -> None:
-    if getattr(src, "bias", None) is not None:
-        with torch.no_grad():
-            dst.bias.copy_(src.bias)
-
-
-def _pair(v: object) -> tuple[int, int]:
-    return tuple(v) if isinstance(v, tuple) else (int(v), int(v))  # type: ignore[return-value]
-
-
 @dataclass(frozen=True)
 class SVD(Factorization):
     """Truncated SVD of a Linear ``W = U S V^T`` into ``Linear(in, r)`` then ``Linear(r, out)``."""
@@ -76,7 +53,7 @@ class SVD(Factorization):
     layer_types: ClassVar = (nn.Linear,)
     method: ClassVar[str] = "svd"
 
-    def convert(self, module: nn.Module, spec: RankSpec, pixels: float = 1.0) -> Conversion:
+    def convert(self, module: nn.Module, spec: RankSpec) -> Conversion:
         assert isinstance(module, nn.Linear)
         w = weight_array(module)
         out, inp = w.shape
@@ -87,7 +64,7 @@ class SVD(Factorization):
         second = nn.Linear(r, out, bias=module.bias is not None).to(module.weight.dtype)
         first.weight = to_param(root[:, None] * vt[:r], module.weight)
         second.weight = to_param(u[:, :r] * root[None, :], module.weight)
-        _copy_bias(second, module)
+        copy_bias(second, module)
         approx = (u[:, :r] * s[:r]) @ vt[:r]
         return Conversion(nn.Sequential(first, second), [r], torch.as_tensor(approx))
 
@@ -116,9 +93,9 @@ def _separable_factors(conv: nn.Conv2d, spec: RankSpec):
 
 def _separable_convs(conv: nn.Conv2d, k: int) -> tuple[nn.Conv2d, nn.Conv2d]:
     n, c, kh, kw = conv.weight.shape
-    (sh, sw), (ph, pw), (dh, dw) = conv.stride, _pair(conv.padding), conv.dilation
-    first = _conv(c, k, (kh, 1), conv, stride=(sh, 1), padding=(ph, 0), dilation=(dh, 1))
-    second = _conv(
+    (sh, sw), (ph, pw), (dh, dw) = conv.stride, pair(conv.padding), conv.dilation
+    first = conv_like(c, k, (kh, 1), conv, stride=(sh, 1), padding=(ph, 0), dilation=(dh, 1))
+    second = conv_like(
         k, n, (1, kw), conv, stride=(1, sw), padding=(0, pw), dilation=(1, dw),
         bias=conv.bias is not None,
     )  # fmt: skip
@@ -135,13 +112,13 @@ class Separable(Factorization):
         kh, kw = module.kernel_size  # type: ignore[union-attr]
         return "1x1 kernel" if kh == 1 and kw == 1 else None
 
-    def convert(self, module: nn.Module, spec: RankSpec, pixels: float = 1.0) -> Conversion:
+    def convert(self, module: nn.Module, spec: RankSpec) -> Conversion:
         assert isinstance(module, nn.Conv2d)
         k, vertical, horizontal, approx = _separable_factors(module, spec)
         first, second = _separable_convs(module, k)
         first.weight = to_param(vertical, module.weight)
         second.weight = to_param(horizontal, module.weight)
-        _copy_bias(second, module)
+        copy_bias(second, module)
         return Conversion(nn.Sequential(first, second), [k], torch.as_tensor(approx))
 
 
@@ -151,8 +128,8 @@ class LowRankBN(Separable):
 
     method: ClassVar[str] = "lowrank_bn"
 
-    def convert(self, module: nn.Module, spec: RankSpec, pixels: float = 1.0) -> Conversion:
-        conv = super().convert(module, spec, pixels)
+    def convert(self, module: nn.Module, spec: RankSpec) -> Conversion:
+        conv = super().convert(module, spec)
         first, second = conv.block
         bn = nn.BatchNorm2d(first.out_channels).to(module.weight.dtype)
         with torch.no_grad():  # identity in eval mode: (x - 0) / sqrt((1 - eps) + eps)
@@ -183,7 +160,7 @@ class Tucker(Factorization):
             "Tucker: svd must be 'truncated_svd' or 'randomized_svd'",
         )
 
-    def convert(self, module: nn.Module, spec: RankSpec, pixels: float = 1.0) -> Conversion:
+    def convert(self, module: nn.Module, spec: RankSpec) -> Conversion:
         assert isinstance(module, nn.Conv2d)
         from tensorly.decomposition import partial_tucker
 
@@ -210,16 +187,16 @@ class Tucker(Factorization):
                 )  # fmt: skip
             core, (u_out, u_in) = result[0] if isinstance(result[0], tuple) else result
         core, u_out, u_in = np.asarray(core), np.asarray(u_out), np.asarray(u_in)
-        (sh, sw), (ph, pw), (dh, dw) = module.stride, _pair(module.padding), module.dilation
-        first = _conv(c, r_in, (1, 1), module)
-        middle = _conv(
+        (sh, sw), (ph, pw), (dh, dw) = module.stride, pair(module.padding), module.dilation
+        first = conv_like(c, r_in, (1, 1), module)
+        middle = conv_like(
             r_in, r_out, (kh, kw), module, stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw)
         )
-        last = _conv(r_out, n, (1, 1), module, bias=module.bias is not None)
+        last = conv_like(r_out, n, (1, 1), module, bias=module.bias is not None)
         first.weight = to_param(u_in.T[:, :, None, None], module.weight)
         middle.weight = to_param(core, module.weight)
         last.weight = to_param(u_out[:, :, None, None], module.weight)
-        _copy_bias(last, module)
+        copy_bias(last, module)
         approx = np.einsum("abyx,na,cb->ncyx", core, u_out, u_in, optimize=True)
         block = nn.Sequential(first, middle, last)
         return Conversion(block, [r_out, r_in], torch.as_tensor(approx))
@@ -247,7 +224,7 @@ class CP(Factorization):
         check(self.n_iter_max >= 1, "CP: n_iter_max must be >= 1")
         check(self.backend in ("torch", "tensorly"), "CP: backend must be 'torch' or 'tensorly'")
 
-    def convert(self, module: nn.Module, spec: RankSpec, pixels: float = 1.0) -> Conversion:
+    def convert(self, module: nn.Module, spec: RankSpec) -> Conversion:
         assert isinstance(module, nn.Conv2d)
         from tensorly.decomposition import parafac
 
@@ -280,20 +257,20 @@ class CP(Factorization):
         else:
             weights, (a_n, a_c, a_y, a_x) = cp_als(w, r, self.n_iter_max, seed=self.seed)
         a_n = np.asarray(a_n) * np.asarray(weights)[None, :]
-        (ph, pw), (dh, dw) = _pair(module.padding), module.dilation
-        first = _conv(c, r, (1, 1), module)
-        vertical = _conv(
+        (ph, pw), (dh, dw) = pair(module.padding), module.dilation
+        first = conv_like(c, r, (1, 1), module)
+        vertical = conv_like(
             r, r, (kh, 1), module, stride=(sh, 1), padding=(ph, 0), dilation=(dh, 1), groups=r
         )
-        horizontal = _conv(
+        horizontal = conv_like(
             r, r, (1, kw), module, stride=(1, sw), padding=(0, pw), dilation=(1, dw), groups=r
         )
-        last = _conv(r, n, (1, 1), module, bias=module.bias is not None)
+        last = conv_like(r, n, (1, 1), module, bias=module.bias is not None)
         first.weight = to_param(np.asarray(a_c).T[:, :, None, None], module.weight)
         vertical.weight = to_param(np.asarray(a_y).T[:, None, :, None], module.weight)
         horizontal.weight = to_param(np.asarray(a_x).T[:, None, None, :], module.weight)
         last.weight = to_param(a_n[:, :, None, None], module.weight)
-        _copy_bias(last, module)
+        copy_bias(last, module)
         approx = np.einsum("nr,cr,yr,xr->ncyx", a_n, a_c, a_y, a_x, optimize=True)
         block = nn.Sequential(first, vertical, horizontal, last)
         return Conversion(block, [r], torch.as_tensor(approx))
@@ -315,7 +292,7 @@ class TensorTrain(Factorization):
         super().validate()
         check(self.d >= 2, "TensorTrain: d must be >= 2")
 
-    def convert(self, module: nn.Module, spec: RankSpec, pixels: float = 1.0) -> Conversion:
+    def convert(self, module: nn.Module, spec: RankSpec) -> Conversion:
         assert isinstance(module, nn.Linear)
         in_modes = tt_modes(module.in_features, self.d)
         out_modes = tt_modes(module.out_features, self.d)

@@ -28,10 +28,14 @@ class _StructuredConfig(Factorization):
     seed: int = 0
     layer_types: ClassVar = (nn.Linear,)
 
-    def _layer(self, module: nn.Linear, spec: RankSpec) -> nn.Module:  # pragma: no cover
-        raise NotImplementedError
+    layer_cls: ClassVar[type[nn.Module]]
 
-    def convert(self, module: nn.Module, spec: RankSpec, pixels: float = 1.0) -> Conversion:
+    def _layer(self, module: nn.Linear, spec: RankSpec) -> nn.Module:
+        return self.layer_cls(
+            module.in_features, module.out_features, module.bias is not None, seed=self.seed
+        )
+
+    def convert(self, module: nn.Module, spec: RankSpec) -> Conversion:
         assert isinstance(module, nn.Linear)
         torch.manual_seed(self.seed)
         layer = self._layer(module, spec).to(module.weight.dtype)
@@ -49,11 +53,7 @@ class Circulant(_StructuredConfig):
     """Circulant projection (Cheng et al. 2015); fit in closed form."""
 
     method: ClassVar[str] = "circulant"
-
-    def _layer(self, module: nn.Linear, spec: RankSpec) -> nn.Module:
-        return CirculantLinear(
-            module.in_features, module.out_features, module.bias is not None, seed=self.seed
-        )
+    layer_cls: ClassVar[type[nn.Module]] = CirculantLinear
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,7 @@ class Fastfood(_StructuredConfig):
     """Adaptive Fastfood (Yang et al. 2015); fit by alternating exact least squares."""
 
     method: ClassVar[str] = "fastfood"
-
-    def _layer(self, module: nn.Linear, spec: RankSpec) -> nn.Module:
-        return FastfoodLinear(
-            module.in_features, module.out_features, module.bias is not None, seed=self.seed
-        )
+    layer_cls: ClassVar[type[nn.Module]] = FastfoodLinear
 
 
 @dataclass(frozen=True)

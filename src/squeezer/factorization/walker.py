@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from squeezer.analysis.counting import Inputs, as_tuple, count_flops
 from squeezer.factorization.base import Conversion, Factorization
 from squeezer.layers import module_spec
-from squeezer.surgery.walk import matches
+from squeezer.surgery.walk import matches, set_module
 
 
 @dataclass
@@ -100,11 +100,6 @@ class FactorizationReport:
 
     def __str__(self) -> str:
         return self.format()
-
-
-def _set(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
 
 
 def _default_inputs(model: nn.Module) -> tuple[Tensor, ...]:
@@ -312,7 +307,7 @@ def factorize_(
             errors = _reconstruct(block, module, xo, xc, max_rows, seed=len(rows))
             if errors is not None:
                 row.output_error_before, row.output_error_after = errors
-        _set(model, name, block)
+        set_module(model, name, block)
         row.converted = True
         records.append({"module": name, "type": "Replace", "spec": module_spec(block)})
     arch = getattr(model, "squeezer_arch", None)

@@ -49,10 +49,6 @@ def _signs(n: int, seed: int) -> Tensor:
     return torch.randint(0, 2, (n,), generator=g).float() * 2 - 1
 
 
-def _perm(n: int, seed: int) -> Tensor:
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-
-
 def _log2(n: int) -> int:
     return max(1, (n - 1).bit_length())
 

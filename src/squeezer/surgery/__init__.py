@@ -27,6 +27,7 @@ from squeezer.surgery.walk import (
     find_parametrization,
     is_linear,
     matches,
+    set_module,
     type_name,
     weight_layers,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "plan_channels",
     "prune_channels",
     "remove_identity_blocks",
+    "set_module",
     "type_name",
     "weight_layers",
     "zero_channels_",

@@ -16,7 +16,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from squeezer.surgery.channels import _set
+from squeezer.surgery.walk import set_module
 
 
 def _is_identity(block: nn.Module, seen: Tensor, probes: int = 3) -> bool:
@@ -60,10 +60,10 @@ def remove_identity_blocks(
         block = pruned.get_submodule(name)
         if isinstance(block, nn.Sequential) or not _is_identity(block, calls[0]):
             continue
-        _set(pruned, name, nn.Identity())
+        set_module(pruned, name, nn.Identity())
         with torch.no_grad():
             if not torch.equal(pruned(*inputs), reference):
-                _set(pruned, name, block)
+                set_module(pruned, name, block)
                 continue
         removed.append(name)
     arch = getattr(pruned, "squeezer_arch", None)

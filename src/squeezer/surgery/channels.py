@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from squeezer.layers import SpecError, build_module
 from squeezer.surgery.activation_criteria import DATA_CRITERIA, activation_scores
 from squeezer.surgery.graph import Binding, ChannelGraph, SurgeryError
-from squeezer.surgery.walk import matches
+from squeezer.surgery.walk import matches, set_module
 
 # A criterion scores each channel of a class from the tensors bound to it (higher = keep).
 Criterion = Callable[[nn.Module, "ChannelClass"], float]
@@ -287,11 +287,6 @@ def _new_bn(old: nn.modules.batchnorm._BatchNorm, keep: np.ndarray) -> nn.Module
     return new
 
 
-def _set(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
 def module_record(name: str, m: nn.Module) -> dict[str, Any]:
     """Plain data that rebuilds module ``m`` (the shapes only; weights come separately)."""
     if isinstance(m, nn.Conv2d):
@@ -326,7 +321,7 @@ def apply_plan(model: nn.Module, plan: ChannelPlan) -> nn.Module:
         else:
             new = _new_bn(old, masks["bn"])
         new.train(old.training)
-        _set(pruned, name, new)
+        set_module(pruned, name, new)
         records.append(module_record(name, new))
     arch = getattr(pruned, "squeezer_arch", None)
     if isinstance(arch, dict):
@@ -350,11 +345,11 @@ def apply_records(model: nn.Module, records: Sequence[Mapping[str, Any]]) -> nn.
             raise SurgeryError(f"recorded surgery names unknown module {name!r}") from None
         kind = r.get("type")
         if kind == "Identity":
-            _set(model, str(name), nn.Identity())
+            set_module(model, str(name), nn.Identity())
             continue
         if kind == "Replace":
             try:
-                _set(model, str(name), build_module(r.get("spec")))
+                set_module(model, str(name), build_module(r.get("spec")))
             except SpecError as err:
                 raise SurgeryError(f"recorded surgery for {name}: {err}") from None
             continue
@@ -383,7 +378,7 @@ def apply_records(model: nn.Module, records: Sequence[Mapping[str, Any]]) -> nn.
             raise SurgeryError(
                 f"recorded surgery for {name}: {kind} does not match {type(old).__name__}"
             )
-        _set(model, str(name), new)
+        set_module(model, str(name), new)
     return model
 
 

@@ -22,6 +22,12 @@ def matches(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Replace the submodule called ``name`` (dotted) by ``module``."""
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
 def type_name(module: nn.Module) -> str:
     """The class name of ``module``, seen through parametrization's generated subclass."""
     cls = type(module)
