@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 from squeezer import (
     analysis,
     coding,
+    core,
     data,
     factorization,
     layers,
@@ -31,9 +32,8 @@ from squeezer.analysis import measure
 from squeezer.coding import load, save
 from squeezer.errors import SqueezerError
 from squeezer.factorization import factorize_
-from squeezer.pruning import prune_
+from squeezer.pruning import prune_, prune_channels
 from squeezer.quantization import quantize_
-from squeezer.surgery import prune_channels
 from squeezer.train import (
     Callback,
     TrainConfig,
@@ -50,6 +50,7 @@ __all__ = [
     "__version__",
     "analysis",
     "coding",
+    "core",
     "data",
     "evaluate",
     "factorization",

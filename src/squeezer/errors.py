@@ -37,3 +37,16 @@ class CheckpointError(SqueezerError, ValueError):
 
 class SqzFormatError(SqueezerError, ValueError):
     """A ``.sqz`` file is truncated, corrupted, forged or from an unknown format version."""
+
+
+class SurgeryError(SqueezerError, RuntimeError):
+    """A model cannot be traced or edited as asked, or a recorded edit does not fit it."""
+
+
+class SpecError(SqueezerError, ValueError):
+    """A module cannot be described as plain data, or a description cannot be built."""
+
+
+class ModelError(SqueezerError, ValueError):
+    """A model does not fit what was asked of it: wrong inputs, no layer to compress, or a
+    file whose tensors do not fit the model it is loaded into."""

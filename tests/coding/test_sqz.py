@@ -63,9 +63,19 @@ def test_plain_and_pruned_only_models_round_trip(tmp_path: Path) -> None:
     assert kinds["fc1.weight"] == "sparse" and kinds["fc1.bias"] == "raw"
 
 
-def test_model_without_architecture_refused() -> None:
-    with pytest.raises(SqzFormatError, match="records no architecture"):
-        encode_model(torch.nn.Linear(3, 3))
+def test_user_model_saves_and_needs_a_fresh_instance_to_load(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    path = sq.save(model, tmp_path / "user.sqz")
+    with pytest.raises(SqzFormatError, match=r"cannot rebuild by itself.*model="):
+        sq.load(path)
+    fresh = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    _assert_bit_exact(model, sq.load(path, model=fresh))
+    other = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
+    with pytest.raises(SqzFormatError, match="not saved from this model"):
+        sq.load(path, model=other)
+    header = sq.coding.read(path).header
+    assert header["arch"]["class"] == "torch.nn.modules.container.Sequential"
 
 
 def _rebuild(data: bytes, header: dict) -> bytes:

@@ -7,8 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from squeezer.pruning import lasso_order, prune_with_reconstruction, thinet_order
-from squeezer.surgery import prune_channels
+from squeezer.pruning import (
+    lasso_order,
+    prune_channels,
+    prune_with_reconstruction,
+    thinet_order,
+)
 
 
 def test_thinet_greedy_order() -> None:

@@ -10,14 +10,8 @@ import torch
 from torch import nn
 
 import squeezer as sq
-from squeezer.surgery import (
-    ChannelGraph,
-    SurgeryError,
-    apply_plan,
-    plan_channels,
-    prune_channels,
-    zero_channels_,
-)
+from squeezer.pruning import plan_channels, prune_channels
+from squeezer.surgery import ChannelGraph, SurgeryError, apply_plan, zero_channels_
 
 ZOO = [n for n in sq.models.list_models() if not n.endswith("_imagenet")]
 

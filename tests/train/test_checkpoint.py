@@ -20,6 +20,8 @@ def test_round_trip_rebuilds_the_zoo_model(tmp_path: Path) -> None:
     assert ckpt["arch"] == {
         "name": "lenet5",
         "kwargs": {"num_classes": 7, "in_channels": 3, "input_size": 32},
+        "surgery": [],
+        "input_shape": [3, 32, 32],
     }
     assert ckpt["input_shape"] == [3, 32, 32] and ckpt["meta"] == {"dataset": "cifar10"}
     loaded = sq.load_checkpoint(path)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from squeezer.surgery.walk import set_module
+from squeezer.core.modules import set_module
 
 
 class _Tracer(torch.fx.Tracer):

@@ -10,8 +10,10 @@ Layout (all integers little-endian)::
     ...       payload: the tensors' sections, back to back
 
 Loading checks the magic, the version, both checksums and every length against the file,
-validates each entry before decoding it, rebuilds the architecture from the zoo registry by
-name (never by unpickling or evaluating anything) and loads the weights with ``strict=True``.
+validates each entry before decoding it, rebuilds the architecture (a zoo model by name, or the
+user's own freshly built instance passed as ``model=``), replays the recorded surgery on it
+(:mod:`squeezer.core.arch`) and loads the weights with ``strict=True``. Nothing is unpickled or
+evaluated, ever.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import os
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from squeezer.coding.huffman import entropy_bits
 from squeezer.coding.tensor_codec import TORCH_TO_NAME, decode_tensor, encode_tensor
-from squeezer.errors import SqzFormatError, UnknownNameError
-from squeezer.surgery import SurgeryError, apply_records, baked_copy
+from squeezer.core import describe, plain_state_dict
+from squeezer.errors import ConfigError, SqzFormatError, SurgeryError
 
 MAGIC = b"\x89SQZ\r\n\x1a\n"
 VERSION = 1
@@ -71,26 +73,18 @@ class SqzContents:
     file_bytes: int = 0
 
 
-def _plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    if any(parametrize.is_parametrized(m) for m in model.modules()):
-        model = baked_copy(model)
-    return model.state_dict()
-
-
 def encode_model(
-    model: nn.Module, coding: str = "huffman", meta: dict[str, Any] | None = None
+    model: nn.Module,
+    coding: str = "huffman",
+    meta: dict[str, Any] | None = None,
+    input_shape: Sequence[int] | None = None,
 ) -> bytes:
     """The bytes of ``model``'s ``.sqz`` file (see :func:`save`)."""
     from squeezer import __version__
-    from squeezer.models import arch_of
 
-    arch = arch_of(model)
-    if arch is None:
-        raise SqzFormatError(
-            "save: the model records no architecture; build it with squeezer.models.create"
-        )
+    arch = describe(model, input_shape)
     entries, sections, offset = [], [], 0
-    for name, tensor in _plain_state(model).items():
+    for name, tensor in plain_state_dict(model).items():
         enc = encode_tensor(tensor, coding)
         crc = zlib.crc32(enc.payload)
         entries.append(
@@ -103,7 +97,7 @@ def encode_model(
         "version": VERSION,
         "squeezer": __version__,
         "arch": arch,
-        "input_shape": list(getattr(model, "input_shape", ()) or ()),
+        "input_shape": list(arch.get("input_shape") or ()),
         "meta": dict(meta or {}),
         "payload_bytes": offset,
         "tensors": entries,
@@ -120,26 +114,29 @@ def save(
     *,
     coding: str = "huffman",
     meta: dict[str, Any] | None = None,
+    input_shape: Sequence[int] | None = None,
 ) -> Path:
-    """Write ``model`` as a ``.sqz`` file (atomically).
+    """Write ``model``, any ``nn.Module``, as a ``.sqz`` file (atomically).
 
     Masks and shared-weight parametrizations are baked into a copy first; ``model`` is left
     as it is. Every tensor is stored in its smallest form (see
-    :mod:`squeezer.coding.tensor_codec`).
+    :mod:`squeezer.coding.tensor_codec`). The header records how to rebuild the architecture:
+    a zoo model's name and arguments, or, for the user's own model, its class name; in both
+    cases the surgery squeezer did on it (removed channels, factorized layers).
 
     Args:
-        model: a model built by :func:`squeezer.models.create` (its zoo name and arguments
-            are recorded so the file rebuilds it).
+        model: the model.
         path: the file to write.
         coding: ``"huffman"`` or ``"fixed"`` (fixed-width index fields, no Huffman).
         meta: plain data to keep in the header (dataset, accuracy...).
+        input_shape: the shape of one input example (default: ``model.input_shape``).
 
     Returns:
         The path written.
     """
     if coding not in ("huffman", "fixed"):
-        raise ValueError("coding must be 'huffman' or 'fixed'")
-    data = encode_model(model, coding, meta)
+        raise ConfigError("coding must be 'huffman' or 'fixed'")
+    data = encode_model(model, coding, meta, input_shape)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -313,19 +310,22 @@ def read(path: str | Path) -> SqzContents:
     return parse(_read_bytes(Path(path)), str(path))
 
 
-def load(path: str | Path, *, sparse: bool = False) -> nn.Module:
+def load(path: str | Path, model: nn.Module | None = None, *, sparse: bool = False) -> nn.Module:
     """Rebuild the model stored in a ``.sqz`` file, with bit-identical weights, in eval mode.
 
     Args:
         path: the file.
+        model: a freshly built instance of the architecture the file was saved from, needed
+            when that is not a zoo model (the user's own network); the recorded surgery is
+            replayed on it and it is returned with the file's weights.
         sparse: run fully connected layers that are at least half zeros with CSR sparse
             kernels (:func:`squeezer.pruning.sparsify_`); off by default.
 
     Raises:
-        SqzFormatError: the file is truncated, corrupted, forged, or names an architecture
-            this squeezer does not have.
+        SqzFormatError: the file is truncated, corrupted or forged, names an architecture
+            this squeezer does not have, needs ``model=``, or does not fit ``model``.
     """
-    model, _ = load_with_header(path)
+    model, _ = load_with_header(path, model)
     if sparse:
         from squeezer.pruning.sparse import sparsify_
 
@@ -333,50 +333,55 @@ def load(path: str | Path, *, sparse: bool = False) -> nn.Module:
     return model
 
 
-def load_with_header(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+def load_with_header(
+    path: str | Path, model: nn.Module | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
     """:func:`load` without the sparse option, also returning the file's header."""
     path = Path(path)
     data = _read_bytes(path)
-    model = _rebuild(parse_header(data, str(path)), path)
-    contents = parse(data, str(path), expected=model.state_dict())
-    return build(contents, path, model), contents.header
+    given = model is not None
+    model = _rebuild(parse_header(data, str(path)), path, model)
+    try:
+        contents = parse(data, str(path), expected=model.state_dict())
+    except SqzFormatError as err:
+        if given and ("does not fit" in str(err) or "not part of" in str(err)):
+            raise SqzFormatError(f"{err} (the file was not saved from this model)") from None
+        raise
+    return _load_into(model, contents, path), contents.header
 
 
 def build(
     contents: SqzContents, path: str | Path = "<bytes>", model: nn.Module | None = None
 ) -> nn.Module:
-    """The model a parsed ``.sqz`` file describes, with its weights loaded, in eval mode."""
-    model = model if model is not None else _rebuild(contents.header, path)
+    """The model a parsed ``.sqz`` file describes, with its weights loaded, in eval mode.
+
+    ``model``, if given, is a fresh instance of the saved architecture (see :func:`load`).
+    """
+    return _load_into(_rebuild(contents.header, path, model), contents, path)
+
+
+def _load_into(model: nn.Module, contents: SqzContents, path: str | Path) -> nn.Module:
     try:
         model.load_state_dict(contents.tensors, strict=True)
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         raise _fail(path, "tensors do not fit the model: " + "; ".join(lines[1:3])) from None
+    shape = contents.header.get("input_shape")
+    if shape and not getattr(model, "input_shape", None):
+        model.input_shape = tuple(shape)
     return model.eval()
 
 
-def _rebuild(header: dict[str, Any], path: str | Path) -> nn.Module:
-    from squeezer.models import create
+def _rebuild(header: dict[str, Any], path: str | Path, model: nn.Module | None = None) -> nn.Module:
+    from squeezer.models import rebuild
 
     arch = header.get("arch")
-    if not isinstance(arch, dict) or not isinstance(arch.get("name"), str):
+    if not isinstance(arch, dict):
         raise _fail(path, "header does not say how to rebuild the model")
-    kwargs = arch.get("kwargs") or {}
-    if not isinstance(kwargs, dict):
-        raise _fail(path, "architecture arguments must be a mapping")
     try:
-        model = create(arch["name"], **kwargs)
-    except (UnknownNameError, TypeError, ValueError) as exc:
-        raise _fail(path, f"cannot rebuild the model: {exc}") from None
-    records = arch.get("surgery") or []
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise _fail(path, "recorded surgery must be a list of mappings")
-    try:
-        apply_records(model, records)
+        return rebuild(arch, model)
     except SurgeryError as exc:
-        raise _fail(path, f"cannot rebuild the model: {exc}") from None
-    model.squeezer_arch = dict(arch)
-    return model
+        raise _fail(path, str(exc)) from None
 
 
 def is_sqz(path: str | Path) -> bool:

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from squeezer.config import Config, check
+from squeezer.config import check
+from squeezer.core import LayerSelection, override
 from squeezer.errors import ConfigError
 from squeezer.factorization.rank import RankLike, RankSpec, parse_rank, select_ranks
 
@@ -30,28 +31,31 @@ class Conversion:
 
 
 @dataclass(frozen=True)
-class Factorization(Config):
+class Factorization(LayerSelection):
     """Fields shared by every method.
 
     Attributes:
         rank: rank spec (see :mod:`squeezer.factorization.rank`): int, fraction in (0, 1],
             ``"vbmf"``, ``"energy:E"``, ``"compression:C"`` or ``"flops:F"``.
-        layers: shell-style patterns of layer names to convert (empty: every eligible layer).
-        exclude: patterns of layer names left alone.
-        per_layer: layer name -> rank spec, overriding ``rank`` for that layer.
+        per_layer: layer name or pattern -> rank spec, overriding ``rank`` for that layer.
         force: convert even where the factorized block would not have fewer FLOPs.
+        layers, exclude, layer_types: which layers (see :class:`squeezer.core.LayerSelection`;
+            by default every layer of the types the method handles, subclasses included).
     """
 
     rank: RankLike = 0.5
-    layers: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
     per_layer: dict[str, RankLike] = field(default_factory=dict)
     force: bool = False
 
-    layer_types: ClassVar[tuple[type[nn.Module], ...]] = (nn.Conv2d,)
+    handles: ClassVar[tuple[type[nn.Module], ...]] = (nn.Conv2d,)
     method: ClassVar[str] = ""
 
+    @property
+    def types(self) -> tuple[str, ...]:
+        return self.layer_types or tuple(t.__name__ for t in self.handles)
+
     def validate(self) -> None:
+        super().validate()
         for name, spec in [("rank", self.rank), *self.per_layer.items()]:
             try:
                 parse_rank(spec)
@@ -60,12 +64,12 @@ class Factorization(Config):
         check(isinstance(self.force, bool), f"{type(self).__name__}: force must be true or false")
 
     def rank_for(self, name: str) -> RankSpec:
-        return parse_rank(self.per_layer.get(name, self.rank))
+        return parse_rank(override(self.per_layer, name, self.rank))
 
     def eligible(self, module: nn.Module) -> str | None:
         """None if this method can convert ``module``, else why not."""
-        if type(module) not in self.layer_types:
-            return f"not a {' or '.join(t.__name__ for t in self.layer_types)}"
+        if not isinstance(module, self.handles):
+            return f"not a {' or '.join(t.__name__ for t in self.handles)}"
         if isinstance(module, nn.Conv2d):
             if module.groups != 1:
                 return "grouped or depthwise convolution"

@@ -50,7 +50,7 @@ from squeezer.layers import TTLinear, tt_modes
 class SVD(Factorization):
     """Truncated SVD of a Linear ``W = U S V^T`` into ``Linear(in, r)`` then ``Linear(r, out)``."""
 
-    layer_types: ClassVar = (nn.Linear,)
+    handles: ClassVar = (nn.Linear,)
     method: ClassVar[str] = "svd"
 
     def convert(self, module: nn.Module, spec: RankSpec) -> Conversion:
@@ -285,7 +285,7 @@ class TensorTrain(Factorization):
     """
 
     d: int = 3
-    layer_types: ClassVar = (nn.Linear,)
+    handles: ClassVar = (nn.Linear,)
     method: ClassVar[str] = "tt"
 
     def validate(self) -> None:

@@ -26,7 +26,7 @@ class _StructuredConfig(Factorization):
     rank: RankLike = 1  # unused except by LDR
     fit: bool = True
     seed: int = 0
-    layer_types: ClassVar = (nn.Linear,)
+    handles: ClassVar = (nn.Linear,)
 
     layer_cls: ClassVar[type[nn.Module]]
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -14,9 +12,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from squeezer.analysis.counting import Inputs, as_tuple, count_flops
+from squeezer.core import Report, apply, record, register_handler, replacement, set_module
+from squeezer.errors import ModelError, SurgeryError
 from squeezer.factorization.base import Conversion, Factorization
-from squeezer.layers import module_spec
-from squeezer.surgery.walk import matches, set_module
 
 
 @dataclass
@@ -39,7 +37,7 @@ class LayerReport:
 
 
 @dataclass
-class FactorizationReport:
+class FactorizationReport(Report):
     """Per-layer and total results of :func:`factorize_`."""
 
     method: str
@@ -65,9 +63,6 @@ class FactorizationReport:
             "totals": self.totals(),
             "layers": [asdict(r) for r in self.layers],
         }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
 
     def format(self) -> str:
         """A table a person can read."""
@@ -98,18 +93,36 @@ class FactorizationReport:
             lines.append("no layer converted")
         return "\n".join(lines)
 
-    def __str__(self) -> str:
-        return self.format()
-
 
 def _default_inputs(model: nn.Module) -> tuple[Tensor, ...]:
     shape = getattr(model, "input_shape", None)
-    if shape is None:
-        raise ValueError(
+    if not shape:
+        raise ModelError(
             "factorize_ needs example_inputs for a model without an input_shape attribute"
         )
     p = next(model.parameters())
     return (torch.zeros(1, *shape, dtype=p.dtype, device=p.device),)
+
+
+def _first_example(inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """One example of a batch: FLOPs of a layer and of its replacement are compared on the
+    same single example (a batch of N would make the layer look N times dearer)."""
+    return tuple(t[:1] if isinstance(t, Tensor) and t.ndim > 0 else t for t in inputs)
+
+
+@torch.no_grad()
+def _runs(model: nn.Module, inputs: tuple[Tensor, ...]) -> str | None:
+    """None if ``model`` runs on ``inputs``, else the first line of the error."""
+    was = model.training
+    model.eval()
+    try:
+        model(*inputs)
+    except Exception as exc:  # a user's model may fail in any way once a layer is a block
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return f"{type(exc).__name__}: {first}"[:200]
+    finally:
+        model.train(was)
+    return None
 
 
 @torch.no_grad()
@@ -147,7 +160,7 @@ def _as_batches(data: Iterable[Any]) -> list[tuple[Tensor, ...]]:
         elif isinstance(b, list | tuple) and b and isinstance(b[0], Tensor):
             out.append((b[0],))  # (inputs, labels) pairs: keep the inputs
         else:
-            raise TypeError("calibration data must yield tensors or (inputs, labels) pairs")
+            raise ModelError("calibration data must yield tensors or (inputs, labels) pairs")
     return out
 
 
@@ -233,42 +246,81 @@ def factorize_(
     example_inputs: Inputs | None = None,
     *,
     calibration: Iterable[Any] | None = None,
+    data: Iterable[Any] | None = None,
+    max_rows: int = 20000,
+    progress: Callable[[str], None] | None = None,
+) -> FactorizationReport:
+    """Replace the eligible layers of ``model`` by factorized blocks, in place (the verb:
+    it dispatches on ``config``'s type, see :func:`factorize_layers_`)."""
+    return apply(
+        "factorize", model, config, example_inputs, calibration=calibration, data=data,
+        max_rows=max_rows, progress=progress,
+    )  # fmt: skip
+
+
+@register_handler("factorize", Factorization)
+def factorize_layers_(
+    model: nn.Module,
+    config: Factorization,
+    example_inputs: Inputs | None = None,
+    *,
+    calibration: Iterable[Any] | None = None,
+    data: Iterable[Any] | None = None,
     max_rows: int = 20000,
     progress: Callable[[str], None] | None = None,
 ) -> FactorizationReport:
     """Replace the eligible layers of ``model`` by factorized blocks, in place.
 
+    Each replacement is checked at once: a layer whose block would not have fewer FLOPs is
+    skipped (unless ``force``), and one whose block the model cannot run with (a model that
+    reads ``layer.stride`` or ``layer.weight.dtype``, say) is put back and reported. If the
+    model does not run at the end, every layer is put back and :class:`SurgeryError` raised.
+
     Args:
         model: the model; its architecture record (``squeezer_arch``) gains one entry per
             replaced layer, so a saved copy reloads with the new structure.
         config: a method config, e.g. ``Tucker(rank="vbmf")``; its ``layers``, ``exclude``,
-            ``per_layer`` and ``force`` fields choose the layers and ranks.
+            ``layer_types``, ``per_layer`` and ``force`` fields choose the layers and ranks.
         example_inputs: inputs for one forward pass (layer input shapes and FLOPs); a zoo
             model's ``input_shape`` is used when omitted.
         calibration: optional batches (tensors or ``(inputs, labels)``); when given, each
             converted block's last layer is refit by asymmetric reconstruction (Zhang 2016).
+        data: the verbs' common name for ``calibration``.
         max_rows: rows (pixels or examples) kept per layer for that least-squares fit.
         progress: called with each layer name as it is converted.
 
     Returns:
         A :class:`FactorizationReport` (printable, ``to_dict()`` for JSON).
     """
+    from threadpoolctl import threadpool_limits
+
+    # NumPy's BLAS would otherwise use every core, whatever torch.set_num_threads says.
+    with threadpool_limits(limits=torch.get_num_threads()):
+        return _factorize(
+            model, config, example_inputs, calibration if calibration is not None else data,
+            max_rows, progress,
+        )  # fmt: skip
+
+
+def _factorize(
+    model: nn.Module,
+    config: Factorization,
+    example_inputs: Inputs | None,
+    calibration: Iterable[Any] | None,
+    max_rows: int,
+    progress: Callable[[str], None] | None,
+) -> FactorizationReport:
     inputs = as_tuple(example_inputs) if example_inputs is not None else _default_inputs(model)
-    candidates = [
-        (name, m)
-        for name, m in model.named_modules()
-        if name
-        and isinstance(m, config.layer_types)
-        and (not config.layers or matches(name, config.layers))
-        and not matches(name, config.exclude)
-    ]
+    one = _first_example(inputs)
+    candidates = [(name, m) for name, m in config.select(model) if name]
     names = [n for n, _ in candidates]
-    shapes = _layer_inputs(model, names, inputs)
+    shapes = _layer_inputs(model, names, one)
     order = {n: i for i, n in enumerate(shapes)}  # forward order
     candidates.sort(key=lambda nm: order.get(nm[0], len(order)))
-    _, layer_flops = count_flops(model, inputs)
+    _, layer_flops = count_flops(model, one)
     batches = _as_batches(calibration) if calibration is not None else None
     reference = copy.deepcopy(model).eval() if batches is not None else None
+    replaced: list[tuple[str, nn.Module]] = []
     rows: list[LayerReport] = []
     records: list[dict[str, Any]] = []
     for name, module in candidates:
@@ -300,25 +352,28 @@ def factorize_(
                 "force=True converts anyway"
             )
             continue
+        set_module(model, name, block)
+        failure = _runs(model, one)
+        if failure is not None:
+            set_module(model, name, module)
+            row.reason = f"the model does not run with the block in place ({failure})"
+            continue
+        replaced.append((name, module))
         if batches is not None and isinstance(block, nn.Sequential):
             assert reference is not None
-            xo = _capture(reference, name, batches)
-            xc = _capture(model, name, batches)
+            xo = _capture(reference, name, batches)  # the layer's inputs in the original
+            xc = _capture(model, name, batches)  # the block's inputs in the compressed net
             errors = _reconstruct(block, module, xo, xc, max_rows, seed=len(rows))
             if errors is not None:
                 row.output_error_before, row.output_error_after = errors
-        set_module(model, name, block)
         row.converted = True
-        records.append({"module": name, "type": "Replace", "spec": module_spec(block)})
-    arch = getattr(model, "squeezer_arch", None)
-    if isinstance(arch, dict) and records:
-        earlier = {r["module"]: r for r in arch.get("surgery", [])}
-        earlier.update({r["module"]: r for r in records})
-        model.squeezer_arch = {**arch, "surgery": list(earlier.values())}
-    elif records and arch is None:
-        warnings.warn(
-            "the model has no architecture record (squeezer_arch); a saved copy cannot be "
-            "rebuilt without replaying the factorization",
-            stacklevel=2,
+        records.append(replacement(name, block))
+    failure = _runs(model, inputs) if replaced else None
+    if failure is not None:
+        for name, module in reversed(replaced):
+            set_module(model, name, module)
+        raise SurgeryError(
+            f"the factorized model does not run ({failure}); every layer was put back"
         )
+    record(model, records)
     return FactorizationReport(config.method, rows)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from squeezer.core.spec import SpecError, build_module, module_spec, register_layer
 from squeezer.layers.blocks import ChannelSelect
-from squeezer.layers.spec import SpecError, build_module, module_spec, register_layer
 from squeezer.layers.structured import (
     ACDCLinear,
     CirculantLinear,

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from squeezer.layers.spec import register_layer
+from squeezer.core.spec import register_layer
 
 
 @register_layer

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from squeezer.layers.spec import register_layer
+from squeezer.core.spec import register_layer
 
 __all__ = [
     "ACDCLinear",

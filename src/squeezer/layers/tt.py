@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from squeezer.layers.spec import register_layer
+from squeezer.core.spec import register_layer
 
 
 def tt_modes(n: int, d: int) -> list[int]:

@@ -12,6 +12,7 @@ from squeezer.models.registry import (
     create,
     list_models,
     model_fn,
+    rebuild,
     register_model,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "list_models",
     "mobilenet",
     "model_fn",
+    "rebuild",
     "register_model",
     "resnet",
     "vgg",

@@ -15,9 +15,8 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from squeezer.errors import UnknownNameError
-
-ARCH_ATTR = "squeezer_arch"
+from squeezer.core.arch import ARCH_ATTR, restore
+from squeezer.errors import SurgeryError, UnknownNameError
 
 ModelFn = Callable[..., nn.Module]
 F = TypeVar("F", bound=ModelFn)
@@ -88,10 +87,38 @@ def create(name: str, **kwargs: Any) -> nn.Module:
     return model
 
 
-def arch_of(model: nn.Module) -> dict[str, Any] | None:
-    """How ``model`` was built (``{"name", "kwargs"}``), or None if not by :func:`create`."""
-    arch = getattr(model, ARCH_ATTR, None)
-    return dict(arch) if isinstance(arch, dict) else None
+def rebuild(arch: dict[str, Any], model: nn.Module | None = None) -> nn.Module:
+    """The model an architecture record describes, freshly initialized (weights come after).
+
+    Args:
+        arch: the record of a file or checkpoint (see :mod:`squeezer.core.arch`).
+        model: a fresh instance of the user's own architecture; needed when the record names
+            no zoo model, optional otherwise. Its recorded edits are replayed on it.
+
+    Raises:
+        SurgeryError: no zoo name and no ``model``, an unknown zoo model, or recorded edits
+            that do not fit the model.
+    """
+    if not isinstance(arch, dict):
+        raise SurgeryError("the architecture record must be a mapping")
+    if model is None:
+        name = arch.get("name")
+        if not isinstance(name, str):
+            built = arch.get("class") or "a model squeezer did not build"
+            hint = arch.get("factory")
+            how = f" (on the command line: --model {hint})" if hint else ""
+            raise SurgeryError(
+                f"holds a {built}, which squeezer cannot rebuild by itself: build a fresh "
+                f"instance and pass it as model={how}"
+            )
+        kwargs = arch.get("kwargs") or {}
+        if not isinstance(kwargs, dict):
+            raise SurgeryError("architecture arguments must be a mapping")
+        try:
+            model = create(name, **kwargs)
+        except (UnknownNameError, TypeError, ValueError) as exc:
+            raise SurgeryError(f"cannot rebuild the model: {exc}") from None
+    return restore(model, arch)
 
 
 def accepts(name: str, argument: str) -> bool:

@@ -1,26 +1,39 @@
-"""Pruning: magnitude (Han 2015), iterative and gradual (AGP) schedules.
+"""Pruning: magnitude (Han 2015) with iterative and gradual (AGP) schedules, and channel
+pruning with every criterion of :mod:`squeezer.pruning.criteria`.
 
-sq.prune_(model, sq.pruning.Magnitude(sparsity=0.9))
+    sq.prune_(model, sq.pruning.Magnitude(sparsity=0.9))
+    sq.prune_(model, sq.pruning.ChannelPruning(ratio=0.5, criterion="l1"), example_inputs)
 """
 
 from __future__ import annotations
 
-from squeezer.pruning.group_lasso import GroupLasso, group_norms
-from squeezer.pruning.magnitude import Magnitude, WeightMask, prune_, set_mask, sparsity_of
-from squeezer.pruning.merging import merge_neurons, merge_order
-from squeezer.pruning.reconstruction import (
-    lasso_order,
+from squeezer.pruning import criteria
+from squeezer.pruning.channel import (
+    ChannelPruning,
+    ChannelReport,
+    merge_neurons,
+    plan_channels,
+    prune_channels,
     prune_with_reconstruction,
-    reconstruct_plan,
+)
+from squeezer.pruning.criteria import (
+    lasso_order,
+    list_criteria,
+    merge_order,
     rescale_,
     thinet_order,
 )
+from squeezer.pruning.group_lasso import GroupLasso, group_norms
+from squeezer.pruning.magnitude import Magnitude, WeightMask, set_mask, sparsity_of
 from squeezer.pruning.schedules import GradualPruning, agp_sparsity, iterative_prune, scaled
 from squeezer.pruning.slimming import BNSparsity, bn_l1
 from squeezer.pruning.sparse import SparseLinear, sparse_copy, sparsify_
+from squeezer.pruning.verb import prune_
 
 __all__ = [
     "BNSparsity",
+    "ChannelPruning",
+    "ChannelReport",
     "GradualPruning",
     "GroupLasso",
     "Magnitude",
@@ -28,14 +41,17 @@ __all__ = [
     "WeightMask",
     "agp_sparsity",
     "bn_l1",
+    "criteria",
     "group_norms",
     "iterative_prune",
     "lasso_order",
+    "list_criteria",
     "merge_neurons",
     "merge_order",
+    "plan_channels",
     "prune_",
+    "prune_channels",
     "prune_with_reconstruction",
-    "reconstruct_plan",
     "rescale_",
     "scaled",
     "set_mask",

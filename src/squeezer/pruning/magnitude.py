@@ -14,8 +14,17 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from squeezer.config import Config, check
-from squeezer.surgery import COMPRESSIBLE, current_weight, find_parametrization, weight_layers
+from squeezer.config import check
+from squeezer.core import (
+    COMPRESSIBLE,
+    LayerSelection,
+    PerLayerReport,
+    current_weight,
+    find_parametrization,
+    register_handler,
+    weight_layers,
+)
+from squeezer.errors import ModelError
 
 
 class WeightMask(nn.Module):
@@ -34,7 +43,7 @@ class WeightMask(nn.Module):
 
 
 @dataclass(frozen=True)
-class Magnitude(Config):
+class Magnitude(LayerSelection):
     """Which weights magnitude pruning removes.
 
     Give one of ``sparsity`` (a fraction to remove, per layer or global), ``quality`` (per-layer
@@ -44,21 +53,20 @@ class Magnitude(Config):
     Attributes:
         sparsity: fraction of weights to remove, in [0, 1).
         quality: Han et al.'s quality parameter (threshold in standard deviations).
-        per_layer: layer name -> sparsity.
+        per_layer: layer name or pattern -> sparsity.
         scope: ``"layer"`` (each layer reaches ``sparsity``) or ``"global"`` (one threshold
             across all layers, which then end up with different sparsities).
-        layer_types: class names of the layers pruned.
-        exclude: shell-style patterns of layer names left alone.
+        layers, exclude, layer_types: which layers (see :class:`squeezer.core.LayerSelection`;
+            by default every Linear and Conv).
     """
 
     sparsity: float | None = None
     quality: float | None = None
     per_layer: dict[str, float] = field(default_factory=dict)
     scope: str = "layer"
-    layer_types: tuple[str, ...] = COMPRESSIBLE
-    exclude: tuple[str, ...] = ()
 
     def validate(self) -> None:
+        super().validate()
         given = [self.sparsity is not None, self.quality is not None, bool(self.per_layer)]
         check(any(given), "Magnitude: give sparsity, quality or per_layer")
         check(
@@ -76,7 +84,7 @@ class Magnitude(Config):
 
     def target(self, name: str) -> float | None:
         """The sparsity asked of layer ``name`` (None: leave it, or use ``quality``)."""
-        return self.per_layer.get(name, self.sparsity)
+        return self.value_for(name, self.sparsity)
 
 
 def _threshold_for(weight: Tensor, sparsity: float) -> float:
@@ -98,7 +106,10 @@ def set_mask(module: nn.Module, mask: Tensor) -> None:
         original.mul_(mask.to(original.dtype))
 
 
-def prune_(model: nn.Module, config: Magnitude) -> dict[str, float]:
+@register_handler("prune", Magnitude)
+def prune_magnitude_(
+    model: nn.Module, config: Magnitude, example_inputs: object = None, *, data: object = None
+) -> PerLayerReport:
     """Prune ``model`` in place by weight magnitude; masks then hold the zeros during training.
 
     Pruning is cumulative: weights already at zero are the first to go, so calling this again
@@ -107,17 +118,20 @@ def prune_(model: nn.Module, config: Magnitude) -> dict[str, float]:
     Args:
         model: the network.
         config: which weights to remove.
+        example_inputs: not needed (the verb's common signature).
+        data: not needed.
 
     Returns:
-        The sparsity of each pruned layer afterwards.
+        The sparsity of each pruned layer afterwards (``report["fc1"]``).
     """
     layers = [
         (n, m)
-        for n, m in weight_layers(model, config.layer_types, config.exclude)
-        if config.quality is not None or config.target(n) is not None
+        for n, m in config.select(model)
+        if isinstance(getattr(m, "weight", None), Tensor)
+        and (config.quality is not None or config.target(n) is not None)
     ]
     if not layers:
-        raise ValueError("prune_: no layer of the given types and names to prune")
+        raise ModelError("prune_: no layer of the given types and names to prune")
     weights = {n: current_weight(m) for n, m in layers}
     thresholds: dict[str, float] = {}
     if config.scope == "global":
@@ -137,7 +151,9 @@ def prune_(model: nn.Module, config: Magnitude) -> dict[str, float]:
             mask = _exact_count(w, mask, config.target(name) or 0.0)
         set_mask(module, mask)
         report[name] = 1.0 - float(mask.float().mean())
-    return report
+    kept = sum(int(m.weight.count_nonzero()) for _, m in layers)
+    total = sum(m.weight.numel() for _, m in layers)
+    return PerLayerReport("magnitude pruning: sparsity", report, sparsity=1 - kept / max(total, 1))
 
 
 def _exact_count(weight: Tensor, mask: Tensor, sparsity: float) -> Tensor:

@@ -14,7 +14,8 @@ from typing import Any
 
 from torch import nn
 
-from squeezer.pruning.magnitude import Magnitude, prune_
+from squeezer.pruning.magnitude import Magnitude
+from squeezer.pruning.verb import prune_
 from squeezer.train import Callback, TrainConfig, TrainState, fit
 
 

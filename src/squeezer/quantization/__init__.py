@@ -11,9 +11,10 @@ from squeezer.quantization.kmeans import (
     codebook_of,
     initial_centroids,
     kmeans_1d,
-    quantize_,
     share_weights,
+    share_weights_,
 )
+from squeezer.quantization.verb import quantize_
 
 __all__ = [
     "KMeansSharing",
@@ -23,4 +24,5 @@ __all__ = [
     "kmeans_1d",
     "quantize_",
     "share_weights",
+    "share_weights_",
 ]

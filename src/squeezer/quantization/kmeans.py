@@ -18,8 +18,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from squeezer.config import Config, check
-from squeezer.surgery import COMPRESSIBLE, matches, weight_layers
+from squeezer.config import check
+from squeezer.core import LayerSelection, PerLayerReport, override, register_handler
+from squeezer.core.modules import remove_parametrization_
+from squeezer.errors import ModelError
 
 INITS = ("linear", "density", "random")
 MAX_BITS = 8
@@ -56,20 +58,20 @@ class SharedWeights(nn.Module):
 
 
 @dataclass(frozen=True)
-class KMeansSharing(Config):
+class KMeansSharing(LayerSelection):
     """Per-layer k-means weight sharing.
 
     Attributes:
         bits: index width for every layer (overrides ``conv_bits``/``fc_bits``).
         conv_bits: index width of convolutions (the paper: 8).
         fc_bits: index width of fully connected layers (the paper: 5).
-        per_layer: layer name (or shell pattern) -> bits, overriding the above.
+        per_layer: layer name or pattern -> bits, overriding the above.
         bias_bits: also share each layer's bias with this many bits (None: biases stay
             float32, as in the paper).
         init: centroid initialization, ``"linear"``, ``"density"`` or ``"random"``.
-        layer_types: class names of the layers quantized.
-        exclude: shell-style patterns of layer names left alone.
         seed: for ``"random"`` initialization.
+        layers, exclude, layer_types: which layers (see :class:`squeezer.core.LayerSelection`;
+            by default every Linear and Conv).
 
     With b bits a layer gets 2^b - 1 centroids; the remaining index is the exact zero that
     pruned weights and the coder's filler entries use.
@@ -81,11 +83,10 @@ class KMeansSharing(Config):
     per_layer: dict[str, int] = field(default_factory=dict)
     bias_bits: int | None = None
     init: str = "linear"
-    layer_types: tuple[str, ...] = COMPRESSIBLE
-    exclude: tuple[str, ...] = ()
     seed: int = 0
 
     def validate(self) -> None:
+        super().validate()
         for where, b in [
             ("bits", self.bits),
             ("conv_bits", self.conv_bits),
@@ -97,12 +98,11 @@ class KMeansSharing(Config):
         check(self.init in INITS, f"KMeansSharing: init must be one of {', '.join(INITS)}")
 
     def bits_for(self, name: str, module: nn.Module) -> int:
-        for pattern, b in self.per_layer.items():
-            if name == pattern or matches(name, [pattern]):
-                return b
         if self.bits is not None:
-            return self.bits
-        return self.fc_bits if isinstance(module, nn.Linear) else self.conv_bits
+            default = self.bits
+        else:
+            default = self.fc_bits if isinstance(module, nn.Linear) else self.conv_bits
+        return override(self.per_layer, name, default)
 
 
 def initial_centroids(values: np.ndarray, k: int, init: str, seed: int = 0) -> np.ndarray:
@@ -147,7 +147,7 @@ def share_weights(
         centroids, labels = kmeans_1d(values, 2**bits - 1, init, seed)
         indices[nonzero] = torch.from_numpy(labels.astype(np.int64)) + 1
     if parametrize.is_parametrized(module, tensor):
-        parametrize.remove_parametrizations(module, tensor, leave_parametrized=True)
+        remove_parametrization_(module, tensor)  # the mask's zeros stay in the values
     with torch.no_grad():  # the k-means centroids are the weights from now on
         table = torch.cat([torch.zeros(1), torch.from_numpy(centroids).float()])
         getattr(module, tensor).copy_(table[indices])
@@ -157,15 +157,20 @@ def share_weights(
     return int(centroids.size)
 
 
-def quantize_(model: nn.Module, config: KMeansSharing) -> dict[str, dict[str, int]]:
+@register_handler("quantize", KMeansSharing)
+def share_weights_(
+    model: nn.Module, config: KMeansSharing, example_inputs: object = None, *, data: object = None
+) -> PerLayerReport:
     """Share weights in every selected layer of ``model`` (in place).
 
     Returns:
         Per layer: ``bits`` and ``clusters`` (fewer than 2^bits - 1 when the layer has fewer
-        distinct values).
+        distinct values), as ``report["fc1"]``.
     """
     report = {}
-    for name, module in weight_layers(model, config.layer_types, config.exclude):
+    for name, module in config.select(model):
+        if not isinstance(getattr(module, "weight", None), Tensor):
+            continue
         bits = config.bits_for(name, module)
         clusters = share_weights(module, bits, config.init, config.seed)
         report[name] = {"bits": bits, "clusters": clusters}
@@ -173,8 +178,8 @@ def quantize_(model: nn.Module, config: KMeansSharing) -> dict[str, dict[str, in
             share_weights(module, config.bias_bits, config.init, config.seed, tensor="bias")
             report[name]["bias_bits"] = config.bias_bits
     if not report:
-        raise ValueError("quantize_: no layer of the given types and names")
-    return report
+        raise ModelError("quantize_: no layer of the given types and names")
+    return PerLayerReport("k-means weight sharing", report)
 
 
 def codebook_of(module: nn.Module, tensor: str = "weight") -> Tensor | None:

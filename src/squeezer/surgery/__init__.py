@@ -1,25 +1,17 @@
-"""Module surgery: walking layers, baking parametrizations, and removing channels.
+"""Module surgery: the mechanism of structural change, with no policy in it.
 
-- :mod:`squeezer.surgery.walk`: find layers by type and name; ``bake_`` parametrizations.
 - :mod:`squeezer.surgery.graph`: the dependency graph of coupled channels of a traced model.
-- :mod:`squeezer.surgery.channels`: physically remove channel groups, giving a smaller model.
+- :mod:`squeezer.surgery.channels`: plan (from given scores) and physically remove channel
+  groups, giving a smaller model whose edits are recorded.
+- :mod:`squeezer.surgery.branches`: remove residual blocks that became the identity.
+
+Walking and replacing modules, and the architecture record, are in :mod:`squeezer.core`.
 """
 
 from __future__ import annotations
 
-from squeezer.surgery.branches import remove_identity_blocks
-from squeezer.surgery.channels import (
-    CRITERIA,
-    ChannelClass,
-    ChannelPlan,
-    apply_plan,
-    apply_records,
-    plan_channels,
-    prune_channels,
-    zero_channels_,
-)
-from squeezer.surgery.graph import ChannelGraph, SurgeryError
-from squeezer.surgery.walk import (
+from squeezer.core.arch import replay as apply_records
+from squeezer.core.modules import (
     COMPRESSIBLE,
     bake_,
     baked_copy,
@@ -31,10 +23,22 @@ from squeezer.surgery.walk import (
     type_name,
     weight_layers,
 )
+from squeezer.errors import SurgeryError
+from squeezer.surgery.branches import remove_identity_blocks
+from squeezer.surgery.channels import (
+    ChannelClass,
+    ChannelPlan,
+    apply_plan,
+    channel_classes,
+    coupled_groups,
+    group_ratio,
+    plan_channels,
+    zero_channels_,
+)
+from squeezer.surgery.graph import ChannelGraph
 
 __all__ = [
     "COMPRESSIBLE",
-    "CRITERIA",
     "ChannelClass",
     "ChannelGraph",
     "ChannelPlan",
@@ -43,12 +47,14 @@ __all__ = [
     "apply_records",
     "bake_",
     "baked_copy",
+    "channel_classes",
+    "coupled_groups",
     "current_weight",
     "find_parametrization",
+    "group_ratio",
     "is_linear",
     "matches",
     "plan_channels",
-    "prune_channels",
     "remove_identity_blocks",
     "set_module",
     "type_name",

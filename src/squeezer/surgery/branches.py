@@ -16,7 +16,8 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from squeezer.surgery.walk import set_module
+from squeezer.core.arch import record
+from squeezer.core.modules import set_module
 
 
 def _is_identity(block: nn.Module, seen: Tensor, probes: int = 3) -> bool:
@@ -66,11 +67,6 @@ def remove_identity_blocks(
                 set_module(pruned, name, block)
                 continue
         removed.append(name)
-    arch = getattr(pruned, "squeezer_arch", None)
-    if isinstance(arch, dict) and removed:
-        records = list(arch.get("surgery", []))
-        records = [r for r in records if not any(r["module"].startswith(n + ".") for n in removed)]
-        records += [{"module": n, "type": "Identity"} for n in removed]
-        pruned.squeezer_arch = {**arch, "surgery": records}
+    record(pruned, [{"module": n, "type": "Identity"} for n in removed])
     pruned.train(model.training)
     return pruned, removed

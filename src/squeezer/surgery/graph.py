@@ -25,11 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from squeezer.errors import SqueezerError
-
-
-class SurgeryError(SqueezerError, RuntimeError):
-    """The model cannot be traced or edited safely; nothing was changed."""
+from squeezer.errors import SurgeryError
 
 
 @dataclass

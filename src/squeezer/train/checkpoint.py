@@ -33,9 +33,13 @@ def save_checkpoint(
 ) -> Path:
     """Write ``model`` (and optionally training state) to ``path`` atomically.
 
+    The ``state_dict`` stored is the plain one (masks and shared weights baked in on a copy),
+    so it loads into a fresh model; when ``train_state`` is given and the model is
+    parametrized, the parametrized state is kept beside it for resuming.
+
     Args:
-        model: the model; if built by :func:`squeezer.models.create`, its zoo name and
-            arguments are recorded so :func:`load_checkpoint` can rebuild it.
+        model: any model; a zoo model's name and arguments, or a user model's class name,
+            are recorded with the surgery squeezer did on it (see :mod:`squeezer.core.arch`).
         path: the file to write.
         train_state: what :func:`squeezer.fit` needs to resume (optimizer, epoch, history).
         meta: free-form plain data (dataset name, metrics...).
@@ -44,16 +48,20 @@ def save_checkpoint(
         The path written.
     """
     from squeezer import __version__
-    from squeezer.models import arch_of
+    from squeezer.core import describe, plain_state_dict
 
     path = Path(path)
+    arch = describe(model)
+    plain = plain_state_dict(model)
+    if train_state is not None and plain.keys() != model.state_dict().keys():
+        train_state = {**train_state, "model_state": model.state_dict()}
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "squeezer_version": __version__,
-        "arch": arch_of(model),
-        "input_shape": list(getattr(model, "input_shape", ()) or ()),
-        "state_dict": model.state_dict(),
+        "arch": arch,
+        "input_shape": list(arch.get("input_shape") or ()),
+        "state_dict": plain,
         "train_state": train_state,
         "meta": dict(meta or {}),
     }
@@ -124,8 +132,9 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None) -> nn.Modu
 
     Args:
         path: a file written by :func:`save_checkpoint` (or a bare ``state_dict``).
-        model: a model to load the weights into; by default the zoo model the checkpoint
-            records is built.
+        model: a fresh instance of the architecture to load into, needed for the user's own
+            models (the recorded surgery is replayed on it); by default the zoo model the
+            checkpoint records is built.
 
     Returns:
         The model with the checkpoint's weights, in eval mode.
@@ -133,23 +142,24 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None) -> nn.Modu
     Raises:
         CheckpointError: unreadable file, unknown architecture, or weights that do not fit.
     """
-    from squeezer.errors import UnknownNameError
-    from squeezer.models import create
-    from squeezer.surgery import SurgeryError, apply_records
+    from squeezer.errors import SurgeryError
+    from squeezer.models import rebuild
 
     ckpt = read_checkpoint(path)
-    if model is None:
-        arch = ckpt.get("arch")
-        if not isinstance(arch, dict) or "name" not in arch:
-            raise CheckpointError(
-                f"{path}: records no architecture; build the model and pass it as model="
-            )
+    arch = ckpt.get("arch")
+    if arch is None and model is None:
+        raise CheckpointError(
+            f"{path}: records no architecture; build the model and pass it as model="
+        )
+    if arch is not None:
         try:
-            model = create(arch["name"], **dict(arch.get("kwargs") or {}))
-            apply_records(model, list(arch.get("surgery") or []))
-        except (UnknownNameError, TypeError, ValueError, SurgeryError) as exc:
-            raise CheckpointError(f"{path}: cannot rebuild the model: {exc}") from None
-        model.squeezer_arch = dict(arch)
+            model = rebuild(arch, model)
+        except SurgeryError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+    assert model is not None
+    shape = ckpt.get("input_shape")
+    if shape and not getattr(model, "input_shape", None):
+        model.input_shape = tuple(shape)
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:

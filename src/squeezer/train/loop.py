@@ -188,7 +188,7 @@ def _restore(
     if not isinstance(saved, dict) or "epoch" not in saved:
         raise CheckpointError(f"{path}: holds no training state to resume from")
     try:
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(saved.get("model_state") or ckpt["state_dict"])
         optimizer.load_state_dict(saved["optimizer"])
     except (RuntimeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: does not fit this model/optimizer: {exc}") from None

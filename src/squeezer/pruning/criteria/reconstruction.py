@@ -19,19 +19,19 @@ the filter L1 norm.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from squeezer.surgery import ChannelPlan, apply_plan, plan_channels
-from squeezer.surgery.channels import ChannelClass, channel_classes, filter_norm
-from squeezer.surgery.graph import ChannelGraph
-
-METHODS = ("thinet", "lasso")
+from squeezer.errors import ConfigError
+from squeezer.pruning.criteria.base import Batches, Criterion, Groups, register_criterion
+from squeezer.pruning.criteria.norms import filter_norm
+from squeezer.surgery import ChannelClass, ChannelGraph, ChannelPlan
 
 
 def _consumers(classes: Sequence[ChannelClass]) -> list[str] | None:
@@ -134,66 +134,78 @@ def lasso_order(x: np.ndarray, y: np.ndarray) -> list[int]:
     return sorted(range(x.shape[1]), key=lambda j: (alive_at[j], tie[j]))
 
 
-def reconstruct_plan(
-    model: nn.Module,
-    example_inputs: Tensor | tuple[Tensor, ...],
-    data: Sequence[tuple[Tensor, Tensor]],
-    ratio: float | Mapping[str, float] = 0.5,
-    method: str = "thinet",
-    *,
-    samples: int = 4000,
-    ignored_layers: Sequence[str] = (),
-    round_to: int = 1,
-    seed: int = 0,
-) -> tuple[ChannelPlan, dict[str, Any]]:
-    """Plan by ThiNet or LASSO where a group feeds plain layers; L1 where it feeds a depthwise one.
+class _Reconstruction(Criterion):
+    """Scores from the reconstruction of each group's consumers; refit after removal."""
 
-    Returns:
-        The plan and, per consumer, what :func:`rescale_` needs.
-    """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}")
-    graph = ChannelGraph(model, example_inputs)
-    groups: dict[frozenset[str], list[ChannelClass]] = {}
-    for c in channel_classes(graph):
-        groups.setdefault(c.producers, []).append(c)
-    scores: dict[int, float] = {}
-    fits: dict[str, Any] = {}
-    for classes in groups.values():
-        consumers = _consumers(classes)
-        if consumers is None:
-            for c in classes:
-                scores[c.root] = filter_norm(model, c)  # scores compare within a group only
-            continue
-        roots = [c.root for c in classes]
-        blocks = []
-        for consumer in consumers:
-            x, patches, targets = _contributions(model, graph, consumer, roots, data, samples, seed)
-            blocks.append(x / (np.linalg.norm(x.sum(1)) or 1.0))  # consumers weigh alike
-            fits[consumer] = {
-                "roots": roots,
-                "x": x,
-                "patches": patches,
-                "targets": targets,
-                "refit": "scale" if method == "thinet" else "full",
-            }
-        stacked = np.vstack(blocks)
-        order = (
-            thinet_order(stacked) if method == "thinet" else lasso_order(stacked, stacked.sum(1))
-        )
-        for rank, j in enumerate(order):
-            scores[roots[j]] = float(rank)
-    plan = plan_channels(
-        model,
-        example_inputs,
-        ratio,
-        "l1",
-        ignored_layers=ignored_layers,
-        round_to=round_to,
-        scores=scores,
-        graph=graph,
+    needs_data: ClassVar[bool] = True
+    options: ClassVar[tuple[str, ...]] = ("samples", "seed")
+    refit: ClassVar[str] = ""
+
+    def __init__(self, samples: int = 4000, seed: int = 0) -> None:
+        if samples < 1:
+            raise ConfigError(f"criterion {self.name!r}: samples must be >= 1")
+        self.samples, self.seed = int(samples), int(seed)
+        self.fits: dict[str, Any] = {}
+
+    @abstractmethod
+    def order(self, x: np.ndarray) -> list[int]:
+        """Columns of the stacked contributions, least needed first."""
+
+    def score(
+        self, model: nn.Module, graph: ChannelGraph, groups: Groups, data: Batches | None
+    ) -> dict[int, float]:
+        if data is None:
+            raise ConfigError(f"criterion {self.name!r} needs data=batches of (inputs, targets)")
+        batches = list(data)
+        scores: dict[int, float] = {}
+        self.fits = {}
+        for classes in groups.values():
+            consumers = _consumers(classes)
+            if consumers is None:  # feeds a depthwise layer: L1 (scores compare in a group)
+                scores.update({c.root: filter_norm(model, c) for c in classes})
+                continue
+            roots = [c.root for c in classes]
+            blocks = []
+            for consumer in consumers:
+                x, patches, targets = _contributions(
+                    model, graph, consumer, roots, batches, self.samples, self.seed
+                )
+                blocks.append(x / (np.linalg.norm(x.sum(1)) or 1.0))  # consumers weigh alike
+                self.fits[consumer] = {
+                    "roots": roots,
+                    "x": x,
+                    "patches": patches,
+                    "targets": targets,
+                    "refit": self.refit,
+                }
+            for rank, j in enumerate(self.order(np.vstack(blocks))):
+                scores[roots[j]] = float(rank)
+        return scores
+
+    def compensate(self, original: nn.Module, pruned: nn.Module, plan: ChannelPlan) -> None:
+        rescale_(pruned, plan, self.fits)
+
+
+@register_criterion
+class ThiNet(_Reconstruction):
+    name: ClassVar[str] = "thinet"
+    summary: ClassVar[str] = (
+        "greedy reconstruction of the next layer, rescaled (Luo 2017)"
     )
-    return plan, fits
+    refit: ClassVar[str] = "scale"
+
+    def order(self, x: np.ndarray) -> list[int]:
+        return thinet_order(x)
+
+
+@register_criterion
+class LassoSelection(_Reconstruction):
+    name: ClassVar[str] = "lasso"
+    summary: ClassVar[str] = "LASSO channel selection, next layer refit by least squares (He 2017)"
+    refit: ClassVar[str] = "full"
+
+    def order(self, x: np.ndarray) -> list[int]:
+        return lasso_order(x, x.sum(1))
 
 
 def rescale_(pruned: nn.Module, plan: ChannelPlan, fits: Mapping[str, Any]) -> None:
@@ -241,18 +253,3 @@ def _refit_full(
     with torch.no_grad():
         new = torch.from_numpy(solution.T.copy()).to(module.weight.dtype)
         module.weight.copy_(new.view_as(module.weight))
-
-
-def prune_with_reconstruction(
-    model: nn.Module,
-    example_inputs: Tensor | tuple[Tensor, ...],
-    data: Sequence[tuple[Tensor, Tensor]],
-    ratio: float | Mapping[str, float] = 0.5,
-    method: str = "thinet",
-    **kwargs: Any,
-) -> nn.Module:
-    """ThiNet or LASSO channel pruning with least-squares refitting; returns a smaller copy."""
-    plan, fits = reconstruct_plan(model, example_inputs, data, ratio, method, **kwargs)
-    pruned = apply_plan(model, plan)
-    rescale_(pruned, plan, fits)
-    return pruned

@@ -13,12 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from squeezer.errors import SqueezerError
-
-
-class SpecError(SqueezerError, ValueError):
-    """A module cannot be described, or a description cannot be built."""
-
+from squeezer.errors import SpecError
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 _DESCRIBERS: dict[type, Callable[[nn.Module], dict[str, Any]]] = {}

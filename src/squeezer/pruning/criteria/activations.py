@@ -16,15 +16,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from squeezer.surgery.channels import ChannelClass
+from squeezer.errors import ConfigError, ModelError
+from squeezer.pruning.criteria.base import Batches, Criterion, Groups, register_criterion
+from squeezer.surgery import ChannelClass, ChannelGraph
 
 DATA_CRITERIA = ("taylor", "energy", "apoz")
 
@@ -38,7 +39,7 @@ def activation_scores(
 ) -> dict[int, float]:
     """Score each class (by root) from activations over up to ``max_batches`` batches."""
     if kind not in DATA_CRITERIA:
-        raise ValueError(f"unknown data criterion {kind!r}")
+        raise ConfigError(f"unknown data criterion {kind!r}")
     points: dict[str, list[tuple[int, int]]] = defaultdict(list)  # module -> (root, channel)
     for c in classes:
         bns = [(b.module, i) for b, i in c.members if b.kind == "bn"]
@@ -92,7 +93,7 @@ def activation_scores(
         model.zero_grad(set_to_none=True)
         model.train(was)
     if count == 0:
-        raise ValueError("the data for a data-driven criterion holds no examples")
+        raise ModelError("the data for a data-driven criterion holds no examples")
     per_root: dict[int, list[float]] = defaultdict(list)
     for name, entries in points.items():
         stat = (sums[name] / count).numpy() if name in sums else None
@@ -100,3 +101,34 @@ def activation_scores(
             if stat is not None:
                 per_root[root].append(float(stat[i]))
     return {c.root: float(np.mean(per_root[c.root])) if per_root[c.root] else 0.0 for c in classes}
+
+
+class _Activation(Criterion):
+    needs_data: ClassVar[bool] = True
+    max_batches: ClassVar[int] = 8
+
+    def score(
+        self, model: nn.Module, graph: ChannelGraph, groups: Groups, data: Batches | None
+    ) -> dict[int, float]:
+        if data is None:
+            raise ConfigError(f"criterion {self.name!r} needs data=batches of (inputs, targets)")
+        every = [c for cs in groups.values() for c in cs]
+        return activation_scores(model, every, data, self.name, self.max_batches)
+
+
+@register_criterion
+class Taylor(_Activation):
+    name: ClassVar[str] = "taylor"
+    summary: ClassVar[str] = "first-order Taylor loss change |a * dL/da| (Molchanov et al. 2017)"
+
+
+@register_criterion
+class Energy(_Activation):
+    name: ClassVar[str] = "energy"
+    summary: ClassVar[str] = "mean squared activation"
+
+
+@register_criterion
+class APoZ(_Activation):
+    name: ClassVar[str] = "apoz"
+    summary: ClassVar[str] = "one minus the average percentage of zeros after ReLU (Hu et al. 2016)"

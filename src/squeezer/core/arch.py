@@ -1,0 +1,152 @@
+"""The architecture record: how to rebuild a model whose structure a method changed.
+
+Every model squeezer changes carries a plain-data attribute, ``model.squeezer_arch``::
+
+    {"name": "lenet5", "kwargs": {...},          # zoo models only: how to build the original
+     "surgery": [{"module": "conv1", "type": "Replace", "spec": {...}}, ...]}
+
+``surgery`` lists, in order, the modules that were replaced (by a smaller copy, a factorized
+block, an identity...), each with the plain-data spec of its replacement
+(:mod:`squeezer.core.spec`). Methods write it with :func:`record` and files replay it with
+:func:`replay`, here and nowhere else. A model the user built (not from the zoo) has no
+``name``: a file of it is loaded into a freshly built instance, on which :func:`replay` redoes
+the recorded edits before the tensors are loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import nn
+
+from squeezer.core.modules import set_module
+from squeezer.core.spec import build_module, module_spec
+from squeezer.errors import SpecError, SurgeryError
+
+ARCH_ATTR = "squeezer_arch"
+
+
+def arch_of(model: nn.Module) -> dict[str, Any] | None:
+    """The model's architecture record (a copy), or None if nothing was recorded."""
+    arch = getattr(model, ARCH_ATTR, None)
+    return dict(arch) if isinstance(arch, dict) else None
+
+
+def zoo_name(model: nn.Module) -> str | None:
+    """The zoo name the model was built from, or None for a model the user built."""
+    arch = arch_of(model) or {}
+    name = arch.get("name")
+    return name if isinstance(name, str) else None
+
+
+def replacement(name: str, module: nn.Module) -> dict[str, Any]:
+    """The record saying that submodule ``name`` is now ``module`` (shapes, not weights)."""
+    if isinstance(module, nn.Identity):
+        return {"module": name, "type": "Identity"}
+    return {"module": name, "type": "Replace", "spec": module_spec(module)}
+
+
+def record(model: nn.Module, records: Sequence[Mapping[str, Any]]) -> None:
+    """Append edits to ``model``'s architecture record (creating it when absent).
+
+    A new record for module ``m`` supersedes earlier ones for ``m`` and for anything inside
+    ``m``; records for modules inside an earlier replacement stay after it, so replaying the
+    list in order always rebuilds the current structure.
+    """
+    if not records:
+        return
+    arch = arch_of(model) or {}
+    kept = [dict(r) for r in arch.get("surgery", [])]
+    for r in records:
+        name = str(r["module"])
+        kept = [k for k in kept if k["module"] != name and not k["module"].startswith(name + ".")]
+        kept.append(dict(r))
+    setattr(model, ARCH_ATTR, {**arch, "surgery": kept})
+
+
+def replace(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` in place of submodule ``name`` and record it."""
+    set_module(model, name, module)
+    record(model, [replacement(name, module)])
+
+
+def replay(model: nn.Module, records: Sequence[Mapping[str, Any]]) -> nn.Module:
+    """Redo recorded edits on a freshly built model (its weights are loaded after).
+
+    Raises:
+        SurgeryError: a record names a module the model lacks, or cannot be built.
+    """
+    if not isinstance(records, Sequence) or not all(isinstance(r, Mapping) for r in records):
+        raise SurgeryError("recorded surgery must be a list of mappings")
+    for r in records:
+        name = str(r.get("module"))
+        try:
+            old = model.get_submodule(name)
+        except AttributeError:
+            raise SurgeryError(
+                f"recorded surgery names module {name!r}, which this model does not have"
+            ) from None
+        kind = r.get("type")
+        if kind == "Identity":
+            new: nn.Module = nn.Identity()
+        elif kind == "Replace":
+            try:
+                new = build_module(r.get("spec"))  # type: ignore[arg-type]
+            except SpecError as err:
+                raise SurgeryError(f"recorded surgery for {name}: {err}") from None
+        else:
+            new = _legacy(name, kind, old, r)
+        new.train(old.training)
+        set_module(model, name, new)
+    return model
+
+
+def _legacy(name: str, kind: Any, old: nn.Module, r: Mapping[str, Any]) -> nn.Module:
+    """Shape records of channel pruning as files of squeezer 0.1 wrote them."""
+    ints = [v for k, v in r.items() if k in ("in", "out", "groups", "features")]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in ints):
+        raise SurgeryError(f"recorded surgery for {name}: invalid sizes")
+    if kind == "Conv2d" and isinstance(old, nn.Conv2d):
+        return nn.Conv2d(
+            r["in"],
+            r["out"],
+            old.kernel_size,
+            old.stride,
+            old.padding,
+            old.dilation,
+            groups=r["groups"],
+            bias=old.bias is not None,
+            padding_mode=old.padding_mode,
+        )
+    if kind == "Linear" and isinstance(old, nn.Linear):
+        return nn.Linear(r["in"], r["out"], bias=old.bias is not None)
+    if kind in ("BatchNorm1d", "BatchNorm2d") and type(old).__name__ == kind:
+        return type(old)(r["features"], old.eps, old.momentum, old.affine, old.track_running_stats)
+    raise SurgeryError(f"recorded surgery for {name}: {kind} does not fit {type(old).__name__}")
+
+
+def restore(model: nn.Module, arch: Mapping[str, Any]) -> nn.Module:
+    """Replay ``arch``'s edits on ``model`` (freshly built) and attach the record to it."""
+    if not isinstance(arch, Mapping):
+        raise SurgeryError("the architecture record must be a mapping")
+    replay(model, list(arch.get("surgery") or []))
+    setattr(model, ARCH_ATTR, dict(arch))
+    return model
+
+
+def describe(model: nn.Module, input_shape: Sequence[int] | None = None) -> dict[str, Any]:
+    """The architecture record to write into a file for ``model``.
+
+    A zoo model's record says how to build it; any other model's names its class (used only in
+    messages, never imported) so a reader knows what to build and pass as ``model=``.
+    """
+    arch = arch_of(model) or {}
+    if not isinstance(arch.get("name"), str):
+        cls = type(model)
+        arch.setdefault("class", f"{cls.__module__}.{cls.__qualname__}")
+    arch.setdefault("surgery", [])
+    shape = input_shape or getattr(model, "input_shape", None)
+    if shape:
+        arch["input_shape"] = [int(v) for v in shape]
+    return arch
