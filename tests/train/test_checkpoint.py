@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import pickle
 from pathlib import Path
@@ -98,3 +99,32 @@ def test_unknown_architecture(tmp_path: Path) -> None:
     path = sq.save_checkpoint(model, tmp_path / "m.pt")
     with pytest.raises(CheckpointError, match="cannot rebuild the model: unknown model"):
         sq.load_checkpoint(path)
+
+
+def test_a_pruned_model_checkpoint_loads_into_a_fresh_model(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = sq.models.create("lenet300")
+    sq.prune_(model, sq.pruning.Magnitude(sparsity=0.9))
+    path = sq.save_checkpoint(model, tmp_path / "pruned.pt")
+    ckpt = sq.train.read_checkpoint(path)
+    assert "fc1.weight" in ckpt["state_dict"]  # plain keys, no parametrizations.*
+    loaded = sq.load_checkpoint(path)  # a fresh, unmasked lenet300
+    fresh = sq.models.create("lenet300")
+    sq.load_checkpoint(path, model=fresh)
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.eval()(x))
+        assert torch.equal(fresh(x), model(x))
+    assert float((loaded.fc1.weight == 0).float().mean()) > 0.899
+
+
+def test_training_a_pruned_model_resumes_with_its_masks(tmp_path: Path) -> None:
+    x, y = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    data = [(x, y)]
+    model = sq.models.create("lenet300")
+    sq.prune_(model, sq.pruning.Magnitude(sparsity=0.9))
+    ckpt = tmp_path / "run.pt"
+    sq.fit(model, data, epochs=1, lr=0.01, checkpoint=ckpt)
+    resumed = copy.deepcopy(model)
+    sq.fit(resumed, data, epochs=2, lr=0.01, checkpoint=ckpt, resume=True)
+    assert float((resumed.fc1.weight == 0).float().mean()) > 0.899
