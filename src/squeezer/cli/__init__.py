@@ -9,10 +9,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NoReturn
 
 from squeezer import __version__
+from squeezer.cli.common import (
+    data_options,
+    json_option,
+    layout_option,
+    model_options,
+    nonnegative_float,
+    positive,
+    positive_float,
+)
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -25,67 +34,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _number(lower: float, *, strict: bool) -> Callable[[str], float]:
-    """An argparse type: a float above ``lower`` (``strict``) or at least ``lower``."""
-    words = f"> {lower:g}" if strict else f">= {lower:g}"
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not (value > lower if strict else value >= lower):
-            raise argparse.ArgumentTypeError(f"expected a number {words}, got {text}")
-        return value
-
-    return parse
-
-
-_positive_float = _number(0, strict=True)
-_nonnegative_float = _number(0, strict=False)
-
-
-def data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--data-dir", metavar="DIR", help="folder to look in first for the dataset's files"
-    )
-    p.add_argument(
-        "--limit",
-        type=_positive,
-        metavar="N",
-        help="use only the first N training and N test images (quick runs)",
-    )
-
-
-def json_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--json",
-        metavar="PATH",
-        help="also write the results as JSON to PATH ('-' for standard output)",
-    )
-
-
-def layout_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--layout",
-        choices=("eager", "deploy"),
-        default="eager",
-        help="time the models as they are (eager, default) or after BatchNorm folding and "
-        "conversion to channels-last, the usual CPU deployment steps (deploy); both models "
-        "alike",
-    )
-
-
 def _transform_options(p: argparse.ArgumentParser, adjective: str, uses: str) -> None:
     """Options shared by the commands that transform a model, fine-tune it and measure it."""
     p.add_argument(
@@ -95,7 +43,7 @@ def _transform_options(p: argparse.ArgumentParser, adjective: str, uses: str) ->
         metavar="N",
         help=f"fine-tune the {adjective} model for N epochs (default 0)",
     )
-    p.add_argument("--lr", type=_positive_float, default=0.01, help="fine-tuning learning rate")
+    p.add_argument("--lr", type=positive_float, default=0.01, help="fine-tuning learning rate")
     p.add_argument(
         "--dataset",
         metavar="NAME",
@@ -109,7 +57,7 @@ def _transform_options(p: argparse.ArgumentParser, adjective: str, uses: str) ->
     )
     p.add_argument(
         "--min-run-time",
-        type=_positive_float,
+        type=positive_float,
         default=0.5,
         metavar="SECONDS",
         help="seconds of timing per model and setting (default 0.5)",
@@ -121,6 +69,7 @@ def _transform_options(p: argparse.ArgumentParser, adjective: str, uses: str) ->
     )
     layout_option(p)
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    model_options(p)
     data_options(p)
     json_option(p)
 
@@ -154,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--epochs",
-        type=_positive,
+        type=positive,
         default=10,
         metavar="N",
         help="passes over the training data (default: 10)",
@@ -170,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
     p.add_argument(
         "--batch-size",
-        type=_positive,
+        type=positive,
         default=128,
         metavar="N",
         help="images per step (default: 128)",
@@ -182,14 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: sgd with momentum",
     )
     p.add_argument(
-        "--lr", type=_positive_float, default=0.05, help="peak learning rate (default: 0.05)"
+        "--lr", type=positive_float, default=0.05, help="peak learning rate (default: 0.05)"
     )
     p.add_argument(
-        "--momentum", type=_nonnegative_float, default=0.9, help="SGD momentum (default: 0.9)"
+        "--momentum", type=nonnegative_float, default=0.9, help="SGD momentum (default: 0.9)"
     )
     p.add_argument(
         "--weight-decay",
-        type=_nonnegative_float,
+        type=nonnegative_float,
         default=5e-4,
         help="L2 weight decay (default: 5e-4)",
     )
@@ -211,10 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="test accuracy and loss of a checkpoint",
         description="Top-1/top-5 accuracy and mean cross-entropy on a dataset's test split.",
     )
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint or .sqz file")
+    p.add_argument(
+        "checkpoint",
+        metavar="MODEL",
+        help="a checkpoint or .sqz file, or a module:callable factory (random weights)",
+    )
     p.add_argument(
         "--dataset", metavar="NAME", help="dataset (default: the one the checkpoint was trained on)"
     )
+    model_options(p)
     data_options(p)
     json_option(p)
     p.set_defaults(run=commands.cmd_evaluate)
@@ -231,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "checkpoint",
         metavar="CHECKPOINT",
-        help="a checkpoint or .sqz file, or a zoo model name (random weights)",
+        help="a checkpoint or .sqz file, a module:callable factory, or a zoo model name "
+        "(random weights)",
     )
     p.add_argument(
         "--sparse",
@@ -250,14 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="T[,T...]",
         help="thread counts to time (default: PyTorch's current setting)",
     )
-    p.add_argument(
-        "--input-shape",
-        metavar="C,H,W",
-        help="input shape of one example (default: recorded in the checkpoint)",
-    )
+    model_options(p)
     p.add_argument(
         "--min-run-time",
-        type=_positive_float,
+        type=positive_float,
         default=0.5,
         metavar="SECONDS",
         help="seconds of timing per model and setting, at least (default: 0.5)",
@@ -274,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         "scikit-learn's digits) and print the measurement table.",
     )
     p.add_argument(
-        "--epochs", type=_positive, default=4, metavar="N", help="training epochs (default: 4)"
+        "--epochs", type=positive, default=4, metavar="N", help="training epochs (default: 4)"
     )
     p.add_argument("--data-dir", metavar="DIR", help="folder to look in first for MNIST")
     p.add_argument("--out", metavar="CHECKPOINT", help="also save the trained model")
@@ -292,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "model",
         metavar="MODEL_OR_CHECKPOINT",
-        help="a checkpoint, a .sqz file, or a zoo name (a baseline is trained first)",
+        help="a checkpoint, a .sqz file, a module:callable factory, or a zoo name (a "
+        "baseline is trained first)",
     )
     p.add_argument(
         "--recipe",
@@ -318,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="one epoch per stage and one pruning round (smoke runs)",
     )
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    model_options(p)
     data_options(p)
     json_option(p)
     p.set_defaults(run=commands.cmd_compress)
@@ -333,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "model",
         metavar="MODEL_OR_CHECKPOINT",
-        help="a checkpoint, a .sqz file, or a zoo name (random weights)",
+        help="a checkpoint, a .sqz file, a module:callable factory (package.module:function "
+        "building your own model; give --input-shape), or a zoo name (random weights)",
     )
     p.add_argument(
         "--ratio",
@@ -341,18 +295,20 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="fraction of each coupled layer group's channels to remove",
     )
+    from squeezer.pruning.criteria import criterion_class, list_criteria
+
     p.add_argument(
         "--criterion",
-        choices=("l1", "l2", "bn_scale", "taylor", "energy", "apoz", "thinet", "lasso"),
+        choices=list_criteria(),
         default="l1",
-        help="which channels go: filter L1/L2 norm (Li 2017), BatchNorm scale (Liu 2017), "
-        "first-order Taylor (Molchanov 2017), activation energy, APoZ (Hu 2016), ThiNet "
-        "(Luo 2017) or LASSO (He 2017) reconstruction; the last five read --dataset",
+        help="which channels go: "
+        + "; ".join(f"{n}: {criterion_class(n).summary}" for n in list_criteria())
+        + " (the criteria that read data use --dataset)",
     )
     p.add_argument("--ignore", metavar="LAYERS", help="comma-separated layer names to keep")
     p.add_argument(
         "--round-to",
-        type=_positive,
+        type=positive,
         default=1,
         metavar="N",
         help="keep a multiple of N channels per group (default 1)",
@@ -377,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "model",
         metavar="MODEL_OR_CHECKPOINT",
-        help="a checkpoint, a .sqz file, or a zoo name (random weights)",
+        help="a checkpoint, a .sqz file, a module:callable factory (package.module:function "
+        "building your own model; give --input-shape), or a zoo name (random weights)",
     )
     p.add_argument(
         "--method",
@@ -410,6 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _transform_options(p, "factorized", "accuracy, reconstruction and fine-tuning")
     p.set_defaults(run=commands.cmd_factorize)
+
+    from squeezer.cli import run as run_command
+
+    run_command.add_parser(sub)
 
     p = sub.add_parser(
         "inspect",

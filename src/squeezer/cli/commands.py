@@ -111,7 +111,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import squeezer as sq
     from squeezer.data import canonical_name
 
-    model, source = load_model(args.checkpoint)
+    model, source = load_model(args.checkpoint, args)
     dataset = args.dataset or source["meta"].get("dataset")
     if not dataset:
         raise UsageError(f"{args.checkpoint} records no dataset; pass --dataset NAME")
@@ -134,7 +134,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
     import squeezer as sq
 
-    model, source = load_model(args.checkpoint)
+    model, source = load_model(args.checkpoint, args)
     if args.sparse:
         from squeezer.pruning import sparsify_
 
@@ -147,7 +147,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.checkpoint}: input shape unknown; pass --input-shape C,H,W")
     baseline = None
     if args.baseline:
-        baseline, _ = load_model(args.baseline)
+        baseline, _ = load_model(args.baseline, args)
     batch_sizes = parse_ints(args.batch_sizes, "--batch-sizes")
     threads = parse_ints(args.threads, "--threads") if args.threads else None
     x = torch.randn(1, *shape)
@@ -280,7 +280,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if from_zoo:
         model, source = None, {"meta": {}}
     else:
-        model, source = load_model(spec)
+        model, source = load_model(spec, args)
     dataset = canonical_name(args.dataset or source["meta"].get("dataset") or "mnist")
     name = Path(spec).stem if not from_zoo else spec
     out = Path(args.out or f"{name}-{dataset}.sqz")
@@ -437,20 +437,24 @@ def _measure_and_save(
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
+    import copy
+
     import torch
 
     import squeezer as sq
     from squeezer.data import canonical_name
 
-    model, source = load_model(args.model)
+    model, source = load_model(args.model, args)
     shape = source["input_shape"]
     if not shape:
         raise UsageError(f"{args.model}: input shape unknown")
     if not 0 <= args.ratio < 1:
         raise UsageError(f"--ratio must be in [0, 1), got {args.ratio}")
+    from squeezer.pruning.criteria import criterion_class
+
     x = torch.randn(1, *shape)
-    ignored = [s for s in (args.ignore or "").split(",") if s]
-    needs_data = args.criterion in ("taylor", "energy", "apoz", "thinet", "lasso")
+    ignored = tuple(s for s in (args.ignore or "").split(",") if s)
+    needs_data = criterion_class(args.criterion).needs_data
     train = test = dataset = None
     if args.finetune_epochs or args.dataset or needs_data:
         dataset = canonical_name(args.dataset or source["meta"].get("dataset") or "mnist")
@@ -460,26 +464,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if needs_data:
         loader = sq.data.loader(train.without_augment(), 64, shuffle=True, seed=0)
         batches = [b for _, b in zip(range(8), loader, strict=False)]
-    if args.criterion in ("thinet", "lasso"):
-        pruned = sq.pruning.prune_with_reconstruction(
-            model,
-            x,
-            batches,
-            ratio=args.ratio,
-            method=args.criterion,
-            ignored_layers=ignored,
-            round_to=args.round_to,
-        )
-    else:
-        pruned = sq.prune_channels(
-            model,
-            x,
-            ratio=args.ratio,
-            criterion=args.criterion,
-            ignored_layers=ignored,
-            round_to=args.round_to,
-            data=batches,
-        )
+    config = sq.pruning.ChannelPruning(
+        ratio=args.ratio, criterion=args.criterion, exclude=ignored, round_to=args.round_to
+    )
+    pruned = copy.deepcopy(model)
+    print(sq.prune_(pruned, config, x, data=batches))
     result: dict[str, Any] = {"ratio": args.ratio, "criterion": args.criterion}
     if train is not None and test is not None:
         result["top1_before"] = sq.evaluate(model, test)["top1"]
@@ -518,7 +507,7 @@ def cmd_factorize(args: argparse.Namespace) -> int:
     from squeezer.errors import ConfigError
     from squeezer.factorization import METHODS
 
-    model, source = load_model(args.model)
+    model, source = load_model(args.model, args)
     shape = source["input_shape"]
     if not shape:
         raise UsageError(f"{args.model}: input shape unknown")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
+import os
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,37 +21,115 @@ class UsageError(SqueezerError):
     """Bad command-line input that argparse itself cannot detect."""
 
 
-def load_model(spec: str) -> tuple[nn.Module, dict[str, Any]]:
-    """A model from a ``.sqz`` file, a checkpoint or, failing that, a zoo name (random weights).
+FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def is_factory(spec: str) -> bool:
+    """Whether ``spec`` reads ``package.module:callable`` (and is no existing file)."""
+    return bool(FACTORY.match(spec)) and not Path(spec).exists()
+
+
+def build_factory(spec: str) -> nn.Module:
+    """Call ``package.module:callable`` (uvicorn's convention) and return the model it builds.
+
+    The module is imported from the current folder or the installed packages; the callable
+    (a function or a class) is called without arguments.
+    """
+    module_name, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"{spec}: cannot import {module_name} ({exc})") from None
+    target: Any = module
+    for part in attr.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise UsageError(f"{spec}: {module_name} has no attribute {attr}")
+    if not callable(target):
+        raise UsageError(f"{spec}: {attr} is not callable")
+    try:
+        model = target()
+    except TypeError as exc:
+        raise UsageError(f"{spec}: calling {attr}() failed ({exc})") from None
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"{spec}: {attr}() returned a {type(model).__name__}, not an nn.Module")
+    arch = getattr(model, "squeezer_arch", None)
+    if not isinstance(arch, dict):
+        model.squeezer_arch = {"factory": spec, "surgery": []}
+    return model
+
+
+def model_options(p: argparse.ArgumentParser, *, files: bool = True) -> None:
+    """``--input-shape`` and (for commands reading files) ``--model``."""
+    p.add_argument(
+        "--input-shape",
+        metavar="C,H,W",
+        help="shape of one input example, for models that do not record it (a factory's)",
+    )
+    if files:
+        p.add_argument(
+            "--model",
+            dest="factory",
+            metavar="MODULE:CALLABLE",
+            help="the architecture a file was saved from when it is not a zoo model: "
+            "package.module:callable building a fresh instance",
+        )
+
+
+def load_model(
+    spec: str, args: argparse.Namespace | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A model from a ``.sqz`` file, a checkpoint, a ``module:callable`` factory or, failing
+    those, a zoo name (random weights).
+
+    ``args.input_shape`` (``--input-shape``) sets or overrides the shape of one example;
+    ``args.factory`` (``--model``) builds the fresh instance a user model's file loads into.
 
     Returns:
-        ``(model, info)`` where ``info`` has ``source`` ("sqz", "checkpoint" or "zoo"), ``meta`` and
-        ``input_shape`` (possibly empty).
+        ``(model, info)`` where ``info`` has ``source`` ("sqz", "checkpoint", "factory" or
+        "zoo"), ``meta`` and ``input_shape`` (possibly empty).
     """
     from squeezer.coding.sqz import is_sqz, load_with_header
     from squeezer.models import create, list_models
     from squeezer.train import load_checkpoint, read_checkpoint
 
+    given = getattr(args, "input_shape", None)
+    shape_arg = parse_ints(given, "--input-shape") if given else None
+    factory = getattr(args, "factory", None)
+    fresh = build_factory(factory) if factory else None
     path = Path(spec)
     if path.is_file() and (is_sqz(path) or path.suffix == ".sqz"):
-        model, header = load_with_header(path)
+        model, header = load_with_header(path, fresh)
         shape = list(header.get("input_shape") or getattr(model, "input_shape", ()) or ())
-        return model, {"source": "sqz", "meta": header.get("meta") or {}, "input_shape": shape}
-    if path.exists():
+        info = {"source": "sqz", "meta": header.get("meta") or {}, "input_shape": shape}
+    elif path.exists():
         ckpt = read_checkpoint(path)
-        model = load_checkpoint(path)
+        model = load_checkpoint(path, fresh)
         shape = list(ckpt.get("input_shape") or getattr(model, "input_shape", ()) or ())
-        return model, {"source": "checkpoint", "meta": ckpt.get("meta") or {}, "input_shape": shape}
-    if spec in list_models():
+        info = {"source": "checkpoint", "meta": ckpt.get("meta") or {}, "input_shape": shape}
+    elif is_factory(spec):
+        model = build_factory(spec)
+        shape = list(getattr(model, "input_shape", ()) or ())
+        info = {"source": "factory", "meta": {}, "input_shape": shape}
+    elif spec in list_models():
         model = create(spec)
-        return model, {
-            "source": "zoo",
-            "meta": {},
-            "input_shape": list(getattr(model, "input_shape", ()) or ()),
-        }
-    if any(c in spec for c in "/\\."):
+        shape = list(getattr(model, "input_shape", ()) or ())
+        info = {"source": "zoo", "meta": {}, "input_shape": shape}
+    elif any(c in spec for c in "/\\") or path.suffix in (".pt", ".pth", ".sqz"):
         raise UsageError(f"{spec}: no such file")
-    raise UsageError(f"{spec}: neither a file nor a model name (see 'squeezer models')")
+    else:
+        raise UsageError(
+            f"{spec}: neither a file, a module:callable factory nor a model name "
+            "(see 'squeezer models')"
+        )
+    if shape_arg:
+        info["input_shape"] = shape_arg
+        model.input_shape = tuple(shape_arg)
+    elif info["input_shape"] and not getattr(model, "input_shape", None):
+        model.input_shape = tuple(info["input_shape"])
+    return model, info
 
 
 def parse_ints(text: str, what: str) -> list[int]:
@@ -105,3 +188,64 @@ def check_fits(
 def info(message: str) -> None:
     """A line for the person at the terminal (standard error, so JSON on stdout stays clean)."""
     print(message, file=sys.stderr, flush=True)
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _number(lower: float, *, strict: bool) -> Callable[[str], float]:
+    """An argparse type: a float above ``lower`` (``strict``) or at least ``lower``."""
+    words = f"> {lower:g}" if strict else f">= {lower:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (value > lower if strict else value >= lower):
+            raise argparse.ArgumentTypeError(f"expected a number {words}, got {text}")
+        return value
+
+    return parse
+
+
+positive_float = _number(0, strict=True)
+nonnegative_float = _number(0, strict=False)
+
+
+def data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir", metavar="DIR", help="folder to look in first for the dataset's files"
+    )
+    p.add_argument(
+        "--limit",
+        type=positive,
+        metavar="N",
+        help="use only the first N training and N test images (quick runs)",
+    )
+
+
+def json_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--json",
+        metavar="PATH",
+        help="also write the results as JSON to PATH ('-' for standard output)",
+    )
+
+
+def layout_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--layout",
+        choices=("eager", "deploy"),
+        default="eager",
+        help="time the models as they are (eager, default) or after BatchNorm folding and "
+        "conversion to channels-last, the usual CPU deployment steps (deploy); both models "
+        "alike",
+    )

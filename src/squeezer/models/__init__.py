@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from squeezer.core.arch import ARCH_ATTR, arch_of
+
 # Importing the modules registers their models.
 from squeezer.models import allcnn, densenet, inception, lenet, mobilenet, resnet, vgg
 from squeezer.models.lenet import LeNet5, LeNet300
-from squeezer.core.arch import ARCH_ATTR, arch_of
 from squeezer.models.registry import (
     accepts,
     create,

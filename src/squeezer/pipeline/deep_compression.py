@@ -1,26 +1,27 @@
-"""The Deep Compression pipeline (Han, Mao & Dally, ICLR 2016), end to end.
+"""The Deep Compression pipeline (Han, Mao & Dally, ICLR 2016) as a recipe.
 
 Three stages with fine-tuning between them: magnitude pruning with iterative retraining,
-trained k-means weight sharing, then Huffman coding into a ``.sqz`` file. Sizes are real: each
-stage's figure is the length of the file the coder writes for the model at that stage
-(pruning only: sparse float32 values with fixed-width relative indices; + weight sharing:
-fixed-width codebook indices; + Huffman: the final file), header included.
+trained k-means weight sharing, then Huffman coding into a ``.sqz`` file; the shipped recipe
+files ``deep-compression*.yaml`` spell it out. :class:`DeepCompression` is the older
+parameter form of the same thing: :meth:`DeepCompression.to_recipe` turns it into a
+:class:`~squeezer.pipeline.recipe.Recipe`, which :func:`~squeezer.pipeline.run.run_recipe`
+runs like any other.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
-from squeezer.coding import build, encode_model, parse
 from squeezer.config import Config, check
-from squeezer.pruning import Magnitude, iterative_prune, sparsity_of
-from squeezer.quantization import KMeansSharing, quantize_
-from squeezer.train import TrainConfig, evaluate, fit
+from squeezer.pipeline.recipe import Code, FineTune, Recipe, Stage
+from squeezer.pipeline.run import RecipeResult, format_result, run_recipe
+from squeezer.pruning import Magnitude
+from squeezer.quantization import KMeansSharing
+from squeezer.train import TrainConfig
 
 # Han et al. 2015, Tables 1-2: the fraction of weights *kept* per layer, turned into sparsity.
 PAPER_SPARSITY = {
@@ -109,52 +110,29 @@ class DeepCompression(Config):
             weight_decay=weight_decay,
         )
 
-
-@dataclass
-class Stage:
-    name: str
-    size_bytes: int
-    compression_rate: float
-    top1: float
-    seconds: float
-
-
-@dataclass
-class DeepCompressionResult:
-    """Everything the pipeline measured; :meth:`to_dict` is the JSON the CLI writes."""
-
-    model: str
-    baseline_bytes: int  # float32 parameters of the baseline
-    top1_before: float
-    top1_after: float
-    size_bytes: int  # the .sqz file, header included
-    stages: list[Stage]
-    layers: list[dict[str, Any]]
-    sqz: bytes = field(repr=False, default=b"")
-    seconds: float = 0.0
-
-    @property
-    def compression_rate(self) -> float:
-        return self.baseline_bytes / self.size_bytes
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "compression_rate": self.compression_rate,
-            "size_bytes": self.size_bytes,
-            "baseline_bytes": self.baseline_bytes,
-            "top1_before": self.top1_before,
-            "top1_after": self.top1_after,
-            "error_before": 1 - self.top1_before,
-            "error_after": 1 - self.top1_after,
-            "stages": [vars(s) for s in self.stages],
-            "layers": self.layers,
-            "seconds": self.seconds,
-        }
+    def to_recipe(self, model_name: str | None, layer_names: list[str]) -> Recipe:
+        """This pipeline as a recipe for a model (its zoo name picks the paper's sparsities)."""
+        return Recipe(
+            name="deep-compression",
+            stages=(
+                Stage(
+                    "prune",
+                    self.pruning(model_name, layer_names),
+                    {"rounds": self.prune_rounds, "epochs": self.prune_epochs, "lr": self.prune_lr},
+                ),
+                Stage("share", self.sharing()),
+                Stage(
+                    "fine-tune",
+                    FineTune(epochs=self.share_epochs, lr=self.share_lr, weight_decay=0.0),
+                ),
+                Stage("code", Code("huffman")),
+            ),
+            batch_size=self.batch_size,
+            seed=self.seed,
+        )
 
 
-def _float32_bytes(model: nn.Module) -> int:
-    return 4 * sum(p.numel() for p in model.parameters())
+DeepCompressionResult = RecipeResult
 
 
 def run_deep_compression(
@@ -166,11 +144,11 @@ def run_deep_compression(
     verbose: bool = False,
     log: Callable[[str], None] = lambda s: None,
     meta: dict[str, Any] | None = None,
-) -> DeepCompressionResult:
+) -> RecipeResult:
     """Prune, share and code ``model`` (changed in place), measuring every stage.
 
     Args:
-        model: a trained model built by :func:`squeezer.models.create`.
+        model: a trained model.
         train: training data for the fine-tuning stages.
         test: the data accuracy is measured on.
         recipe: the pipeline's parameters.
@@ -181,155 +159,18 @@ def run_deep_compression(
     Returns:
         The result; ``result.sqz`` holds the bytes of the compressed file.
     """
-    from squeezer.models import arch_of
-    from squeezer.surgery import weight_layers
+    from squeezer.core import weight_layers, zoo_name
 
     recipe = recipe or DeepCompression()
-    started = time.perf_counter()
-    arch = arch_of(model) or {}
-    baseline_bytes = _float32_bytes(model)
-    top1_before = evaluate(model, test)["top1"]
-    stages = [Stage("baseline (float32)", baseline_bytes, 1.0, top1_before, 0.0)]
-    log(f"baseline: {baseline_bytes:,} bytes of float32 parameters, top-1 {top1_before:.4f}")
-
-    t0 = time.perf_counter()
     names = [n for n, _ in weight_layers(model)]
-    pruning = recipe.pruning(arch.get("name"), names)
-    iterative_prune(
-        model,
-        train,
-        pruning,
-        rounds=recipe.prune_rounds,
-        train_config=recipe.train(recipe.prune_epochs, recipe.prune_lr),
-        verbose=verbose,
-    )
-    pruned_bytes = len(encode_model(model, "fixed"))
-    top1 = evaluate(model, test)["top1"]
-    stages.append(
-        Stage(
-            "pruning", pruned_bytes, baseline_bytes / pruned_bytes, top1, time.perf_counter() - t0
-        )
-    )
-    log(f"pruning: {pruned_bytes:,} bytes ({baseline_bytes / pruned_bytes:.1f}x), top-1 {top1:.4f}")
-
-    t0 = time.perf_counter()
-    quantize_(model, recipe.sharing())
-    # Centroids train without weight decay: decay would pull every shared value to zero.
-    fit(
-        model,
-        train,
-        recipe.train(recipe.share_epochs, recipe.share_lr, weight_decay=0.0),
-        verbose=verbose,
-    )
-    shared_file = encode_model(model, "fixed")
-    shared_bytes = len(shared_file)
-    top1 = evaluate(model, test)["top1"]
-    stages.append(
-        Stage(
-            "+ weight sharing",
-            shared_bytes,
-            baseline_bytes / shared_bytes,
-            top1,
-            time.perf_counter() - t0,
-        )
-    )
-    log(
-        f"+ weight sharing: {shared_bytes:,} bytes ({baseline_bytes / shared_bytes:.1f}x), "
-        f"top-1 {top1:.4f}"
-    )
-
-    t0 = time.perf_counter()
-    data = encode_model(model, "huffman", meta)
-    contents = parse(data)
-    reloaded = build(contents)
-    top1_after = evaluate(reloaded, test)["top1"]  # accuracy of what the file really holds
-    stages.append(
-        Stage(
-            "+ Huffman coding",
-            len(data),
-            baseline_bytes / len(data),
-            top1_after,
-            time.perf_counter() - t0,
-        )
-    )
-    log(
-        f"+ Huffman coding: {len(data):,} bytes ({baseline_bytes / len(data):.1f}x), "
-        f"top-1 {top1_after:.4f}"
-    )
-
-    sparsity = sparsity_of(model)
-    fixed = {r.name: r for r in parse(shared_file).reports}
-    layers = []
-    for r in contents.reports:
-        layers.append(
-            {
-                "name": r.name,
-                "shape": r.shape,
-                "encoding": r.encoding,
-                "numel": r.numel,
-                "nonzero": r.nonzero,
-                "density": 1 - r.sparsity if r.numel else 1.0,
-                "weight_bits": r.index_bits,
-                "index_bits": r.gap_bits,
-                "codebook": r.codebook,
-                "bytes_fixed": fixed[r.name].bytes,
-                "bytes": r.bytes,
-                "bits_per_nonzero": 8 * r.bytes / max(r.nonzero, 1),
-                "huffman_index_bits": r.index_avg_bits,
-                "index_entropy": r.index_entropy,
-                "huffman_gap_bits": r.gap_avg_bits,
-                "gap_entropy": r.gap_entropy,
-                "layer_sparsity": sparsity.get(r.name.rsplit(".", 1)[0]),
-            }
-        )
-    return DeepCompressionResult(
-        model=arch.get("name", type(model).__name__),
-        baseline_bytes=baseline_bytes,
-        top1_before=top1_before,
-        top1_after=top1_after,
-        size_bytes=len(data),
-        stages=stages,
-        layers=layers,
-        sqz=data,
-        seconds=time.perf_counter() - started,
-    )
+    steps = recipe.to_recipe(zoo_name(model), names)
+    return run_recipe(model, train, test, steps, verbose=verbose, log=log, meta=meta)
 
 
-def format_result(result: DeepCompressionResult) -> str:
-    """Tables like the paper's Table 1 and the per-stage and per-layer breakdowns."""
-    out = [
-        f"{'network':28s} {'top-1 error':>11s} {'size':>12s} {'compression':>11s}",
-        f"{result.model + ' (float32)':28s} {100 * (1 - result.top1_before):10.2f}% "
-        f"{result.baseline_bytes:>12,} {'':>11s}",
-        f"{result.model + ' compressed':28s} {100 * (1 - result.top1_after):10.2f}% "
-        f"{result.size_bytes:>12,} {result.compression_rate:10.1f}x",
-        "",
-        f"{'stage':22s} {'bytes':>12s} {'rate':>8s} {'top-1 error':>11s} {'time':>7s}",
-    ]
-    for s in result.stages:
-        out.append(
-            f"{s.name:22s} {s.size_bytes:>12,} {s.compression_rate:7.1f}x "
-            f"{100 * (1 - s.top1):10.2f}% {s.seconds:6.0f}s"
-        )
-    out += [
-        "",
-        f"{'tensor':12s} {'shape':>12s} {'density':>8s} {'w bits':>6s} {'idx bits':>8s} "
-        f"{'huff w/ent':>11s} {'huff idx/ent':>12s} {'bytes':>8s} {'bits/nz':>8s}",
-    ]
-    for r in result.layers:
-        if r["encoding"] == "raw":
-            continue
-
-        def pair(a: float | None, b: float | None) -> str:
-            return "" if a is None or b is None else f"{a:.2f}/{b:.2f}"
-
-        out.append(
-            f"{r['name']:12s} {'x'.join(map(str, r['shape'])):>12s} {r['density']:8.3f} "
-            f"{r['weight_bits'] or '':>6} {r['index_bits'] or '':>8} "
-            f"{pair(r['huffman_index_bits'], r['index_entropy']):>11s} "
-            f"{pair(r['huffman_gap_bits'], r['gap_entropy']):>12s} {r['bytes']:>8,} "
-            f"{r['bits_per_nonzero']:8.2f}"
-        )
-    raw = sum(r["bytes"] for r in result.layers if r["encoding"] == "raw")
-    out.append(f"(biases and other raw tensors: {raw:,} bytes; the rest of the file is its header)")
-    return "\n".join(out)
+__all__ = [
+    "PAPER_SPARSITY",
+    "DeepCompression",
+    "DeepCompressionResult",
+    "format_result",
+    "run_deep_compression",
+]

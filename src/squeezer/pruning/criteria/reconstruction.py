@@ -189,9 +189,7 @@ class _Reconstruction(Criterion):
 @register_criterion
 class ThiNet(_Reconstruction):
     name: ClassVar[str] = "thinet"
-    summary: ClassVar[str] = (
-        "greedy reconstruction of the next layer, rescaled (Luo 2017)"
-    )
+    summary: ClassVar[str] = "greedy reconstruction of the next layer, rescaled (Luo 2017)"
     refit: ClassVar[str] = "scale"
 
     def order(self, x: np.ndarray) -> list[int]:

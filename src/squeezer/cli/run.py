@@ -1,0 +1,133 @@
+"""``squeezer run RECIPE MODEL``: run any recipe, with its per-stage table.
+
+One module per command: its options (:func:`add_parser`) beside its body (:func:`run`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from squeezer.cli.common import (
+    UsageError,
+    check_fits,
+    data_options,
+    info,
+    json_option,
+    load_model,
+    model_options,
+    positive,
+    write_json,
+)
+
+
+def add_parser(sub: Any) -> None:
+    from squeezer.pipeline import builtin_recipes, list_stages
+
+    p = sub.add_parser(
+        "run",
+        help="run a recipe of compression stages on a model",
+        description="Run the stages of a recipe (prune, channel-prune, factorize, share, "
+        "fine-tune, code...) on a model, measuring size and accuracy after every stage, and "
+        "write the compressed .sqz file.",
+        epilog=f"Shipped recipes: {', '.join(builtin_recipes())}. Stages: "
+        f"{', '.join(list_stages())}. A recipe file is YAML: name, batch_size, seed and a "
+        "list 'stages' of {tag: {fields}}; unknown keys are rejected before anything runs.",
+    )
+    p.add_argument("recipe", metavar="RECIPE", help="a recipe YAML file or a shipped name")
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        help="a checkpoint, a .sqz file, a module:callable factory, or a zoo name (trained "
+        "first for --baseline-epochs)",
+    )
+    p.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help="data for training stages and accuracy (default: the checkpoint's, or mnist)",
+    )
+    p.add_argument("--out", metavar="FILE", help="the .sqz file (default: NAME-RECIPE.sqz)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    p.add_argument(
+        "--baseline-epochs",
+        type=positive,
+        default=10,
+        metavar="N",
+        help="epochs of baseline training when MODEL is a zoo name (default 10)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="at most one epoch and one round in every stage (smoke runs)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    model_options(p)
+    data_options(p)
+    json_option(p)
+    p.set_defaults(run=run)
+
+
+def _quick(recipe: Any) -> Any:
+    stages = []
+    for s in recipe.stages:
+        options = dict(s.options)
+        for key in ("rounds", "epochs"):
+            if key in options:
+                options[key] = min(options[key], 1)
+        config = s.config
+        if s.tag == "fine-tune":
+            config = config.replace(epochs=min(config.epochs, 1))
+        stages.append(dataclasses.replace(s, config=config, options=options))
+    return recipe.replace(stages=tuple(stages))
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    import squeezer as sq
+    from squeezer.cli.commands import _create_for, _dataset
+    from squeezer.data import canonical_name
+    from squeezer.models import list_models
+    from squeezer.pipeline import load_recipe, run_recipe
+
+    recipe = load_recipe(args.recipe)  # validated before any data is read
+    if args.quick:
+        recipe = _quick(recipe)
+    spec = args.model
+    from_zoo = not Path(spec).exists() and spec in list_models()
+    model, source = (None, {"meta": {}, "input_shape": []}) if from_zoo else load_model(spec, args)
+    dataset = canonical_name(args.dataset or source["meta"].get("dataset") or "mnist")
+    stem = spec if from_zoo else Path(spec.split(":")[-1]).stem
+    out = Path(args.out or f"{stem}-{recipe.name}.sqz")
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it or choose --out")
+    train, test = _dataset(dataset, args.data_dir, limit=args.limit)
+    if model is None:
+        model = _create_for(spec, train)
+        epochs = 1 if args.quick else args.baseline_epochs
+        info(f"training the baseline {spec} on {dataset} for {epochs} epoch(s)")
+        sq.fit(model, train, epochs=epochs, val=test, verbose=not args.quiet)
+    check_fits(model, test.input_shape, test.num_classes, dataset)
+    shape = tuple(source["input_shape"] or test.input_shape)
+    info(f"recipe {recipe.name} on {stem} ({dataset}): " + ", ".join(s.tag for s in recipe.stages))
+    result = run_recipe(
+        model,
+        train,
+        test,
+        recipe,
+        example_inputs=(torch.zeros(1, *shape),),
+        verbose=not args.quiet,
+        log=info,
+        meta={"dataset": dataset, "recipe": recipe.name},
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(result.sqz)
+    print(result.format())
+    info(f"wrote {out} ({result.size_bytes:,} bytes)")
+    write_json(
+        args.json,
+        {**result.to_dict(), "dataset": dataset, "out": str(out), "recipe": recipe.to_dict()},
+    )
+    return 0

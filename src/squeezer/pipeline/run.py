@@ -1,0 +1,286 @@
+"""Running a recipe: each stage on the model in turn, measured after every stage.
+
+Sizes are real: each row's figure is the length of the file the coder writes for the model at
+that stage (fixed-width fields before the ``code`` stage, then the final file), header
+included; accuracy is measured on the test data after every stage, and after ``code`` on the
+model reloaded from the file's bytes. A ``fine-tune`` stage is folded into the row of the
+stage before it, as Deep Compression's tables do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from squeezer.coding import build, encode_model, parse
+from squeezer.core import Report, baked_copy, zoo_name
+from squeezer.pipeline.recipe import Recipe, Stage, stage_verb
+from squeezer.train import TrainConfig, evaluate, fit
+
+
+@dataclass
+class StageResult:
+    name: str
+    size_bytes: int
+    compression_rate: float
+    top1: float
+    seconds: float
+
+
+@dataclass
+class RecipeResult(Report):
+    """Everything a recipe run measured; :meth:`to_dict` is the JSON the CLI writes."""
+
+    model: str
+    baseline_bytes: int  # float32 parameters of the baseline
+    top1_before: float
+    top1_after: float
+    size_bytes: int  # the last file written, header included
+    stages: list[StageResult]
+    layers: list[dict[str, Any]]
+    sqz: bytes = field(repr=False, default=b"")
+    seconds: float = 0.0
+    recipe: str = ""
+    reports: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def compression_rate(self) -> float:
+        return self.baseline_bytes / self.size_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "recipe": self.recipe,
+            "compression_rate": self.compression_rate,
+            "size_bytes": self.size_bytes,
+            "baseline_bytes": self.baseline_bytes,
+            "top1_before": self.top1_before,
+            "top1_after": self.top1_after,
+            "error_before": 1 - self.top1_before,
+            "error_after": 1 - self.top1_after,
+            "stages": [vars(s) for s in self.stages],
+            "layers": self.layers,
+            "reports": self.reports,
+            "seconds": self.seconds,
+        }
+
+    def format(self) -> str:
+        return format_result(self)
+
+
+def _float32_bytes(model: nn.Module) -> int:
+    return 4 * sum(p.numel() for p in model.parameters())
+
+
+def _train(recipe: Recipe, epochs: int, lr: float, **extra: float) -> TrainConfig:
+    return TrainConfig(
+        epochs=epochs, lr=lr, batch_size=recipe.batch_size, seed=recipe.seed, **extra
+    )
+
+
+def _batches(train: Any, n: int, batch_size: int, seed: int) -> list[tuple[torch.Tensor, ...]]:
+    from squeezer.data import loader
+
+    data = train.without_augment() if hasattr(train, "without_augment") else train
+    if hasattr(data, "input_shape"):
+        return [
+            b
+            for _, b in zip(
+                range(n), loader(data, batch_size, shuffle=True, seed=seed), strict=False
+            )
+        ]
+    return list(data)[:n]
+
+
+def run_stage(
+    model: nn.Module,
+    stage: Stage,
+    recipe: Recipe,
+    train: Any,
+    example_inputs: tuple[torch.Tensor, ...],
+    verbose: bool = False,
+) -> dict[str, Any] | None:
+    """Apply one stage to ``model`` in place; returns its report as plain data (if any)."""
+    from squeezer.core import apply
+    from squeezer.pruning import iterative_prune
+
+    o, c = stage.options, stage.config
+    if stage.tag == "prune":
+        if o["rounds"] == 1 and o["epochs"] == 0:
+            return apply("prune", model, c).to_dict()
+        rounds = iterative_prune(
+            model, train, c, rounds=o["rounds"],
+            train_config=_train(recipe, o["epochs"], o["lr"]), verbose=verbose,
+        )  # fmt: skip
+        return {"method": "iterative magnitude pruning", "sparsity": dict(rounds[-1]["sparsity"])}
+    if stage.tag == "fine-tune":
+        extra = {"weight_decay": c.weight_decay, "momentum": c.momentum}
+        fit(model, train, _train(recipe, c.epochs, c.lr, **extra), verbose=verbose)
+        return None
+    if stage.tag == "code":
+        return None  # run_recipe writes the file
+    needs = getattr(c, "criterion", None)
+    data = None
+    if needs is not None:
+        from squeezer.pruning.criteria import criterion_class
+
+        if criterion_class(needs).needs_data:
+            data = _batches(train, o.get("batches", 8), 64, recipe.seed)
+    return apply(stage_verb(stage.tag), model, c, example_inputs, data=data).to_dict()
+
+
+def run_recipe(
+    model: nn.Module,
+    train: Any,
+    test: Any,
+    recipe: Recipe,
+    *,
+    example_inputs: tuple[torch.Tensor, ...] | None = None,
+    verbose: bool = False,
+    log: Callable[[str], None] = lambda s: None,
+    meta: dict[str, Any] | None = None,
+) -> RecipeResult:
+    """Run every stage of ``recipe`` on ``model`` (changed in place), measuring each.
+
+    Args:
+        model: a trained model (a zoo model or the user's own).
+        train: training data for the stages that train or read data.
+        test: the data accuracy is measured on.
+        recipe: the stages.
+        example_inputs: for the stages that trace (default: one zero example shaped like
+            ``test``'s images).
+        verbose: print a line per training epoch.
+        log: receives one line per finished stage.
+        meta: plain data to keep in the ``.sqz`` header.
+
+    Returns:
+        The result; ``result.sqz`` holds the bytes of the last ``code`` stage's file.
+    """
+    started = time.perf_counter()
+    if example_inputs is None:
+        example_inputs = (torch.zeros(1, *test.input_shape),)
+    name = zoo_name(model) or type(model).__name__
+    baseline_bytes = _float32_bytes(model)
+    top1_before = evaluate(model, test)["top1"]
+    rows = [StageResult("baseline (float32)", baseline_bytes, 1.0, top1_before, 0.0)]
+    log(f"baseline: {baseline_bytes:,} bytes of float32 parameters, top-1 {top1_before:.4f}")
+    reports: list[dict[str, Any]] = []
+    data, contents, top1 = b"", None, top1_before
+    for stage in recipe.stages:
+        t0 = time.perf_counter()
+        report = run_stage(model, stage, recipe, train, example_inputs, verbose)
+        if report is not None:
+            reports.append({"stage": stage.tag, **report})
+        if stage.tag == "code":
+            data = encode_model(model, stage.config.coding, {**(meta or {}), "recipe": recipe.name})
+            contents = parse(data)
+            fresh = None if zoo_name(model) else baked_copy(model)
+            top1 = evaluate(build(contents, model=fresh), test)["top1"]  # what the file holds
+            size = len(data)
+        else:
+            size = len(encode_model(model, "fixed"))
+            top1 = evaluate(model, test)["top1"]
+        seconds = time.perf_counter() - t0
+        if stage.tag == "fine-tune" and len(rows) > 1:
+            last = rows[-1]
+            last.top1, last.seconds = top1, last.seconds + seconds
+            last.size_bytes, last.compression_rate = size, baseline_bytes / size
+        else:
+            rows.append(
+                StageResult(stage.label.strip(), size, baseline_bytes / size, top1, seconds)
+            )
+        rate = baseline_bytes / size
+        log(f"{stage.label.strip()}: {size:,} bytes ({rate:.1f}x), top-1 {top1:.4f}")
+    if contents is None:
+        data = encode_model(model, "huffman", {**(meta or {}), "recipe": recipe.name})
+        contents = parse(data)
+    layers = _layer_rows(model, contents)
+    return RecipeResult(
+        model=name,
+        baseline_bytes=baseline_bytes,
+        top1_before=top1_before,
+        top1_after=top1,
+        size_bytes=len(data),
+        stages=rows,
+        layers=layers,
+        sqz=data,
+        seconds=time.perf_counter() - started,
+        recipe=recipe.name,
+        reports=reports,
+    )
+
+
+def _layer_rows(model: nn.Module, contents: Any) -> list[dict[str, Any]]:
+    from squeezer.pruning import sparsity_of
+
+    sparsity = sparsity_of(model)
+    fixed = {r.name: r for r in parse(encode_model(model, "fixed")).reports}
+    layers = []
+    for r in contents.reports:
+        layers.append(
+            {
+                "name": r.name,
+                "shape": r.shape,
+                "encoding": r.encoding,
+                "numel": r.numel,
+                "nonzero": r.nonzero,
+                "density": 1 - r.sparsity if r.numel else 1.0,
+                "weight_bits": r.index_bits,
+                "index_bits": r.gap_bits,
+                "codebook": r.codebook,
+                "bytes_fixed": fixed[r.name].bytes if r.name in fixed else r.bytes,
+                "bytes": r.bytes,
+                "bits_per_nonzero": 8 * r.bytes / max(r.nonzero, 1),
+                "huffman_index_bits": r.index_avg_bits,
+                "index_entropy": r.index_entropy,
+                "huffman_gap_bits": r.gap_avg_bits,
+                "gap_entropy": r.gap_entropy,
+                "layer_sparsity": sparsity.get(r.name.rsplit(".", 1)[0]),
+            }
+        )
+    return layers
+
+
+def format_result(result: RecipeResult) -> str:
+    """Tables like the paper's Table 1 and the per-stage and per-layer breakdowns."""
+    out = [
+        f"{'network':28s} {'top-1 error':>11s} {'size':>12s} {'compression':>11s}",
+        f"{result.model + ' (float32)':28s} {100 * (1 - result.top1_before):10.2f}% "
+        f"{result.baseline_bytes:>12,} {'':>11s}",
+        f"{result.model + ' compressed':28s} {100 * (1 - result.top1_after):10.2f}% "
+        f"{result.size_bytes:>12,} {result.compression_rate:10.1f}x",
+        "",
+        f"{'stage':22s} {'bytes':>12s} {'rate':>8s} {'top-1 error':>11s} {'time':>7s}",
+    ]
+    for s in result.stages:
+        out.append(
+            f"{s.name:22s} {s.size_bytes:>12,} {s.compression_rate:7.1f}x "
+            f"{100 * (1 - s.top1):10.2f}% {s.seconds:6.0f}s"
+        )
+    out += [
+        "",
+        f"{'tensor':12s} {'shape':>12s} {'density':>8s} {'w bits':>6s} {'idx bits':>8s} "
+        f"{'huff w/ent':>11s} {'huff idx/ent':>12s} {'bytes':>8s} {'bits/nz':>8s}",
+    ]
+    for r in result.layers:
+        if r["encoding"] == "raw":
+            continue
+
+        def pair(a: float | None, b: float | None) -> str:
+            return "" if a is None or b is None else f"{a:.2f}/{b:.2f}"
+
+        out.append(
+            f"{r['name']:12s} {'x'.join(map(str, r['shape'])):>12s} {r['density']:8.3f} "
+            f"{r['weight_bits'] or '':>6} {r['index_bits'] or '':>8} "
+            f"{pair(r['huffman_index_bits'], r['index_entropy']):>11s} "
+            f"{pair(r['huffman_gap_bits'], r['gap_entropy']):>12s} {r['bytes']:>8,} "
+            f"{r['bits_per_nonzero']:8.2f}"
+        )
+    raw = sum(r["bytes"] for r in result.layers if r["encoding"] == "raw")
+    out.append(f"(biases and other raw tensors: {raw:,} bytes; the rest of the file is its header)")
+    return "\n".join(out)
