@@ -219,7 +219,10 @@ def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     ("argv", "fragments"),
     [
         (["evaluate", "missing.pt", "--dataset", "mnist"], ["missing.pt", "no such file"]),
-        (["measure", "nothing-here"], ["neither a file, a module:callable factory nor a model name"]),
+        (
+            ["measure", "nothing-here"],
+            ["neither a file, a module:callable factory nor a model name"],
+        ),
         (["train", "lenet6", "--dataset", "mnist"], ["unknown model 'lenet6'", "lenet5"]),
         (["train", "lenet5", "--dataset", "imagenet42"], ["unknown dataset 'imagenet42'"]),
         (["train", "lenet5", "--dataset", "mnist", "--epochs", "0"], ["positive integer"]),

@@ -7,6 +7,7 @@ set ``SQUEEZER_DEBUG=1`` to see the traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -407,7 +408,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     debug = bool(os.environ.get("SQUEEZER_DEBUG"))
+    from squeezer.cli import common
+
     try:
+        if getattr(args, "json", None) == "-":
+            common.JSON_STREAM[0] = sys.stdout
+            with contextlib.redirect_stdout(sys.stderr):
+                return int(args.run(args) or 0)
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("squeezer: interrupted", file=sys.stderr)
@@ -423,6 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = f"{exc.filename}: {exc.strerror}"
         print(f"squeezer {args.command}: error: {kind}{message}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        common.JSON_STREAM[0] = None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,10 @@ from torch import nn
 
 from squeezer.errors import SqueezerError
 
+# Where ``--json -`` writes: the real standard output, while the command's tables are sent to
+# standard error so that what stdout carries parses as JSON.
+JSON_STREAM: list[Any] = [None]
+
 
 class UsageError(SqueezerError):
     """Bad command-line input that argparse itself cannot detect."""
@@ -148,7 +152,7 @@ def write_json(path: str | None, payload: dict[str, Any]) -> None:
         return
     text = json.dumps(payload, indent=2, default=_jsonable) + "\n"
     if path == "-":
-        sys.stdout.write(text)
+        (JSON_STREAM[0] or sys.stdout).write(text)
         return
     target = Path(path)
     try:
