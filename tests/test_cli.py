@@ -291,8 +291,10 @@ def test_demo_falls_back_to_digits_offline(
     assert code == 0, err
     assert "falling back to scikit-learn's bundled 8x8 digits" in err
     result = json.loads(js.read_text())
-    assert result["dataset"] == "digits" and result["top1"] > 0.8
-    assert "LeNet300" in out and "total" in out
+    assert result["dataset"] == "digits" and result["top1_before"] > 0.8
+    assert result["size_bytes_after"] * 20 < result["size_bytes_before"]  # pruned, shared, coded
+    assert result["top1_after"] > result["top1_before"] - 0.1
+    assert "compressed, reloaded from .sqz" in out and "measured speedup" in out
 
 
 def test_console_script_runs_without_traceback(tmp_path: Path) -> None:

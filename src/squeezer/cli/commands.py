@@ -185,10 +185,28 @@ def cmd_measure(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_RECIPE = {
+    "name": "demo",
+    "batch_size": 128,
+    "stages": [
+        {"prune": {"per_layer": {"fc1": 0.92, "fc2": 0.91, "fc3": 0.74}, "rounds": 2, "epochs": 1}},
+        {"share": {"fc_bits": 5}},
+        {"fine-tune": {"epochs": 1, "lr": 0.001, "weight_decay": 0}},
+        {"code": {"coding": "huffman"}},
+    ],
+}
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    import copy
+    import tempfile
+
+    import torch
+
     import squeezer as sq
     from squeezer.data.files import ENV_VAR
     from squeezer.errors import DatasetNotFoundError
+    from squeezer.pipeline import Recipe, run_recipe
 
     started = time.perf_counter()
     try:
@@ -204,37 +222,68 @@ def cmd_demo(args: argparse.Namespace) -> int:
         dataset = "digits"
     model = sq.models.create("lenet300", num_classes=train.num_classes)
     info(
-        f"squeezer demo: training LeNet-300-100 on {dataset} ({len(train):,} training images) "
-        f"for {args.epochs} epoch(s), then measuring it"
+        f"squeezer demo: 1. train LeNet-300-100 on {dataset} ({len(train):,} training images) "
+        f"for {args.epochs} epoch(s); 2. compress it (prune with retraining, share weights, "
+        "Huffman code); 3. reload the file and measure both"
     )
     epochs = args.epochs if dataset == "mnist" else max(args.epochs, 30)
-    result = sq.fit(
-        model,
-        train,
-        val=test,
-        epochs=epochs,
-        lr=0.1,
-        verbose=True,
-        batch_size=128 if dataset == "mnist" else 64,
+    batch = 128 if dataset == "mnist" else 64
+    sq.fit(model, train, val=test, epochs=epochs, lr=0.1, verbose=True, batch_size=batch)
+    baseline = copy.deepcopy(model).eval()
+    recipe = Recipe.from_dict({**DEMO_RECIPE, "batch_size": batch}, "demo recipe")
+    result = run_recipe(
+        model, train, test, recipe, verbose=True, log=info, meta={"dataset": dataset}
     )
-    metrics = sq.evaluate(model, test)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(args.out or Path(tmp) / "lenet300.sqz")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(result.sqz)
+        reloaded = sq.load(path, sparse=True)  # pruned fc layers run as CSR sparse kernels
+        top1 = sq.evaluate(reloaded, test)["top1"]
+        if args.out:
+            info(f"saved {path}")
+    m = sq.measure(
+        reloaded,
+        sq.data.example_inputs(test),
+        baseline=baseline,
+        batch_sizes=(1, 256),
+        per_layer_latency=False,
+        min_run_time=0.3,
+    )
+    base_top1 = result.top1_before
+    lat = {(r.batch_size): r.median_ms for r in m.latency}
+    base_lat = {(r.batch_size): r.median_ms for r in m.baseline.latency} if m.baseline else {}
+    rows = [
+        ("LeNet-300-100 (float32)", result.baseline_bytes, base_top1, base_lat),
+        ("compressed, reloaded from .sqz", len(result.sqz), top1, lat),
+    ]
+    print()
     print(
-        f"LeNet-300-100 on {dataset} test ({metrics['n']:,} images): top1 "
-        f"{metrics['top1']:.4f} (error {100 * (1 - metrics['top1']):.2f}%), loss "
-        f"{metrics['loss']:.4f}, trained in {result.seconds:.1f}s"
+        f"{'model':32s} {'bytes':>10s} {'rate':>7s} {'top-1':>8s} {'ms b=1':>8s} {'ms b=256':>9s}"
     )
-    m = sq.measure(model, sq.data.example_inputs(test), batch_sizes=(1, 256))
-    print(m)
-    if args.out:
-        sq.save_checkpoint(model, args.out, meta={"dataset": dataset, **metrics})
-        info(f"saved {args.out}")
+    for name, size, acc, times in rows:
+        print(
+            f"{name:32s} {size:>10,} {result.baseline_bytes / size:6.1f}x {100 * acc:7.2f}% "
+            f"{times.get(1, float('nan')):8.3f} {times.get(256, float('nan')):9.3f}"
+        )
+    speed = {s["batch_size"]: s["speedup"] for s in m.comparison.speedup} if m.comparison else {}
+    print(
+        f"accuracy cost {100 * (base_top1 - top1):.2f} points; measured speedup "
+        + ", ".join(f"{v:.2f}x at batch {k}" for k, v in sorted(speed.items()))
+        + f" ({m.backend}, {torch.get_num_threads()} threads, CSR fc layers); "
+        f"{time.perf_counter() - started:.0f} s in all"
+    )
     write_json(
         args.json,
         {
             "dataset": dataset,
             "model": "lenet300",
-            "top1": metrics["top1"],
-            "loss": metrics["loss"],
+            "top1_before": base_top1,
+            "top1_after": top1,
+            "size_bytes_before": result.baseline_bytes,
+            "size_bytes_after": len(result.sqz),
+            "compression_rate": result.compression_rate,
+            "recipe": result.to_dict(),
             "measure": m.to_dict(),
             "seconds": time.perf_counter() - started,
         },
