@@ -253,3 +253,163 @@ def layout_option(p: argparse.ArgumentParser) -> None:
         "conversion to channels-last, the usual CPU deployment steps (deploy); both models "
         "alike",
     )
+
+
+def dataset_splits(
+    name: str, data_dir: str | None, *, augment: bool = True, limit: int | None = None
+):
+    import squeezer.data as sqdata
+
+    train, test = sqdata.load(name, data_dir, augment=augment)
+    if limit is not None:
+        train, test = train.subset(limit), test.subset(limit)
+    return train, test
+
+
+def create_for(name: str, train: Any) -> Any:
+    """Zoo model ``name`` shaped for the images and classes of dataset ``train``."""
+    from squeezer.models import accepts, create
+
+    c, h, _ = train.input_shape
+    kwargs: dict[str, Any] = {"num_classes": train.num_classes, "in_channels": c}
+    if accepts(name, "input_size"):
+        kwargs["input_size"] = h
+    return create(name, **kwargs)
+
+
+def measure_and_save(
+    args: argparse.Namespace,
+    model: Any,
+    baseline: Any,
+    x: Any,
+    result: dict[str, Any],
+    dataset: str | None,
+    adjective: str,
+) -> int:
+    """Measure ``model`` against ``baseline``, save it (--out) and write the JSON result."""
+    import squeezer as sq
+
+    m = sq.measure(
+        model,
+        x,
+        baseline=baseline,
+        batch_sizes=parse_ints(args.batch_sizes, "--batch-sizes"),
+        min_run_time=args.min_run_time,
+        layout=args.layout,
+    )
+    print(m)
+    out = Path(args.out or f"{Path(args.model).stem}-{adjective}.sqz")
+    meta = {"dataset": dataset}
+    if out.suffix == ".sqz":
+        sq.save(model, out, meta=meta)
+    else:
+        sq.save_checkpoint(model, out, meta=meta)
+    info(f"wrote {out}")
+    write_json(args.json, {**result, **m.to_dict(), "out": str(out)})
+    return 0
+
+
+def transform_options(p: argparse.ArgumentParser, adjective: str, uses: str) -> None:
+    """Options shared by the commands that transform a model, fine-tune it and measure it."""
+    p.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=0,
+        metavar="N",
+        help=f"fine-tune the {adjective} model for N epochs (default 0)",
+    )
+    p.add_argument("--lr", type=positive_float, default=0.01, help="fine-tuning learning rate")
+    p.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help=f"data for {uses} (default: the checkpoint's)",
+    )
+    p.add_argument(
+        "--batch-sizes",
+        default="1,32",
+        metavar="B[,B...]",
+        help="batch sizes to time (default: 1,32)",
+    )
+    p.add_argument(
+        "--min-run-time",
+        type=positive_float,
+        default=0.5,
+        metavar="SECONDS",
+        help="seconds of timing per model and setting (default 0.5)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help=f"the {adjective} model: .sqz, or a .pt checkpoint (default NAME-{adjective}.sqz)",
+    )
+    layout_option(p)
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    model_options(p)
+    data_options(p)
+    json_option(p)
+
+
+def transform_command(
+    args: argparse.Namespace,
+    adjective: str,
+    transform: Callable[[nn.Module, Any, list[Any] | None], dict[str, Any]],
+    *,
+    batches: int = 0,
+) -> int:
+    """The one path of the commands that change a model: load -> transform -> evaluate ->
+    recalibrate BatchNorm -> fine-tune -> evaluate -> measure against the original -> save.
+
+    Args:
+        args: the command's options (``transform_options`` and ``model_options``).
+        adjective: what the model becomes ("pruned", "factorized"), for messages and names.
+        transform: changes a copy of the model in place, given one example input and the
+            data batches; returns the fields it adds to the JSON result.
+        batches: how many batches of ``--dataset`` the transform reads (0: none).
+    """
+    import copy
+
+    import torch
+
+    import squeezer as sq
+    from squeezer.data import canonical_name
+
+    model, source = load_model(args.model, args)
+    shape = source["input_shape"]
+    if not shape:
+        raise UsageError(f"{args.model}: input shape unknown; pass --input-shape C,H,W")
+    x = torch.randn(1, *shape)
+    train = test = dataset = None
+    if args.finetune_epochs or args.dataset or batches:
+        dataset = canonical_name(args.dataset or source["meta"].get("dataset") or "mnist")
+        train, test = dataset_splits(dataset, args.data_dir, limit=args.limit)
+        check_fits(model, test.input_shape, test.num_classes, dataset)
+    data = None
+    if batches:
+        loader = sq.data.loader(train.without_augment(), 64, shuffle=True, seed=0)
+        data = [b for _, b in zip(range(batches), loader, strict=False)]
+    changed = copy.deepcopy(model)
+    result = transform(changed, x, data)
+    if train is not None and test is not None:
+        result["top1_before"] = sq.evaluate(model, test)["top1"]
+        result[f"top1_{adjective}"] = sq.evaluate(changed, test)["top1"]
+        steps = [f"{result['top1_before']:.4f} before", f"{result[f'top1_{adjective}']:.4f} "
+                 f"right after"]  # fmt: skip
+        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in changed.modules()):
+            sq.train.recalibrate_bn_(changed, train)  # the change shifted the BN inputs
+            result["top1_recalibrated"] = sq.evaluate(changed, test)["top1"]
+            steps.append(f"{result['top1_recalibrated']:.4f} with BatchNorm re-estimated")
+        else:  # nothing to re-estimate: the same model
+            result["top1_recalibrated"] = result[f"top1_{adjective}"]
+        if args.finetune_epochs:
+            sq.fit(
+                changed, train, val=test, epochs=args.finetune_epochs, lr=args.lr,
+                verbose=not args.quiet,
+            )  # fmt: skip
+        result["top1_after"] = sq.evaluate(changed, test)["top1"]
+        result["dataset"] = dataset
+        steps.append(
+            f"{result['top1_after']:.4f} after {args.finetune_epochs} fine-tuning epoch(s)"
+        )
+        info("top-1: " + ", ".join(steps))
+    dataset = dataset or source["meta"].get("dataset")
+    return measure_and_save(args, changed, model, x, result, dataset, adjective)

@@ -13,7 +13,9 @@ from typing import Any
 from squeezer.cli.common import (
     UsageError,
     check_fits,
+    create_for,
     data_options,
+    dataset_splits,
     info,
     json_option,
     load_model,
@@ -87,7 +89,6 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import squeezer as sq
-    from squeezer.cli.commands import _create_for, _dataset
     from squeezer.data import canonical_name
     from squeezer.models import list_models
     from squeezer.pipeline import load_recipe, run_recipe
@@ -103,9 +104,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"{stem}-{recipe.name}.sqz")
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists; pass --force to overwrite it or choose --out")
-    train, test = _dataset(dataset, args.data_dir, limit=args.limit)
+    train, test = dataset_splits(dataset, args.data_dir, limit=args.limit)
     if model is None:
-        model = _create_for(spec, train)
+        model = create_for(spec, train)
         epochs = 1 if args.quick else args.baseline_epochs
         info(f"training the baseline {spec} on {dataset} for {epochs} epoch(s)")
         sq.fit(model, train, epochs=epochs, val=test, verbose=not args.quiet)
