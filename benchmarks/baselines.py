@@ -16,18 +16,16 @@ LeNet-5 <= 0.9%.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import platform
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 import squeezer as sq
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import RESULTS, elapsed, provenance, write_report
 
 # Plain SGD with momentum, cosine schedule, light augmentation (random 2-pixel shifts; flips
 # too on Fashion-MNIST). Epoch counts sized to keep the whole run near 10 minutes here.
@@ -125,26 +123,19 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, help="override every recipe's epochs (smoke runs)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    started = time.perf_counter()
     runs = [
         run_one(m, d, args.epochs, args.out / "checkpoints")
         for d in args.datasets.split(",")
         for m in args.models.split(",")
     ]
-    report = {
-        "command": " ".join(["python benchmarks/baselines.py", *sys.argv[1:]]),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "backend": sq.analysis.backend_name(),
-        "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "squeezer": sq.__version__,
-        "runs": runs,
-        "total_seconds": time.perf_counter() - started,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "baselines.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "baselines.md").write_text(to_markdown(report))
-    print(to_markdown(report))
+    report = {**provenance("baselines.py"), "runs": runs, "total_seconds": elapsed()}
+    if args.out == RESULTS:
+        print(write_report("baselines", report, to_markdown))
+    else:  # smoke runs elsewhere
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "baselines.json").write_text(json.dumps(report, indent=2) + "\n")
+        (args.out / "baselines.md").write_text(to_markdown(report))
+        print(to_markdown(report))
     return 0
 
 

@@ -25,10 +25,7 @@ benchmarks/results/checkpoints/.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -40,9 +37,7 @@ from squeezer.pruning import sparse_copy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import RECIPES as BASELINE_RECIPES
-
-RESULTS = Path(__file__).resolve().parent / "results"
-CKPTS = RESULTS / "checkpoints"
+from harness import CHECKPOINTS, RESULTS, elapsed, provenance, write_report
 
 RECIPES = {
     ("lenet300", "paper"): DeepCompression(prune_rounds=3, prune_epochs=4, share_epochs=3),
@@ -86,7 +81,7 @@ PAPER = {"lenet300": (40.0, 0.0158), "lenet5": (39.0, 0.0074)}
 
 
 def baseline(name: str, train: sq.data.ImageDataset, test: sq.data.ImageDataset) -> torch.nn.Module:
-    path = CKPTS / f"{name}-mnist.pt"
+    path = CHECKPOINTS / f"{name}-mnist.pt"
     if path.exists():
         return sq.load_checkpoint(path)
     torch.manual_seed(0)
@@ -120,7 +115,6 @@ def main() -> int:
     parser.add_argument("--models", default="lenet300,lenet5")
     parser.add_argument("--recipes", default="paper,tuned,aggressive")
     args = parser.parse_args()
-    started = time.perf_counter()
     train, test = sq.data.load("mnist")
     x = sq.data.example_inputs(test)
     runs = []
@@ -138,7 +132,7 @@ def main() -> int:
                 log=lambda s: print(s, file=sys.stderr, flush=True),
                 meta={"dataset": "mnist", "recipe": recipe_name},
             )
-            out = CKPTS / f"{name}-{recipe_name}.sqz"
+            out = CHECKPOINTS / f"{name}-{recipe_name}.sqz"
             out.write_bytes(result.sqz)
             reloaded = sq.load(out)
             plain, back = sq.surgery.baked_copy(model).state_dict(), reloaded.state_dict()
@@ -170,19 +164,8 @@ def main() -> int:
                     "table": format_result(result),
                 }
             )
-    report = {
-        "command": " ".join(["python benchmarks/deep_compression.py", *sys.argv[1:]]),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "backend": sq.analysis.backend_name(),
-        "threads": torch.get_num_threads(),
-        "squeezer": sq.__version__,
-        "runs": runs,
-        "total_seconds": time.perf_counter() - started,
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "deep_compression.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / "deep_compression.md").write_text(to_markdown(report))
-    print(to_markdown(report))
+    report = {**provenance("deep_compression.py"), "runs": runs, "total_seconds": elapsed()}
+    print(write_report("deep_compression", report, to_markdown))
     return 0
 
 

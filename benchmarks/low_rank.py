@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime as dt
-import json
 import sys
 import time
 import warnings
@@ -43,8 +41,9 @@ from squeezer.analysis import count_flops, inference_copy, time_models
 from squeezer.factorization import CP, SVD, Separable, Tucker, factorize_, parse_rank
 from squeezer.layers import ACDCLinear, CirculantLinear, FastfoodLinear, LDRLinear
 
-RESULTS = Path(__file__).resolve().parent / "results"
-CHECKPOINTS = RESULTS / "checkpoints"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import CHECKPOINTS, elapsed, provenance, read_report, write_report
+
 TARGETS = ("flops:2", "flops:4", "flops:8")
 STRUCTURED = {
     "circulant": lambda i, o: CirculantLinear(i, o),
@@ -520,17 +519,15 @@ def main() -> int:
     args = parser.parse_args()
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     args.keep_fc = tuple(s for s in args.keep_fc.split(",") if s)
-    started = time.perf_counter()
-    command = " ".join(["python benchmarks/low_rank.py", *sys.argv[1:]])
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    report: dict = {"command": command, "date": now}
-    existing = RESULTS / f"{args.out_name}.json"
-    if args.update and existing.exists():
-        report = json.loads(existing.read_text())
-        report["command"] = f"{report['command']}; then {command}"
-        report["date"] = f"{report['date']}; updated {now}"
+    fresh = provenance("low_rank.py")
+    report: dict = dict(fresh)
+    earlier_report = read_report(args.out_name) if args.update else None
+    if earlier_report is not None:
+        report = earlier_report
+        report["command"] = f"{report['command']}; then {fresh['command']}"
+        report["date"] = f"{report['date']}; updated {fresh['date']}"
         report.get("layers", {}).pop("stack", None)  # older files kept the stack in "layers"
-    report.update(backend=sq.analysis.backend_name(), threads=args.threads)
+    report.update(backend=fresh["backend"], threads=args.threads)
     parts = {
         "layers": part_layers,
         "stack": part_stack,
@@ -540,11 +537,9 @@ def main() -> int:
     earlier = report.get("total_seconds", 0.0) if args.update else 0.0
     for part in args.parts.split(","):
         report[part] = parts[part](args)
-        report["total_seconds"] = earlier + time.perf_counter() - started
-        RESULTS.mkdir(parents=True, exist_ok=True)  # write after each part: nothing is lost
-        (RESULTS / f"{args.out_name}.json").write_text(json.dumps(report, indent=2) + "\n")
-        (RESULTS / f"{args.out_name}.md").write_text(to_markdown(report))
-    print(to_markdown(report))
+        report["total_seconds"] = earlier + elapsed()
+        text = write_report(args.out_name, report, to_markdown)  # after each part: none lost
+    print(text)
     return 0
 
 

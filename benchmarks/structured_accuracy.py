@@ -17,8 +17,6 @@ Writes benchmarks/results/structured_accuracy.{json,md}.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,7 +26,9 @@ import torch
 import squeezer as sq
 from squeezer.analysis import count_flops, time_models
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import elapsed, provenance, write_report
+
 CRITERIA = ("l1", "l2", "bn_scale", "taylor", "energy", "apoz", "thinet", "lasso")
 SCHEDULES = {"resnet20": 6, "vgg11_bn": 3}  # baseline epochs
 
@@ -47,7 +47,6 @@ def main() -> int:
     )
     parser.add_argument("--out-name", default="structured_accuracy")
     args = parser.parse_args()
-    started = time.perf_counter()
     train, test = sq.data.load("fashion-mnist")
     if args.limit:
         train = train.subset(args.limit)
@@ -110,10 +109,7 @@ def main() -> int:
                 flush=True,
             )
     report = {
-        "command": " ".join(["python benchmarks/structured_accuracy.py", *sys.argv[1:]]),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "backend": sq.analysis.backend_name(),
-        "threads": torch.get_num_threads(),
+        **provenance("structured_accuracy.py"),
         "schedule": {
             "baseline_epochs": SCHEDULES,
             "finetune_epochs": args.finetune_epochs,
@@ -123,12 +119,9 @@ def main() -> int:
             "recalibrate_bn": not args.no_recalibrate,
         },
         "rows": rows,
-        "total_seconds": time.perf_counter() - started,
+        "total_seconds": elapsed(),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.out_name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / f"{args.out_name}.md").write_text(to_markdown(report))
-    print(to_markdown(report))
+    print(write_report(args.out_name, report, to_markdown))
     return 0
 
 

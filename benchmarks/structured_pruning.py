@@ -23,10 +23,7 @@ benchmarks/structured_accuracy.py.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -34,7 +31,9 @@ import torch
 import squeezer as sq
 from squeezer.analysis import count_flops, time_models
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import elapsed, provenance, write_report
+
 MODELS = ("vgg16_bn_imagenet", "resnet50", "mobilenet_v2")
 RATIOS = (0.25, 0.5, 0.75)
 
@@ -65,7 +64,6 @@ def main() -> int:
         help="results file name (default structured_pruning)",
     )
     args = parser.parse_args()
-    started = time.perf_counter()
     x = torch.randn(1, 3, args.size, args.size)
     rows = []
     for name in args.models.split(","):
@@ -122,22 +120,17 @@ def main() -> int:
                         file=sys.stderr,
                         flush=True,
                     )
+    deploy = ", BatchNorm folded, channels-last" if args.backend == "eager-fused-cl" else ""
     report = {
-        "command": " ".join(["python benchmarks/structured_pruning.py", *sys.argv[1:]]),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "backend": sq.analysis.backend_name()
-        + (", BatchNorm folded, channels-last" if args.backend == "eager-fused-cl" else ""),
+        **provenance("structured_pruning.py", sq.analysis.backend_name() + deploy),
         "backend_option": args.backend,
         "input": [3, args.size, args.size],
         "criterion": "l1",
         "round_to": args.round_to,
         "rows": rows,
-        "total_seconds": time.perf_counter() - started,
+        "total_seconds": elapsed(),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.out_name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / f"{args.out_name}.md").write_text(to_markdown(report))
-    print(to_markdown(report))
+    print(write_report(args.out_name, report, to_markdown))
     return 0
 
 

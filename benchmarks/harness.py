@@ -1,0 +1,61 @@
+"""What every benchmark shares: where results go, the provenance of a run, and writing the
+JSON and Markdown reports. Timing itself is ``squeezer.analysis.time_models`` (baseline and
+candidates alternating, medians).
+
+    report = {**provenance("structured_pruning.py"), "rows": rows, ...}
+    write_report("structured_pruning", report, to_markdown)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import squeezer as sq
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CHECKPOINTS = RESULTS / "checkpoints"
+STARTED = time.perf_counter()
+
+
+def provenance(script: str, backend: str | None = None) -> dict[str, Any]:
+    """The command that reproduces this run, when, and on what (backend, threads, versions)."""
+    return {
+        "command": " ".join([f"python benchmarks/{script}", *sys.argv[1:]]),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "backend": backend or sq.analysis.backend_name(),
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "squeezer": sq.__version__,
+    }
+
+
+def elapsed() -> float:
+    """Seconds since the benchmark started."""
+    return time.perf_counter() - STARTED
+
+
+def write_report(
+    name: str, report: dict[str, Any], to_markdown: Callable[[dict[str, Any]], str]
+) -> str:
+    """Write ``results/NAME.json`` and ``results/NAME.md``; returns the Markdown."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    text = to_markdown(report)
+    (RESULTS / f"{name}.md").write_text(text)
+    return text
+
+
+def read_report(name: str) -> dict[str, Any] | None:
+    """An earlier ``results/NAME.json``, for benchmarks that update parts of it."""
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
