@@ -32,49 +32,24 @@ import torch
 
 import squeezer as sq
 from squeezer.analysis import time_models
-from squeezer.pipeline import DeepCompression, format_result, run_deep_compression
+from squeezer.pipeline import format_result, run_recipe
 from squeezer.pruning import sparse_copy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import RECIPES as BASELINE_RECIPES
 from harness import CHECKPOINTS, RESULTS, elapsed, provenance, write_report
 
-RECIPES = {
-    ("lenet300", "paper"): DeepCompression(prune_rounds=3, prune_epochs=4, share_epochs=3),
-    ("lenet300", "tuned"): DeepCompression(
-        sparsity={"fc1": 0.96, "fc2": 0.94, "fc3": 0.8},
-        fc_bits=4,
-        prune_rounds=4,
-        prune_epochs=4,
-        share_epochs=3,
-    ),
-    ("lenet300", "aggressive"): DeepCompression(
-        sparsity={"fc1": 0.975, "fc2": 0.95, "fc3": 0.8},
-        fc_bits=4,
-        bias_bits=4,
-        prune_rounds=5,
-        prune_epochs=4,
-        share_epochs=3,
-    ),
-    ("lenet5", "paper"): DeepCompression(prune_rounds=3, prune_epochs=3, share_epochs=2),
-    ("lenet5", "tuned"): DeepCompression(
-        sparsity={"conv1": 0.5, "conv2": 0.94, "fc1": 0.985, "fc2": 0.9},
-        conv_bits=5,
-        fc_bits=4,
-        prune_rounds=4,
-        prune_epochs=3,
-        share_epochs=2,
-    ),
-    ("lenet5", "aggressive"): DeepCompression(
-        sparsity={"conv1": 0.55, "conv2": 0.95, "fc1": 0.99, "fc2": 0.93},
-        conv_bits=4,
-        fc_bits=4,
-        bias_bits=4,
-        prune_rounds=5,
-        prune_epochs=3,
-        share_epochs=3,
-    ),
-}
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "recipes"
+
+
+def recipe_for(model: str, variant: str) -> sq.pipeline.Recipe:
+    """The recipe file of a run (one copy: the benchmark and ``squeezer run`` read the same
+    file): the paper's is shipped with squeezer, the others are in examples/recipes/."""
+    if variant == "paper":
+        return sq.pipeline.load_recipe(f"deep-compression-{model}")
+    return sq.pipeline.load_recipe(EXAMPLES / f"{model}-{variant}.yaml")
+
+
 MUST = {"lenet300": (40.0, 0.0165), "lenet5": (39.0, 0.0085)}
 AIM = {"lenet300": 64.0, "lenet5": 162.0}
 PAPER = {"lenet300": (40.0, 0.0158), "lenet5": (39.0, 0.0074)}
@@ -121,9 +96,9 @@ def main() -> int:
     for name in args.models.split(","):
         for recipe_name in args.recipes.split(","):
             model = baseline(name, train, test)
-            recipe = RECIPES[(name, recipe_name)]
+            recipe = recipe_for(name, recipe_name)
             print(f"== {name}, {recipe_name} recipe", file=sys.stderr, flush=True)
-            result = run_deep_compression(
+            result = run_recipe(
                 model,
                 train,
                 test,

@@ -29,7 +29,7 @@ from squeezer.analysis import count_flops, time_models
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import elapsed, provenance, write_report
 
-CRITERIA = ("l1", "l2", "bn_scale", "taylor", "energy", "apoz", "thinet", "lasso")
+CRITERIA = tuple(sq.pruning.list_criteria())  # every registered criterion
 SCHEDULES = {"resnet20": 6, "vgg11_bn": 3}  # baseline epochs
 
 
@@ -68,12 +68,7 @@ def main() -> int:
         base_flops = count_flops(base, x)[0]
         for criterion in args.criteria.split(","):
             t0 = time.perf_counter()
-            if criterion in ("thinet", "lasso"):
-                pruned = sq.pruning.prune_with_reconstruction(
-                    base, x, batches, args.ratio, method=criterion
-                )
-            else:
-                pruned = sq.prune_channels(base, x, args.ratio, criterion, data=batches)
+            pruned = sq.prune_channels(base, x, args.ratio, criterion, data=batches)
             right_after = sq.evaluate(pruned, test)["top1"]
             recalibrated = None
             if not args.no_recalibrate:

@@ -363,7 +363,7 @@ def test_compress_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     code, _, err = run(capsys, "compress", "lenet300", "--config", str(bad))
     assert_one_line_error(code, err, "unknown key", "prune_epoch")
     code, _, err = run(capsys, "compress", "lenet300", "--recipe", "magic")
-    assert_one_line_error(code, err, "invalid choice")
+    assert_one_line_error(code, err, "neither a recipe file nor a shipped recipe")
     code, _, err = run(capsys, "inspect", str(bad))
     assert_one_line_error(code, err, "a .sqz file")
 

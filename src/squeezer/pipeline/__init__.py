@@ -8,9 +8,9 @@ print(result)
 from __future__ import annotations
 
 from squeezer.pipeline.deep_compression import (
-    PAPER_SPARSITY,
     DeepCompression,
     DeepCompressionResult,
+    paper_sparsity,
     run_deep_compression,
 )
 from squeezer.pipeline.recipe import (
@@ -29,7 +29,6 @@ from squeezer.pipeline.run import RecipeResult, StageResult, format_result, run_
 RECIPES = {"deep-compression": DeepCompression}
 
 __all__ = [
-    "PAPER_SPARSITY",
     "RECIPES",
     "Code",
     "DeepCompression",
@@ -43,6 +42,7 @@ __all__ = [
     "format_result",
     "list_stages",
     "load_recipe",
+    "paper_sparsity",
     "parse_stage",
     "register_stage",
     "run_deep_compression",

@@ -23,11 +23,18 @@ from squeezer.pruning import Magnitude
 from squeezer.quantization import KMeansSharing
 from squeezer.train import TrainConfig
 
-# Han et al. 2015, Tables 1-2: the fraction of weights *kept* per layer, turned into sparsity.
-PAPER_SPARSITY = {
-    "lenet300": {"fc1": 0.92, "fc2": 0.91, "fc3": 0.74},
-    "lenet5": {"conv1": 0.34, "conv2": 0.88, "fc1": 0.92, "fc2": 0.81},
-}
+
+def paper_sparsity(model_name: str | None) -> dict[str, float]:
+    """Han et al. 2015's per-layer sparsities for a LeNet (Tables 1-2), read from the shipped
+    recipe ``deep-compression-NAME.yaml`` (their one copy); empty for other models."""
+    from squeezer.pipeline.recipe import BUILTIN, load_recipe
+
+    if not model_name or not (BUILTIN / f"deep-compression-{model_name}.yaml").is_file():
+        return {}
+    prune = next(
+        s for s in load_recipe(f"deep-compression-{model_name}").stages if s.tag == "prune"
+    )
+    return dict(prune.config.per_layer)
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,7 @@ class DeepCompression(Config):
         )  # validates bits and init
 
     def pruning(self, model_name: str | None, layer_names: list[str]) -> Magnitude:
-        per_layer = dict(PAPER_SPARSITY.get(model_name or "", {})) if not self.sparsity else {}
+        per_layer = paper_sparsity(model_name) if not self.sparsity else {}
         per_layer.update(self.sparsity)
         for name in layer_names:
             per_layer.setdefault(name, self.default_sparsity)
@@ -168,9 +175,9 @@ def run_deep_compression(
 
 
 __all__ = [
-    "PAPER_SPARSITY",
     "DeepCompression",
     "DeepCompressionResult",
     "format_result",
+    "paper_sparsity",
     "run_deep_compression",
 ]
