@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from squeezer.surgery import type_name
+from squeezer.core import type_name
 
 Inputs = Tensor | tuple[Tensor, ...]
 

@@ -31,7 +31,8 @@ from squeezer.analysis.counting import (
 )
 from squeezer.analysis.deploy import inference_copy
 from squeezer.analysis.latency import Latency, layer_latency, time_models
-from squeezer.surgery import baked_copy
+from squeezer.errors import ConfigError
+from squeezer.core import baked_copy
 
 # A FLOPs cut at least this large should show up in the clock; if not, say so.
 FLOPS_GAIN_WORTH_WARNING = 1.1
@@ -151,7 +152,7 @@ def measure(
         ValueError: an unknown ``layout``.
     """
     if layout not in ("eager", "deploy"):
-        raise ValueError(f"layout must be 'eager' or 'deploy', got {layout!r}")
+        raise ConfigError(f"layout must be 'eager' or 'deploy', got {layout!r}")
     threads = list(threads) if threads else [torch.get_num_threads()]
     model, baseline = plain(model), None if baseline is None else plain(baseline)
     one = batch_of(example_inputs, 1)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from squeezer.config import Config, check
+from squeezer.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,13 @@ class ImageDataset(torch.utils.data.Dataset):
         augment: Augment | None = None,
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(
+            raise ConfigError(
                 f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
             )
         if labels.shape != (images.shape[0],):
-            raise ValueError(f"{images.shape[0]} images but labels of shape {tuple(labels.shape)}")
+            raise ConfigError(f"{images.shape[0]} images but labels of shape {tuple(labels.shape)}")
         if len(mean) != images.shape[1] or len(std) != images.shape[1]:
-            raise ValueError("mean and std need one value per channel")
+            raise ConfigError("mean and std need one value per channel")
         self.images = images
         self.labels = labels.to(torch.int64)
         self.name = name
@@ -196,7 +197,7 @@ class BatchLoader:
         drop_last: bool = False,
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle

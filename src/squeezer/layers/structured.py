@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from squeezer.core.spec import register_layer
+from squeezer.errors import ConfigError
 
 __all__ = [
     "ACDCLinear",
@@ -57,7 +58,7 @@ def fwht(x: Tensor) -> Tensor:
     """Orthonormal fast Walsh-Hadamard transform over the last dimension (a power of two)."""
     n = x.shape[-1]
     if n & (n - 1):
-        raise ValueError(f"the Walsh-Hadamard transform needs a power of two, got {n}")
+        raise ConfigError(f"the Walsh-Hadamard transform needs a power of two, got {n}")
     lead = x.shape[:-1]
     h = 1
     y = x
@@ -302,7 +303,7 @@ class LDRLinear(_StructuredLinear):
     ) -> None:
         super().__init__()
         if rank < 1:
-            raise ValueError(f"displacement rank must be at least 1, got {rank}")
+            raise ConfigError(f"displacement rank must be at least 1, got {rank}")
         self.in_features, self.out_features, self.rank = in_features, out_features, rank
         self.n = max(in_features, out_features)
         self.g = nn.Parameter(torch.randn(rank, self.n) / math.sqrt(self.n))
@@ -358,7 +359,7 @@ class ACDCLinear(_StructuredLinear):
     ) -> None:
         super().__init__()
         if depth < 1:
-            raise ValueError(f"ACDC depth must be at least 1, got {depth}")
+            raise ConfigError(f"ACDC depth must be at least 1, got {depth}")
         self.in_features, self.out_features = in_features, out_features
         self.depth, self.seed = depth, seed
         self.n = max(in_features, out_features)

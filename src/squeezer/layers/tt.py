@@ -17,12 +17,13 @@ import torch
 from torch import Tensor, nn
 
 from squeezer.core.spec import register_layer
+from squeezer.errors import ConfigError
 
 
 def tt_modes(n: int, d: int) -> list[int]:
     """Split ``n`` into ``d`` factors as evenly as its prime factors allow (largest first)."""
     if n < 1 or d < 1:
-        raise ValueError(f"cannot split {n} into {d} modes")
+        raise ConfigError(f"cannot split {n} into {d} modes")
     primes, rest, p = [], n, 2
     while p * p <= rest:
         while rest % p == 0:
@@ -50,13 +51,13 @@ class TTLinear(nn.Module):
     ) -> None:
         super().__init__()
         if len(in_modes) != len(out_modes) or not in_modes:
-            raise ValueError("in_modes and out_modes need the same, non-zero length")
+            raise ConfigError("in_modes and out_modes need the same, non-zero length")
         d = len(in_modes)
         if isinstance(ranks, int):
             ranks = [1] + [ranks] * (d - 1) + [1]
         ranks = [int(r) for r in ranks]
         if len(ranks) != d + 1 or ranks[0] != 1 or ranks[-1] != 1 or min(ranks) < 1:
-            raise ValueError(f"ranks must be d + 1 = {d + 1} positive ints from 1 to 1: {ranks}")
+            raise ConfigError(f"ranks must be d + 1 = {d + 1} positive ints from 1 to 1: {ranks}")
         self.in_modes, self.out_modes, self.ranks = list(in_modes), list(out_modes), ranks
         self.in_features = math.prod(self.in_modes)
         self.out_features = math.prod(self.out_modes)
@@ -124,7 +125,7 @@ class TTLinear(nn.Module):
         in_modes = list(in_modes or tt_modes(linear.in_features, d))
         out_modes = list(out_modes or tt_modes(linear.out_features, len(in_modes)))
         if math.prod(in_modes) != linear.in_features or math.prod(out_modes) != linear.out_features:
-            raise ValueError(
+            raise ConfigError(
                 f"modes {in_modes} x {out_modes} do not multiply to the layer's "
                 f"{linear.in_features} x {linear.out_features}"
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from squeezer.errors import ConfigError
 from squeezer.models.registry import register_model
 
 
@@ -68,7 +69,7 @@ class DenseNetBC(nn.Module):
     ) -> None:
         super().__init__()
         if (depth - 4) % 6:
-            raise ValueError("DenseNet-BC depth must be 6n + 4")
+            raise ConfigError("DenseNet-BC depth must be 6n + 4")
         self.input_shape = (in_channels, input_size, input_size)
         per_block = (depth - 4) // 6
         channels = 2 * growth

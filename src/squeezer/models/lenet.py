@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from squeezer.errors import ConfigError
 from squeezer.models.registry import register_model
 
 
@@ -55,7 +56,7 @@ class LeNet5(nn.Module):
     def __init__(self, num_classes: int = 10, in_channels: int = 1, input_size: int = 28) -> None:
         super().__init__()
         if input_size < 16:
-            raise ValueError(f"lenet5 needs input_size >= 16, got {input_size}")
+            raise ConfigError(f"lenet5 needs input_size >= 16, got {input_size}")
         self.input_shape = (in_channels, input_size, input_size)
         side = ((input_size - 4) // 2 - 4) // 2
         self.conv1 = nn.Conv2d(in_channels, 20, kernel_size=5)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from squeezer.errors import ConfigError
 from squeezer.surgery import matches
 from squeezer.train import Callback, TrainState
 
@@ -45,7 +46,7 @@ class GroupLasso(Callback):
     ) -> None:
         unknown = set(groups) - set(KINDS)
         if unknown or strength < 0:
-            raise ValueError(f"groups must be among {KINDS} and strength >= 0")
+            raise ConfigError(f"groups must be among {KINDS} and strength >= 0")
         self.strength, self.groups = strength, tuple(groups)
         self.branches, self.exclude = tuple(branches), tuple(exclude)
 

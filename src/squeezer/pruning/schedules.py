@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import nn
 
+from squeezer.errors import ConfigError
 from squeezer.pruning.magnitude import Magnitude
 from squeezer.pruning.verb import prune_
 from squeezer.train import Callback, TrainConfig, TrainState, fit
@@ -27,7 +28,7 @@ def scaled(config: Magnitude, fraction: float, schedule: str = "geometric") -> M
     still there, which keeps late rounds gentle at high sparsity.
     """
     if schedule not in ("linear", "geometric"):
-        raise ValueError("schedule must be 'linear' or 'geometric'")
+        raise ConfigError("schedule must be 'linear' or 'geometric'")
 
     def part(s: float) -> float:
         return s * fraction if schedule == "linear" else 1.0 - (1.0 - s) ** fraction
@@ -69,7 +70,7 @@ def iterative_prune(
         One dict per round: the sparsities reached and the retraining history.
     """
     if rounds < 1:
-        raise ValueError("rounds must be >= 1")
+        raise ConfigError("rounds must be >= 1")
     out = []
     for r in range(1, rounds + 1):
         target = scaled(config, r / rounds, schedule)
@@ -105,9 +106,9 @@ class GradualPruning(Callback):
         initial_sparsity: float = 0.0,
     ) -> None:
         if config.quality is not None:
-            raise ValueError("GradualPruning needs target sparsities, not quality")
+            raise ConfigError("GradualPruning needs target sparsities, not quality")
         if end_step <= start_step or frequency < 1:
-            raise ValueError("GradualPruning needs end_step > start_step and frequency >= 1")
+            raise ConfigError("GradualPruning needs end_step > start_step and frequency >= 1")
         self.config, self.start, self.end = config, start_step, end_step
         self.frequency, self.initial = frequency, initial_sparsity
 

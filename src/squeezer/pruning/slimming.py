@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from squeezer.errors import ConfigError
 from squeezer.train import Callback, TrainState
 
 
@@ -24,7 +25,7 @@ class BNSparsity(Callback):
 
     def __init__(self, strength: float = 1e-4) -> None:
         if strength < 0:
-            raise ValueError("strength must be >= 0")
+            raise ConfigError("strength must be >= 0")
         self.strength = strength
 
     def on_after_backward(self, state: TrainState) -> None:

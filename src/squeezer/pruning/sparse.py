@@ -14,7 +14,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from squeezer.surgery import baked_copy
+from squeezer.core import baked_copy
 
 
 class SparseLinear(nn.Module):

@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from squeezer.errors import ConfigError
 from squeezer.train.config import TrainConfig
 
 
@@ -71,7 +72,7 @@ class EarlyStop(Callback):
 
     def __init__(self, metric: str, target: float, mode: str = "max") -> None:
         if mode not in ("max", "min"):
-            raise ValueError("mode must be 'max' or 'min'")
+            raise ConfigError("mode must be 'max' or 'min'")
         self.metric, self.target, self.mode = metric, target, mode
 
     def on_epoch_end(self, state: TrainState) -> None:

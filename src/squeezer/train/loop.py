@@ -326,7 +326,7 @@ def evaluate(
     finally:
         model.train(was_training)
     if seen == 0:
-        raise ValueError("evaluate: the data holds no examples")
+        raise ConfigError("evaluate: the data holds no examples")
     n_classes = out.shape[1]
     result = {f"top{k}": hits[k] / seen for k in topk if k <= n_classes}
     result.update(loss=total_loss / seen, n=seen)
