@@ -31,8 +31,8 @@ from squeezer.analysis.counting import (
 )
 from squeezer.analysis.deploy import inference_copy
 from squeezer.analysis.latency import Latency, layer_latency, time_models
-from squeezer.errors import ConfigError
 from squeezer.core import baked_copy
+from squeezer.errors import ConfigError
 
 # A FLOPs cut at least this large should show up in the clock; if not, say so.
 FLOPS_GAIN_WORTH_WARNING = 1.1
