@@ -21,15 +21,17 @@ from squeezer.cli.common import (
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
-        help="train LeNet-300-100 on MNIST and measure it",
+        help="train, compress, reload and measure LeNet-300-100: the main job in one run",
         description="Train LeNet-300-100 on MNIST (or, offline without MNIST, "
-        "scikit-learn's digits) and print the measurement table.",
+        "scikit-learn's digits), compress it (magnitude pruning with retraining, k-means "
+        "weight sharing, Huffman coding), reload the .sqz file and print size, accuracy and "
+        "measured latency before and after.",
     )
     p.add_argument(
         "--epochs", type=positive, default=4, metavar="N", help="training epochs (default: 4)"
     )
     p.add_argument("--data-dir", metavar="DIR", help="folder to look in first for MNIST")
-    p.add_argument("--out", metavar="CHECKPOINT", help="also save the trained model")
+    p.add_argument("--out", metavar="FILE", help="also keep the compressed .sqz file")
     json_option(p)
     p.set_defaults(run=run)
 

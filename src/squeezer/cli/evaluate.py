@@ -23,7 +23,7 @@ from squeezer.cli.common import (
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="test accuracy and loss of a checkpoint",
+        help="test accuracy and loss of a model",
         description="Top-1/top-5 accuracy and mean cross-entropy on a dataset's test split.",
     )
     p.add_argument(

@@ -11,10 +11,13 @@ from typing import Any
 
 from squeezer.cli.common import (
     UsageError,
+    build_factory,
+    check_fits,
     create_for,
     data_options,
     dataset_splits,
     info,
+    is_factory,
     json_option,
     nonnegative_float,
     positive,
@@ -26,11 +29,15 @@ from squeezer.cli.common import (
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "train",
-        help="train a zoo model on a dataset",
-        description="Train a model of the zoo from scratch and save a "
-        "checkpoint after every epoch (resumable with --resume).",
+        help="train a zoo model, or your own (module:callable), on a dataset",
+        description="Train a model of the zoo, or one your own code builds, from scratch and "
+        "save a checkpoint after every epoch (resumable with --resume).",
     )
-    p.add_argument("model", metavar="MODEL", help="zoo model name (see 'squeezer models')")
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        help="a zoo model name (see 'squeezer models') or a package.module:callable factory",
+    )
     p.add_argument(
         "--dataset",
         required=True,
@@ -103,12 +110,21 @@ def run(args: argparse.Namespace) -> int:
     from squeezer.data import canonical_name
     from squeezer.models import model_fn
 
-    model_fn(args.model)  # unknown model: fail before reading data
+    factory = is_factory(args.model)
+    if factory:  # the user's own architecture, freshly built
+        user_model = build_factory(args.model)
+    else:
+        model_fn(args.model)  # unknown model: fail before reading data
     dataset = canonical_name(args.dataset)
     train, test = dataset_splits(
         dataset, args.data_dir, augment=not args.no_augment, limit=args.limit
     )
-    model = create_for(args.model, train)
+    if factory:
+        model = user_model
+        model.input_shape = tuple(train.input_shape)
+        check_fits(model, train.input_shape, train.num_classes, dataset)
+    else:
+        model = create_for(args.model, train)
     config = sq.TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -119,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
         schedule=args.schedule,
         seed=args.seed,
     )
-    out = Path(args.out or f"{args.model}-{dataset}.pt")
+    stem = args.model.rpartition(":")[2] if factory else args.model
+    out = Path(args.out or f"{stem}-{dataset}.pt")
     if out.exists() and not args.resume and not args.force:
         raise UsageError(f"{out} exists; pass --resume to continue it or --force to overwrite")
     info(
