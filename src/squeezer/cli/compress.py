@@ -11,15 +11,9 @@ from typing import Any
 
 from squeezer.cli.common import (
     UsageError,
-    check_fits,
-    create_for,
     data_options,
-    dataset_splits,
-    info,
     json_option,
-    load_model,
     model_options,
-    write_json,
 )
 
 
@@ -71,71 +65,27 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from squeezer.cli import run as run_command
+    from squeezer.core import weight_layers, zoo_name
+    from squeezer.pipeline import DeepCompression, load_recipe
+
+    args.baseline_epochs = DeepCompression().baseline_epochs
     if args.recipe != "deep-compression":
         if args.config:
             raise UsageError("--config sets deep-compression parameters; with another --recipe, "
                              "put them in the recipe file")  # fmt: skip
-        from squeezer.cli import run as run_command
+        recipe = load_recipe(args.recipe)
+        return run_command.execute(args, lambda _model: recipe)
+    params = DeepCompression.from_yaml(Path(args.config)) if args.config else DeepCompression()
+    args.baseline_epochs = params.baseline_epochs
 
-        args.baseline_epochs = 10
-        return run_command.run(args)
-    import squeezer as sq
-    from squeezer.data import canonical_name
-    from squeezer.models import list_models
-    from squeezer.pipeline import RECIPES, format_result, run_deep_compression
+    def recipe_for(model: Any) -> Any:
+        names = [n for n, _ in weight_layers(model)]
+        return params.to_recipe(zoo_name(model), names)
 
-    recipe_cls = RECIPES["deep-compression"]
-    recipe = recipe_cls.from_yaml(Path(args.config)) if args.config else recipe_cls()
-    if args.quick:
-        recipe = recipe.replace(prune_rounds=1, prune_epochs=1, share_epochs=1, baseline_epochs=1)
-    spec = args.model
-    from_zoo = not Path(spec).exists() and spec in list_models()
-    if from_zoo:
-        model, source = None, {"meta": {}}
-    else:
-        model, source = load_model(spec, args)
-    dataset = canonical_name(args.dataset or source["meta"].get("dataset") or "mnist")
-    name = Path(spec).stem if not from_zoo else spec
-    out = Path(args.out or f"{name}-{dataset}.sqz")
-    if out.exists() and not args.force:
-        raise UsageError(f"{out} exists; pass --force to overwrite it or choose --out")
-    train, test = dataset_splits(dataset, args.data_dir, limit=args.limit)
-    if model is None:
-        model = create_for(spec, train)
-        info(f"training the baseline {spec} on {dataset} for {recipe.baseline_epochs} epoch(s)")
-        sq.fit(
-            model,
-            train,
-            recipe.train(recipe.baseline_epochs, recipe.baseline_lr),
-            val=test,
-            verbose=not args.quiet,
-        )
-    check_fits(model, test.input_shape, test.num_classes, dataset)
-    info(
-        f"deep compression of {name} on {dataset}: prune ({recipe.prune_rounds} rounds x "
-        f"{recipe.prune_epochs} epochs), share weights ({recipe.share_epochs} epochs), "
-        f"Huffman code"
+    return run_command.execute(
+        args,
+        recipe_for,
+        baseline_lr=params.baseline_lr,
+        default_out=lambda stem, _recipe, dataset: f"{stem}-{dataset}.sqz",
     )
-    result = run_deep_compression(
-        model,
-        train,
-        test,
-        recipe,
-        verbose=not args.quiet,
-        log=info,
-        meta={"dataset": dataset, "recipe": args.recipe},
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(result.sqz)
-    print(format_result(result))
-    info(f"wrote {out} ({result.size_bytes:,} bytes)")
-    write_json(
-        args.json,
-        {
-            **result.to_dict(),
-            "dataset": dataset,
-            "out": str(out),
-            "recipe": {"name": args.recipe, **recipe.to_dict()},
-        },
-    )
-    return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,30 +87,55 @@ def _quick(recipe: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from squeezer.pipeline import load_recipe
+
+    recipe = load_recipe(args.recipe)  # validated before any data is read
+    return execute(args, lambda _model: recipe)
+
+
+def execute(
+    args: argparse.Namespace,
+    recipe_for: Callable[[Any], Any],
+    *,
+    baseline_lr: float = 0.05,
+    default_out: Callable[[str, str, str], str] | None = None,
+) -> int:
+    """Load (or train) the model, run the recipe ``recipe_for(model)`` and write the file:
+    the body ``squeezer run`` and ``squeezer compress`` share.
+
+    Args:
+        args: the command's options (those of :func:`add_parser`).
+        recipe_for: the recipe for the loaded model (a preset may depend on the model).
+        baseline_lr: learning rate of the baseline training when MODEL is a zoo name.
+        default_out: ``(stem, recipe name, dataset) -> file name`` when ``--out`` is absent.
+    """
     import torch
 
     import squeezer as sq
     from squeezer.data import canonical_name
     from squeezer.models import list_models
-    from squeezer.pipeline import load_recipe, run_recipe
+    from squeezer.pipeline import run_recipe
 
-    recipe = load_recipe(args.recipe)  # validated before any data is read
-    if args.quick:
-        recipe = _quick(recipe)
     spec = args.model
     from_zoo = not Path(spec).exists() and spec in list_models()
     model, source = (None, {"meta": {}, "input_shape": []}) if from_zoo else load_model(spec, args)
     dataset = canonical_name(args.dataset or source["meta"].get("dataset") or "mnist")
     stem = spec if from_zoo else Path(spec.split(":")[-1]).stem
-    out = Path(args.out or f"{stem}-{recipe.name}.sqz")
-    if out.exists() and not args.force:
-        raise UsageError(f"{out} exists; pass --force to overwrite it or choose --out")
+    recipe = recipe_for(model) if model is not None else None
     train, test = dataset_splits(dataset, args.data_dir, limit=args.limit)
     if model is None:
         model = create_for(spec, train)
+        recipe = recipe_for(model)
+    if args.quick:
+        recipe = _quick(recipe)
+    name = default_out(stem, recipe.name, dataset) if default_out else f"{stem}-{recipe.name}.sqz"
+    out = Path(args.out or name)
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it or choose --out")
+    if from_zoo:
         epochs = 1 if args.quick else args.baseline_epochs
         info(f"training the baseline {spec} on {dataset} for {epochs} epoch(s)")
-        sq.fit(model, train, epochs=epochs, val=test, verbose=not args.quiet)
+        sq.fit(model, train, epochs=epochs, lr=baseline_lr, val=test, verbose=not args.quiet)
     check_fits(model, test.input_shape, test.num_classes, dataset)
     shape = tuple(source["input_shape"] or test.input_shape)
     info(f"recipe {recipe.name} on {stem} ({dataset}): " + ", ".join(s.tag for s in recipe.stages))
