@@ -66,9 +66,16 @@ def run(args: argparse.Namespace) -> int:
         "bytes",
     )
     widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
+    if arch.get("name"):
+        built = f"zoo model {arch['name']} {arch.get('kwargs', {})}"
+    else:  # the user's own architecture: loads into a fresh instance (--model / model=)
+        built = f"user model {arch.get('class', '?')}"
+        if arch.get("factory"):
+            built += f" (built by {arch['factory']})"
+    edits = len(arch.get("surgery") or [])
     print(
-        f"{args.file}: .sqz version {header.get('version')}, model {arch.get('name')} "
-        f"{arch.get('kwargs', {})}"
+        f"{args.file}: .sqz version {header.get('version')}, {built}, "
+        f"{edits} recorded module replacement(s)"
     )
     for line in (head, ["-" * w for w in widths], *rows):
         print(
