@@ -24,7 +24,7 @@ def test_flops_are_compared_on_one_example_whatever_the_batch() -> None:
 
 
 class ReadsStride(nn.Module):
-    """Like Hugging Face's MobileNetV2: the forward reads an attribute of the conv."""
+    """Like Hugging Face's MobileNetV2: the forward reads the conv's geometry."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -32,14 +32,34 @@ class ReadsStride(nn.Module):
         self.other = nn.Conv2d(32, 32, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.conv.stride[0] > 1:  # a Sequential has no .stride
+        if self.conv.stride[0] > 1 or self.conv.weight.dtype != x.dtype:
             x = x[:, :, ::2, ::2]
         return self.other(torch.relu(self.conv(x)))
 
 
-def test_a_layer_the_model_reads_is_put_back_and_reported() -> None:
+class ReadsBias(ReadsStride):
+    """A forward reading what no factor block has: the conv's bias."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.other(torch.relu(self.conv(x) + 0 * self.conv.bias.view(1, -1, 1, 1)))
+
+
+def test_factor_blocks_keep_the_geometry_models_read(tmp_path) -> None:
     torch.manual_seed(0)
     model = ReadsStride().eval()
+    x = torch.randn(1, 8, 12, 12)
+    report = factorize_(model, Tucker(rank=0.25), x)
+    assert [r.name for r in report.converted] == ["conv", "other"]
+    assert isinstance(model.conv, sq.layers.FactorizedConv2d) and model.conv.stride == (1, 1)
+    loaded = sq.load(sq.save(model, tmp_path / "m.sqz"), model=ReadsStride())
+    assert loaded.conv.kernel_size == (3, 3)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_a_layer_the_model_reads_is_put_back_and_reported() -> None:
+    torch.manual_seed(0)
+    model = ReadsBias().eval()
     x = torch.randn(1, 8, 12, 12)
     report = factorize_(model, Tucker(rank=0.25), x)
     rows = {r.name: r for r in report.layers}

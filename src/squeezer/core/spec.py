@@ -30,6 +30,16 @@ def register_layer(cls: type[nn.Module]) -> type[nn.Module]:
     return cls
 
 
+_BLOCKS: dict[str, type[nn.Module]] = {}
+
+
+def register_block(cls: type[nn.Module]) -> type[nn.Module]:
+    """Class decorator: a container type (children plus ``spec_args()``) that specs describe
+    and rebuild as ``cls(*children, **args)``."""
+    _BLOCKS[cls.__name__] = cls
+    return cls
+
+
 def _conv_args(m: nn.Module) -> dict[str, Any]:
     assert isinstance(m, nn.Conv2d | nn.Conv1d)
     return {
@@ -86,6 +96,12 @@ def module_spec(module: nn.Module) -> dict[str, Any]:
     cls = type(module)
     if cls is nn.Sequential:
         return {"type": "Sequential", "children": [module_spec(c) for c in module]}
+    if cls in _BLOCKS.values():
+        return {
+            "type": cls.__name__,
+            "args": module.spec_args(),  # type: ignore[operator]
+            "children": [module_spec(c) for c in module.children()],
+        }
     describe = _DESCRIBERS.get(cls)
     if describe is None:
         raise SpecError(
@@ -112,11 +128,23 @@ def build_module(spec: Mapping[str, Any]) -> nn.Module:
     if not isinstance(spec, Mapping):
         raise SpecError(f"a module spec must be a mapping, got {type(spec).__name__}")
     kind = spec.get("type")
-    if kind == "Sequential":
+    if kind == "Sequential" or kind in _BLOCKS:
         children = spec.get("children")
         if not isinstance(children, list):
-            raise SpecError("a Sequential spec needs a list of children")
-        return nn.Sequential(*(build_module(c) for c in children))
+            raise SpecError(f"a {kind} spec needs a list of children")
+        built = [build_module(c) for c in children]
+        if kind == "Sequential":
+            return nn.Sequential(*built)
+        args = spec.get("args", {})
+        if not isinstance(args, Mapping) or not all(
+            isinstance(k, str) and _plain(v) for k, v in args.items()
+        ):
+            raise SpecError(f"invalid arguments for {kind} in a recorded architecture")
+        args = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
+        try:
+            return _BLOCKS[str(kind)](*built, **args)
+        except (TypeError, ValueError) as err:
+            raise SpecError(f"cannot build {kind} from its recorded arguments: {err}") from None
     builder = _BUILDERS.get(str(kind))
     if builder is None:
         raise SpecError(f"unknown module type {kind!r} in a recorded architecture")

@@ -15,6 +15,7 @@ from squeezer.analysis.counting import Inputs, as_tuple, count_flops
 from squeezer.core import Report, apply, record, register_handler, replacement, set_module
 from squeezer.errors import ModelError, SurgeryError
 from squeezer.factorization.base import Conversion, Factorization
+from squeezer.layers import FactorizedConv2d, FactorizedLinear
 
 
 @dataclass
@@ -108,6 +109,17 @@ def _first_example(inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     """One example of a batch: FLOPs of a layer and of its replacement are compared on the
     same single example (a batch of N would make the layer look N times dearer)."""
     return tuple(t[:1] if isinstance(t, Tensor) and t.ndim > 0 else t for t in inputs)
+
+
+def _keep_geometry(block: nn.Module, layer: nn.Module) -> nn.Module:
+    """A plain Sequential of factors as a block that keeps the layer's attributes."""
+    if type(block) is not nn.Sequential:
+        return block
+    if isinstance(layer, nn.Conv2d):
+        return FactorizedConv2d.wrap(block, layer)
+    if isinstance(layer, nn.Linear):
+        return FactorizedLinear.wrap(block, layer)
+    return block
 
 
 @torch.no_grad()
@@ -336,7 +348,7 @@ def _factorize(
         if progress is not None:
             progress(name)
         conversion: Conversion = config.convert(module, spec)
-        block = conversion.block.train(module.training)
+        block = _keep_geometry(conversion.block, module).train(module.training)
         x = shapes[name][:1]
         row.ranks = list(conversion.ranks)
         row.params_before, row.params_after = _params(module), _params(block)
@@ -359,7 +371,7 @@ def _factorize(
             row.reason = f"the model does not run with the block in place ({failure})"
             continue
         replaced.append((name, module))
-        if batches is not None and isinstance(block, nn.Sequential):
+        if batches is not None and isinstance(block, nn.Sequential):  # factor blocks too
             assert reference is not None
             xo = _capture(reference, name, batches)  # the layer's inputs in the original
             xc = _capture(model, name, batches)  # the block's inputs in the compressed net

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from squeezer.core.spec import SpecError, build_module, module_spec, register_layer
-from squeezer.layers.blocks import ChannelSelect
+from squeezer.layers.blocks import ChannelSelect, FactorizedConv2d, FactorizedLinear
 from squeezer.layers.structured import (
     ACDCLinear,
     CirculantLinear,
@@ -19,6 +19,8 @@ __all__ = [
     "ACDCLinear",
     "ChannelSelect",
     "CirculantLinear",
+    "FactorizedConv2d",
+    "FactorizedLinear",
     "FastfoodLinear",
     "LDRLinear",
     "SpecError",
