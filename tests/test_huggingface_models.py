@@ -70,3 +70,24 @@ def test_mobilenet_v2_factorized_and_reloaded(tmp_path: Path) -> None:
         assert model(x).shape == (2, 5)
     path = sq.save(model, tmp_path / "mnv2.sqz")
     _exact(model, sq.load(path, model=_mobilenet()), x)
+
+
+def _vit() -> Logits:
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(
+        image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=128, num_labels=4, num_channels=3,
+    )  # fmt: skip
+    return Logits(transformers.ViTForImageClassification(config)).eval()
+
+
+def test_vit_factorized_and_reloaded(tmp_path: Path) -> None:
+    model = _vit()
+    x = torch.randn(2, 3, 32, 32)
+    linear = sq.factorize_(model, sq.factorization.SVD(rank="flops:2"), x)
+    assert len(linear.converted) == len(linear.layers) == 13  # every Linear of the 2 blocks
+    # The patch embedding reads projection.weight.dtype: the factor block answers it.
+    conv = sq.factorize_(model, sq.factorization.Tucker(rank="flops:2", n_iter_max=2), x)
+    assert [r.name for r in conv.converted] == ["inner.vit.embeddings.patch_embeddings.projection"]
+    path = sq.save(model, tmp_path / "vit.sqz")
+    _exact(model, sq.load(path, model=_vit()), x)
