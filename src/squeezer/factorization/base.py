@@ -8,6 +8,7 @@ the relative reconstruction error).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -31,7 +32,7 @@ class Conversion:
 
 
 @dataclass(frozen=True)
-class Factorization(LayerSelection):
+class Factorization(LayerSelection, ABC):
     """Fields shared by every method.
 
     Attributes:
@@ -82,6 +83,7 @@ class Factorization(LayerSelection):
     def _eligible(self, module: nn.Module) -> str | None:
         return None
 
+    @abstractmethod
     def convert(self, module: nn.Module, spec: RankSpec) -> Conversion:
         """Replace ``module`` by a factorized block.
 
@@ -89,7 +91,6 @@ class Factorization(LayerSelection):
             module: the layer (eligible, see :meth:`eligible`).
             spec: the parsed rank spec for this layer.
         """
-        raise NotImplementedError  # pragma: no cover - every method overrides it
 
 
 def select(
