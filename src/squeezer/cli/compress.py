@@ -11,10 +11,8 @@ from typing import Any
 
 from squeezer.cli.common import (
     UsageError,
-    data_options,
-    json_option,
-    model_options,
 )
+from squeezer.cli.run import recipe_options
 
 
 def add_parser(sub: Any) -> None:
@@ -45,22 +43,7 @@ def add_parser(sub: Any) -> None:
         metavar="YAML",
         help="deep-compression parameters (sparsity, bits, epochs...); unknown keys are rejected",
     )
-    p.add_argument(
-        "--dataset",
-        metavar="NAME",
-        help="data for fine-tuning and accuracy (default: the checkpoint's, or mnist)",
-    )
-    p.add_argument("--out", metavar="FILE", help="the .sqz file (default: NAME-DATASET.sqz)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="one epoch per stage and one pruning round (smoke runs)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
-    model_options(p)
-    data_options(p)
-    json_option(p)
+    recipe_options(p, "NAME-DATASET.sqz")
     p.set_defaults(run=run)
 
 
@@ -69,7 +52,6 @@ def run(args: argparse.Namespace) -> int:
     from squeezer.core import weight_layers, zoo_name
     from squeezer.pipeline import DeepCompression, load_recipe
 
-    args.baseline_epochs = DeepCompression().baseline_epochs
     if args.recipe != "deep-compression":
         if args.config:
             raise UsageError("--config sets deep-compression parameters; with another --recipe, "
@@ -77,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         recipe = load_recipe(args.recipe)
         return run_command.execute(args, lambda _model: recipe)
     params = DeepCompression.from_yaml(Path(args.config)) if args.config else DeepCompression()
-    args.baseline_epochs = params.baseline_epochs
+    args.baseline_epochs = args.baseline_epochs or params.baseline_epochs
 
     def recipe_for(model: Any) -> Any:
         names = [n for n, _ in weight_layers(model)]

@@ -46,17 +46,22 @@ def add_parser(sub: Any) -> None:
         help="a checkpoint, a .sqz file, a module:callable factory, or a zoo name (trained "
         "first for --baseline-epochs)",
     )
+    recipe_options(p, "NAME-RECIPE.sqz")
+    p.set_defaults(run=run)
+
+
+def recipe_options(p: argparse.ArgumentParser, out_default: str) -> None:
+    """The options of the commands that run a recipe (``run``, ``compress``)."""
     p.add_argument(
         "--dataset",
         metavar="NAME",
         help="data for training stages and accuracy (default: the checkpoint's, or mnist)",
     )
-    p.add_argument("--out", metavar="FILE", help="the .sqz file (default: NAME-RECIPE.sqz)")
+    p.add_argument("--out", metavar="FILE", help=f"the .sqz file (default: {out_default})")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
     p.add_argument(
         "--baseline-epochs",
         type=positive,
-        default=10,
         metavar="N",
         help="epochs of baseline training when MODEL is a zoo name (default 10)",
     )
@@ -69,7 +74,6 @@ def add_parser(sub: Any) -> None:
     model_options(p)
     data_options(p)
     json_option(p)
-    p.set_defaults(run=run)
 
 
 def _quick(recipe: Any) -> Any:
@@ -133,7 +137,7 @@ def execute(
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists; pass --force to overwrite it or choose --out")
     if from_zoo:
-        epochs = 1 if args.quick else args.baseline_epochs
+        epochs = 1 if args.quick else args.baseline_epochs or 10
         info(f"training the baseline {spec} on {dataset} for {epochs} epoch(s)")
         sq.fit(model, train, epochs=epochs, lr=baseline_lr, val=test, verbose=not args.quiet)
     check_fits(model, test.input_shape, test.num_classes, dataset)
