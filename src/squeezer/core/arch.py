@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
-from squeezer.core.modules import set_module
+from squeezer.core.modules import resized, set_module
 from squeezer.core.spec import build_module, module_spec
 from squeezer.errors import SpecError, SurgeryError
 
@@ -40,11 +41,27 @@ def zoo_name(model: nn.Module) -> str | None:
     return name if isinstance(name, str) else None
 
 
+SIZES = ("in_channels", "out_channels", "groups", "in_features", "out_features", "num_features")
+
+
 def replacement(name: str, module: nn.Module) -> dict[str, Any]:
-    """The record saying that submodule ``name`` is now ``module`` (shapes, not weights)."""
+    """The record saying that submodule ``name`` is now ``module`` (shapes, not weights).
+
+    A module of a type specs describe is recorded whole; a resized module of another class
+    (a subclass from the user's library) is recorded by its new sizes, and replaying resizes
+    the fresh instance's own module of that class.
+    """
     if isinstance(module, nn.Identity):
         return {"module": name, "type": "Identity"}
-    return {"module": name, "type": "Replace", "spec": module_spec(module)}
+    try:
+        return {"module": name, "type": "Replace", "spec": module_spec(module)}
+    except SpecError:
+        sizes = {
+            k: int(getattr(module, k)) for k in SIZES if isinstance(getattr(module, k, None), int)
+        }
+        if not sizes:
+            raise
+        return {"module": name, "type": "Resize", "class": type(module).__name__, "sizes": sizes}
 
 
 def record(model: nn.Module, records: Sequence[Mapping[str, Any]]) -> None:
@@ -95,11 +112,36 @@ def replay(model: nn.Module, records: Sequence[Mapping[str, Any]]) -> nn.Module:
                 new = build_module(r.get("spec"))  # type: ignore[arg-type]
             except SpecError as err:
                 raise SurgeryError(f"recorded surgery for {name}: {err}") from None
+        elif kind == "Resize":
+            new = _resize_to(name, old, r)
         else:
             new = _legacy(name, kind, old, r)
         new.train(old.training)
         set_module(model, name, new)
     return model
+
+
+def _resize_to(name: str, old: nn.Module, r: Mapping[str, Any]) -> nn.Module:
+    """``old`` resized to the recorded sizes (its values are loaded from the file after)."""
+    sizes = r.get("sizes")
+    if type(old).__name__ != r.get("class") or not isinstance(sizes, Mapping):
+        raise SurgeryError(
+            f"recorded surgery for {name}: resizes a {r.get('class')}, the model has a "
+            f"{type(old).__name__}"
+        )
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes.values()):
+        raise SurgeryError(f"recorded surgery for {name}: invalid sizes")
+
+    def first(key: str) -> torch.Tensor | None:
+        return torch.arange(sizes[key]) if key in sizes else None
+
+    if isinstance(old, nn.modules.batchnorm._BatchNorm):
+        return resized(old, keep_features=first("num_features"))
+    if isinstance(old, nn.Conv2d) and old.groups > 1 and sizes.get("groups", 1) > 1:
+        return resized(old, keep_features=first("out_channels"))
+    if isinstance(old, nn.Conv2d):
+        return resized(old, first("in_channels"), first("out_channels"))
+    return resized(old, first("in_features"), first("out_features"))
 
 
 def _legacy(name: str, kind: Any, old: nn.Module, r: Mapping[str, Any]) -> nn.Module:

@@ -10,6 +10,7 @@ import copy
 import fnmatch
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
@@ -121,3 +122,61 @@ def plain_state_dict(model: nn.Module) -> dict[str, Tensor]:
     if any(parametrize.is_parametrized(m) for m in model.modules()):
         model = baked_copy(model)
     return model.state_dict()
+
+
+def resized(
+    old: nn.Module,
+    keep_in: np.ndarray | Tensor | None = None,
+    keep_out: np.ndarray | Tensor | None = None,
+    keep_features: np.ndarray | Tensor | None = None,
+) -> nn.Module:
+    """A copy of conv, linear or BatchNorm ``old`` keeping only the given channels.
+
+    The copy is ``old`` itself deep-copied, its tensors sliced and its size attributes set, so
+    subclasses (a library's ``BatchNormAct2d`` or ``Conv2dSame``) keep their class and their
+    own behaviour. A depthwise convolution keeps ``keep_features`` of its channels. Masks and
+    shared weights are baked in (the copy is plain).
+    """
+    new = bake_module_(copy.deepcopy(old))
+
+    def idx(keep: np.ndarray | Tensor) -> Tensor:
+        if isinstance(keep, Tensor):
+            return keep.long()
+        return torch.from_numpy(np.flatnonzero(keep)).long()
+
+    def take(name: str, dim: int, index: Tensor) -> None:
+        t = getattr(new, name, None)
+        if not isinstance(t, Tensor):
+            return
+        value = t.detach().index_select(dim, index).clone()
+        if isinstance(t, nn.Parameter):
+            setattr(new, name, nn.Parameter(value, requires_grad=t.requires_grad))
+        else:
+            new._buffers[name] = value
+
+    with torch.no_grad():
+        if isinstance(new, nn.modules.batchnorm._BatchNorm) or (
+            isinstance(new, nn.Conv2d) and keep_features is not None
+        ):
+            i = idx(keep_features)
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                take(name, 0, i)
+            if isinstance(new, nn.Conv2d):
+                new.in_channels = new.out_channels = new.groups = len(i)
+            else:
+                new.num_features = len(i)
+            return new
+        out_attr, in_attr = (
+            ("out_channels", "in_channels") if isinstance(new, nn.Conv2d) else
+            ("out_features", "in_features")
+        )  # fmt: skip
+        if keep_out is not None:
+            o = idx(keep_out)
+            take("weight", 0, o)
+            take("bias", 0, o)
+            setattr(new, out_attr, len(o))
+        if keep_in is not None:
+            i = idx(keep_in)
+            take("weight", 1, i)
+            setattr(new, in_attr, len(i))
+    return new

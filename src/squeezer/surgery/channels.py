@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from squeezer.core.arch import record, replacement
-from squeezer.core.modules import set_module
+from squeezer.core.modules import resized, set_module
 from squeezer.core.select import override
 from squeezer.errors import ConfigError
 from squeezer.surgery.graph import Binding, ChannelGraph, SurgeryError
@@ -190,79 +190,6 @@ def group_ratio(ratio: float, per_layer: Mapping[str, float], producers: frozens
     return max(float(override(per_layer, p, ratio)) for p in producers)
 
 
-def _idx(mask: np.ndarray) -> Tensor:
-    return torch.from_numpy(np.flatnonzero(mask)).long()
-
-
-def _new_conv(
-    old: nn.Conv2d,
-    keep_in: np.ndarray | None,
-    keep_out: np.ndarray | None,
-    depthwise: np.ndarray | None,
-) -> nn.Conv2d:
-    w = old.weight.detach()
-    bias = old.bias.detach() if old.bias is not None else None
-    if depthwise is not None:
-        idx = _idx(depthwise)
-        c = len(idx)
-        new = nn.Conv2d(
-            c,
-            c,
-            old.kernel_size,
-            old.stride,
-            old.padding,
-            old.dilation,
-            groups=c,
-            bias=bias is not None,
-            padding_mode=old.padding_mode,
-        )
-        new.weight.data = w[idx].clone()
-        if bias is not None:
-            new.bias.data = bias[idx].clone()
-        return new
-    oi = _idx(keep_out) if keep_out is not None else torch.arange(old.out_channels)
-    ii = _idx(keep_in) if keep_in is not None else torch.arange(old.in_channels)
-    new = nn.Conv2d(
-        len(ii),
-        len(oi),
-        old.kernel_size,
-        old.stride,
-        old.padding,
-        old.dilation,
-        bias=bias is not None,
-        padding_mode=old.padding_mode,
-    )
-    new.weight.data = w[oi][:, ii].clone()
-    if bias is not None:
-        new.bias.data = bias[oi].clone()
-    return new
-
-
-def _new_linear(
-    old: nn.Linear, keep_in: np.ndarray | None, keep_out: np.ndarray | None
-) -> nn.Linear:
-    oi = _idx(keep_out) if keep_out is not None else torch.arange(old.out_features)
-    ii = _idx(keep_in) if keep_in is not None else torch.arange(old.in_features)
-    new = nn.Linear(len(ii), len(oi), bias=old.bias is not None)
-    new.weight.data = old.weight.detach()[oi][:, ii].clone()
-    if old.bias is not None:
-        new.bias.data = old.bias.detach()[oi].clone()
-    return new
-
-
-def _new_bn(old: nn.modules.batchnorm._BatchNorm, keep: np.ndarray) -> nn.Module:
-    idx = _idx(keep)
-    new = type(old)(len(idx), old.eps, old.momentum, old.affine, old.track_running_stats)
-    if old.affine:
-        new.weight.data = old.weight.detach()[idx].clone()
-        new.bias.data = old.bias.detach()[idx].clone()
-    if old.track_running_stats:
-        new.running_mean.data = old.running_mean[idx].clone()
-        new.running_var.data = old.running_var[idx].clone()
-        new.num_batches_tracked.data = old.num_batches_tracked.clone()
-    return new
-
-
 def apply_plan(model: nn.Module, plan: ChannelPlan) -> nn.Module:
     """A pruned deep copy of ``model`` (``model`` itself is unchanged)."""
     pruned = copy.deepcopy(model)
@@ -273,12 +200,8 @@ def apply_plan(model: nn.Module, plan: ChannelPlan) -> nn.Module:
         masks = {kind: plan.keep.get((name, kind)) for kind in ("in", "out", "bn", "dw")}
         if all(m is None or m.all() for m in masks.values()):
             continue
-        if isinstance(old, nn.Conv2d):
-            new: nn.Module = _new_conv(old, masks["in"], masks["out"], masks["dw"])
-        elif isinstance(old, nn.Linear):
-            new = _new_linear(old, masks["in"], masks["out"])
-        else:
-            new = _new_bn(old, masks["bn"])
+        features = masks["dw"] if masks["dw"] is not None else masks["bn"]
+        new = resized(old, masks["in"], masks["out"], features)
         new.train(old.training)
         set_module(pruned, name, new)
         records.append(replacement(name, new))

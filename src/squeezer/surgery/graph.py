@@ -89,8 +89,20 @@ PASS_FUNCTIONS = {
     F.adaptive_avg_pool2d,
     F.adaptive_max_pool2d,
     torch.nn.functional.relu_,
+    F.hardsigmoid,
+    F.hardtanh,
+    F.mish,
+    F.softplus,
+    F.selu,
+    F.celu,
+    F.prelu,
+    torch.nn.functional.silu,
+    torch.exp,
 }
-PASS_METHODS = {"relu", "relu_", "sigmoid", "tanh", "contiguous", "clone", "detach"}
+PASS_METHODS = {
+    "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "contiguous", "clone", "detach", "exp",
+    "clamp", "clamp_", "float", "to",
+}  # fmt: skip
 ADD_LIKE = {
     operator.add,
     operator.iadd,
@@ -100,8 +112,19 @@ ADD_LIKE = {
     operator.mul,
     operator.imul,
     torch.mul,
+    operator.truediv,
+    operator.itruediv,
+    torch.div,
 }
-ADD_METHODS = {"add", "add_", "sub", "mul", "mul_"}
+ADD_METHODS = {"add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_"}
+# Modules the tracer keeps whole (not traced into), subclasses included: timm's BatchNormAct2d
+# is a BatchNorm2d whose forward adds an activation, which acts per channel.
+LEAF_TYPES = (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.Flatten, *PASS_MODULES)
+
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, LEAF_TYPES) or super().is_leaf_module(m, module_qualified_name)
 
 
 class _UnionFind:
@@ -141,7 +164,7 @@ class ChannelGraph:
     def __init__(self, model: nn.Module, example_inputs: Tensor | tuple[Tensor, ...]) -> None:
         inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
         try:
-            self.gm = fx.symbolic_trace(model)
+            self.gm = fx.GraphModule(model, _Tracer().trace(model), type(model).__name__)
         except Exception as exc:  # fx raises many types for untraceable code
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SurgeryError(
@@ -259,18 +282,7 @@ class ChannelGraph:
         if target in PASS_FUNCTIONS or (node.op == "call_method" and target in PASS_METHODS):
             return x if isinstance(x, np.ndarray) else self._fresh(node, lock=True)
         if target in ADD_LIKE or (node.op == "call_method" and target in ADD_METHODS):
-            tensors = [a for a in args if isinstance(a, np.ndarray)]
-            if len(tensors) == 1:
-                return tensors[0]
-            if (
-                len(tensors) == 2
-                and tensors[0].shape == tensors[1].shape
-                and self._shape(node.args[0]) == self._shape(node.args[1])
-            ):
-                for a, b in zip(tensors[0].tolist(), tensors[1].tolist(), strict=True):
-                    self.uf.union(a, b)
-                return tensors[0]
-            return self._unknown(node, f"{getattr(target, '__name__', target)}", tensors)
+            return self._elementwise(node, target, args)
         if target in (torch.cat, torch.concat) or (node.op == "call_method" and target == "cat"):
             parts = node.args[0] if node.args else kwargs.get("tensors")
             dim = node.args[1] if len(node.args) > 1 else kwargs.get("dim", 0)
@@ -303,6 +315,46 @@ class ChannelGraph:
         ):
             return None if self._shape(node) is None else self._fresh(node, lock=True)
         return self._unknown(node, f"operation {getattr(target, '__name__', target)}", args)
+
+    def _elementwise(self, node: fx.Node, target: Any, args: list[Any]) -> np.ndarray | None:
+        """Add, subtract, multiply or divide, with broadcasting.
+
+        Operands with the same channels are coupled index by index (a residual addition, a
+        squeeze-excitation gate of shape N x C x 1 x 1); an operand with one channel, or one
+        that is a constant, broadcasts and couples nothing (it is locked: it stays whole).
+        """
+        operands = [
+            (v, a) for v, a in zip(args, node.args, strict=False) if isinstance(v, np.ndarray)
+        ]
+        for a in node.args:  # a learned per-channel tensor (layer scale) would not fit
+            shape = self._shape(a) if isinstance(a, fx.Node) and a.op == "get_attr" else None
+            if shape is not None and int(np.prod(shape, dtype=np.int64)) > 1:
+                values = [v for v, _ in operands]
+                return self._unknown(node, f"{node.name} with parameter {a.target}", values)
+        if not operands:
+            return self._fresh(node, lock=True) if self._shape(node) else None
+        out_shape = self._shape(node)
+        full = [(v, a) for v, a in operands if len(v) == (out_shape[1] if out_shape else -1)]
+        if out_shape is None or len(out_shape) < 2 or not full:
+            return self._unknown(
+                node, f"{getattr(target, '__name__', target)}", [v for v, _ in operands]
+            )
+        for v, a in operands:
+            shape = self._shape(a) if isinstance(a, fx.Node) else None
+            if shape is None or len(shape) != len(out_shape):
+                return self._unknown(
+                    node, f"{getattr(target, '__name__', target)}", [v for v, _ in operands]
+                )
+        first = full[0][0]
+        for v, _ in operands:
+            if v is first:
+                continue
+            if len(v) == len(first):
+                for a, b in zip(first.tolist(), v.tolist(), strict=True):
+                    self.uf.union(a, b)
+            else:  # broadcast along channels: a single-channel operand stays whole
+                self._lock(v)
+        return first
 
     def _lookup(self, a: Any) -> Any:
         return self._env.get(a.name) if isinstance(a, fx.Node) else None
