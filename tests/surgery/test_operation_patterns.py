@@ -116,3 +116,29 @@ def test_a_per_channel_parameter_locks_its_channels_with_a_warning() -> None:
     assert any("gamma" in w for w in graph.warnings)
     pruned = sq.prune_channels(model, torch.randn(1, 3, 8, 8), ratio=0.5)
     assert pruned.conv.out_channels == 8  # left whole, and the model still runs
+
+
+class GatedUnit(nn.Module):
+    """A GLU-style gate: one conv's output split in two halves, one gating the other."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.out = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.conv(x).chunk(2, dim=1)
+        return self.out(a * torch.sigmoid(b))
+
+
+def test_chunked_halves_are_coupled_and_pruned_exactly() -> None:
+    torch.manual_seed(0)
+    model = GatedUnit().eval()
+    x = torch.randn(2, 3, 8, 8)
+    graph = sq.surgery.ChannelGraph(model, x[:1])
+    assert graph.warnings == []
+    plan = plan_channels(model, x[:1], ratio=0.25)
+    pruned = apply_plan(model, plan).eval()
+    assert pruned.conv.out_channels == 12 and pruned.out.in_channels == 6  # pairs removed
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), zero_channels_(copy.deepcopy(model), plan)(x))

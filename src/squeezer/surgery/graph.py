@@ -13,6 +13,7 @@ does not understand are *locked*: never removed, with a warning naming the opera
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections import defaultdict
 from collections.abc import Sequence
@@ -279,6 +280,13 @@ class ChannelGraph:
         kwargs = node.kwargs
         if node.op == "call_method" and target in ("size", "dim", "numel"):
             return None
+        if target is operator.getitem and isinstance(x, list):  # one part of a chunk/split
+            index = node.args[1]
+            return x[index] if isinstance(index, int) and -len(x) <= index < len(x) else None
+        if target in (torch.chunk, torch.split) or (
+            node.op == "call_method" and target in ("chunk", "split")
+        ):
+            return self._split(node, x)
         if target in PASS_FUNCTIONS or (node.op == "call_method" and target in PASS_METHODS):
             return x if isinstance(x, np.ndarray) else self._fresh(node, lock=True)
         if target in ADD_LIKE or (node.op == "call_method" and target in ADD_METHODS):
@@ -315,6 +323,28 @@ class ChannelGraph:
         ):
             return None if self._shape(node) is None else self._fresh(node, lock=True)
         return self._unknown(node, f"operation {getattr(target, '__name__', target)}", args)
+
+    def _split(self, node: fx.Node, x: Any) -> Any:
+        """``chunk``/``split`` along the channels: one slot array per part (GLU-style gates)."""
+        shape = self._shape(node.args[0]) if node.args else None
+        dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
+        how = (
+            node.args[1]
+            if len(node.args) > 1
+            else node.kwargs.get("chunks", node.kwargs.get("split_size_or_sections"))
+        )
+        if not isinstance(x, np.ndarray) or shape is None or dim not in (1, 1 - len(shape)):
+            return self._unknown(node, str(getattr(node.target, "__name__", node.target)), [x])
+        n = len(x)
+        if node.target in ("chunk", torch.chunk):
+            step = -(-n // int(how))  # torch.chunk: parts of ceil(n / chunks)
+            sizes = [min(step, n - s) for s in range(0, n, step)]
+        elif isinstance(how, int):
+            sizes = [min(how, n - s) for s in range(0, n, how)]
+        else:
+            sizes = [int(s) for s in how]
+        bounds = np.cumsum([0, *sizes])
+        return [x[a:b] for a, b in itertools.pairwise(bounds)]
 
     def _elementwise(self, node: fx.Node, target: Any, args: list[Any]) -> np.ndarray | None:
         """Add, subtract, multiply or divide, with broadcasting.
