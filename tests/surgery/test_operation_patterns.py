@@ -142,3 +142,32 @@ def test_chunked_halves_are_coupled_and_pruned_exactly() -> None:
     assert pruned.conv.out_channels == 12 and pruned.out.in_channels == 6  # pairs removed
     with torch.no_grad():
         torch.testing.assert_close(pruned(x), zero_channels_(copy.deepcopy(model), plan)(x))
+
+
+class GroupNormNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.gn = nn.GroupNorm(4, 16)
+        self.out = nn.Conv2d(16, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(F.relu(self.gn(self.conv(x))))
+
+
+def test_group_norm_loses_whole_groups_exactly(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = GroupNormNet().eval()
+    with torch.no_grad():
+        model.gn.weight.uniform_(0.5, 1.5)
+        model.gn.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 3, 8, 8)
+    plan = plan_channels(model, x[:1], ratio=0.25)
+    pruned = apply_plan(model, plan).eval()
+    assert (pruned.gn.num_groups, pruned.gn.num_channels, pruned.conv.out_channels) == (3, 12, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), zero_channels_(copy.deepcopy(model), plan)(x))
+    loaded = sq.load(sq.save(pruned, tmp_path / "gn.sqz"), model=GroupNormNet())
+    assert loaded.gn.num_groups == 3
+    with torch.no_grad():
+        assert torch.equal(loaded(x), pruned(x))

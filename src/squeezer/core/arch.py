@@ -41,7 +41,16 @@ def zoo_name(model: nn.Module) -> str | None:
     return name if isinstance(name, str) else None
 
 
-SIZES = ("in_channels", "out_channels", "groups", "in_features", "out_features", "num_features")
+SIZES = (
+    "in_channels",
+    "out_channels",
+    "groups",
+    "in_features",
+    "out_features",
+    "num_features",
+    "num_channels",
+    "num_groups",
+)
 
 
 def replacement(name: str, module: nn.Module) -> dict[str, Any]:
@@ -137,6 +146,8 @@ def _resize_to(name: str, old: nn.Module, r: Mapping[str, Any]) -> nn.Module:
 
     if isinstance(old, nn.modules.batchnorm._BatchNorm):
         return resized(old, keep_features=first("num_features"))
+    if isinstance(old, nn.GroupNorm):
+        return resized(old, keep_features=first("num_channels"))
     if isinstance(old, nn.Conv2d) and old.groups > 1 and sizes.get("groups", 1) > 1:
         return resized(old, keep_features=first("out_channels"))
     if isinstance(old, nn.Conv2d):

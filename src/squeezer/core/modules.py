@@ -155,6 +155,13 @@ def resized(
             new._buffers[name] = value
 
     with torch.no_grad():
+        if isinstance(new, nn.GroupNorm):  # whole groups only (the channel graph couples them)
+            i = idx(keep_features)
+            size = new.num_channels // new.num_groups
+            take("weight", 0, i)
+            take("bias", 0, i)
+            new.num_channels, new.num_groups = len(i), max(1, len(i) // size)
+            return new
         if isinstance(new, nn.modules.batchnorm._BatchNorm) or (
             isinstance(new, nn.Conv2d) and keep_features is not None
         ):

@@ -120,7 +120,14 @@ ADD_LIKE = {
 ADD_METHODS = {"add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_"}
 # Modules the tracer keeps whole (not traced into), subclasses included: timm's BatchNormAct2d
 # is a BatchNorm2d whose forward adds an activation, which acts per channel.
-LEAF_TYPES = (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.Flatten, *PASS_MODULES)
+LEAF_TYPES = (
+    nn.Conv2d,
+    nn.Linear,
+    nn.modules.batchnorm._BatchNorm,
+    nn.GroupNorm,
+    nn.Flatten,
+    *PASS_MODULES,
+)
 
 
 class _Tracer(fx.Tracer):
@@ -255,6 +262,14 @@ class ChannelGraph:
             self.bindings.append(Binding(name, "out", out))
             return out
         if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            self.bindings.append(Binding(name, "bn", x))
+            return x
+        if isinstance(m, nn.GroupNorm) and len(x) == m.num_channels:
+            # Statistics are shared within a group: only whole groups can go (then exactly).
+            size = m.num_channels // m.num_groups
+            for g in range(m.num_groups):
+                for k in range(1, size):
+                    self.uf.union(int(x[g * size]), int(x[g * size + k]))
             self.bindings.append(Binding(name, "bn", x))
             return x
         if isinstance(m, PASS_MODULES):
