@@ -187,8 +187,10 @@ class Untraceable(nn.Module):
 
 
 def test_untraceable_model_gives_a_clear_error() -> None:
-    with pytest.raises(SurgeryError, match="cannot trace Untraceable"):
+    with pytest.raises(SurgeryError, match="cannot trace Untraceable") as info:
         prune_channels(Untraceable(), torch.randn(1, 1, 8, 8))
+    assert "test_channels.py:" in str(info.value)  # names the line that failed
+    assert "if x.sum() > 0" in str(info.value)
 
 
 class Odd(nn.Module):

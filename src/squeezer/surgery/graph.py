@@ -18,6 +18,7 @@ import operator
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -158,6 +159,22 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
+def _user_line(exc: BaseException) -> str:
+    """``file:line: code`` of the innermost frame outside torch where tracing failed."""
+    import linecache
+    import traceback
+
+    libraries = (str(Path(torch.__file__).parent), str(Path(__file__).parents[1]))
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(libraries)
+    ]
+    if not frames:
+        return ""
+    f = frames[-1]
+    code = (f.line or linecache.getline(f.filename, f.lineno or 0)).strip()
+    return f"{f.filename}:{f.lineno}: {code}"
+
+
 class ChannelGraph:
     """Which channels of which layers must be removed together.
 
@@ -175,9 +192,11 @@ class ChannelGraph:
             self.gm = fx.GraphModule(model, _Tracer().trace(model), type(model).__name__)
         except Exception as exc:  # fx raises many types for untraceable code
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            where = _user_line(exc)
             raise SurgeryError(
-                f"cannot trace {type(model).__name__} with torch.fx ({first}); no channel can "
-                f"be removed safely"
+                f"cannot trace {type(model).__name__} with torch.fx ({first})"
+                + (f" at {where}" if where else "")
+                + "; no channel can be removed safely"
             ) from None
         was_training = model.training
         self.gm.eval()
