@@ -128,24 +128,17 @@ def build_module(spec: Mapping[str, Any]) -> nn.Module:
     if not isinstance(spec, Mapping):
         raise SpecError(f"a module spec must be a mapping, got {type(spec).__name__}")
     kind = spec.get("type")
+    children: list[nn.Module] = []
     if kind == "Sequential" or kind in _BLOCKS:
-        children = spec.get("children")
-        if not isinstance(children, list):
+        listed = spec.get("children")
+        if not isinstance(listed, list):
             raise SpecError(f"a {kind} spec needs a list of children")
-        built = [build_module(c) for c in children]
+        children = [build_module(c) for c in listed]
         if kind == "Sequential":
-            return nn.Sequential(*built)
-        args = spec.get("args", {})
-        if not isinstance(args, Mapping) or not all(
-            isinstance(k, str) and _plain(v) for k, v in args.items()
-        ):
-            raise SpecError(f"invalid arguments for {kind} in a recorded architecture")
-        args = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
-        try:
-            return _BLOCKS[str(kind)](*built, **args)
-        except (TypeError, ValueError) as err:
-            raise SpecError(f"cannot build {kind} from its recorded arguments: {err}") from None
-    builder = _BUILDERS.get(str(kind))
+            return nn.Sequential(*children)
+        builder: Callable[..., nn.Module] | None = _BLOCKS[str(kind)]
+    else:
+        builder = _BUILDERS.get(str(kind))
     if builder is None:
         raise SpecError(f"unknown module type {kind!r} in a recorded architecture")
     args = spec.get("args", {})
@@ -155,6 +148,6 @@ def build_module(spec: Mapping[str, Any]) -> nn.Module:
         raise SpecError(f"invalid arguments for {kind} in a recorded architecture")
     args = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
     try:
-        return builder(**args)
+        return builder(*children, **args)
     except (TypeError, ValueError, RuntimeError) as err:
         raise SpecError(f"cannot build {kind} from its recorded arguments: {err}") from None

@@ -170,7 +170,7 @@ def run_recipe(
     rows = [StageResult("baseline (float32)", baseline_bytes, 1.0, top1_before, 0.0)]
     log(f"baseline: {baseline_bytes:,} bytes of float32 parameters, top-1 {top1_before:.4f}")
     reports: list[dict[str, Any]] = []
-    data, contents, top1 = b"", None, top1_before
+    data, contents, top1, fixed = b"", None, top1_before, None
     for stage in recipe.stages:
         t0 = time.perf_counter()
         report = run_stage(model, stage, recipe, train, example_inputs, verbose)
@@ -183,7 +183,8 @@ def run_recipe(
             top1 = evaluate(build(contents, model=fresh), test)["top1"]  # what the file holds
             size = len(data)
         else:
-            size = len(encode_model(model, "fixed"))
+            fixed = encode_model(model, "fixed")
+            size = len(fixed)
             top1 = evaluate(model, test)["top1"]
         seconds = time.perf_counter() - t0
         if stage.tag == "fine-tune" and len(rows) > 1:
@@ -199,7 +200,7 @@ def run_recipe(
     if contents is None:
         data = encode_model(model, "huffman", {**(meta or {}), "recipe": recipe.name})
         contents = parse(data)
-    layers = _layer_rows(model, contents)
+    layers = _layer_rows(model, contents, fixed)
     return RecipeResult(
         model=name,
         baseline_bytes=baseline_bytes,
@@ -215,11 +216,15 @@ def run_recipe(
     )
 
 
-def _layer_rows(model: nn.Module, contents: Any) -> list[dict[str, Any]]:
+def _layer_rows(model: nn.Module, contents: Any, fixed: bytes | None) -> list[dict[str, Any]]:
+    """Per tensor: the final file's figures beside the fixed-width file's (``fixed``: the last
+    stage's fixed-width encoding of the model as it is now, encoded here when absent)."""
     from squeezer.pruning import sparsity_of
 
     sparsity = sparsity_of(model)
-    fixed = {r.name: r for r in parse(encode_model(model, "fixed")).reports}
+    if fixed is None:
+        fixed = encode_model(model, "fixed")
+    fixed_rows = {r.name: r for r in parse(fixed).reports}
     layers = []
     for r in contents.reports:
         layers.append(
@@ -233,7 +238,7 @@ def _layer_rows(model: nn.Module, contents: Any) -> list[dict[str, Any]]:
                 "weight_bits": r.index_bits,
                 "index_bits": r.gap_bits,
                 "codebook": r.codebook,
-                "bytes_fixed": fixed[r.name].bytes if r.name in fixed else r.bytes,
+                "bytes_fixed": fixed_rows[r.name].bytes if r.name in fixed_rows else r.bytes,
                 "bytes": r.bytes,
                 "bits_per_nonzero": 8 * r.bytes / max(r.nonzero, 1),
                 "huffman_index_bits": r.index_avg_bits,
