@@ -98,24 +98,176 @@ def test_every_pattern_is_understood_and_pruned_exactly(tmp_path: Path) -> None:
 
 
 class LayerScale(nn.Module):
-    """ConvNeXt-style learned per-channel scale: its channels cannot be removed."""
+    """ConvNeXt-style learned per-channel scale, read directly by the forward."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.gamma = nn.Parameter(torch.ones(1, 8, 1, 1))
+        self.gamma = nn.Parameter(torch.rand(8) + 0.5)
         self.out = nn.Conv2d(8, 4, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.gamma * self.conv(x))
+        return self.out(self.conv(x).mul(self.gamma.reshape(1, -1, 1, 1)))
 
 
-def test_a_per_channel_parameter_locks_its_channels_with_a_warning() -> None:
+def test_a_per_channel_parameter_is_pruned_with_its_channels(tmp_path: Path) -> None:
+    torch.manual_seed(0)
     model = LayerScale().eval()
-    graph = sq.surgery.ChannelGraph(model, torch.randn(1, 3, 8, 8))
-    assert any("gamma" in w for w in graph.warnings)
-    pruned = sq.prune_channels(model, torch.randn(1, 3, 8, 8), ratio=0.5)
-    assert pruned.conv.out_channels == 8  # left whole, and the model still runs
+    x = torch.randn(2, 3, 8, 8)
+    graph = sq.surgery.ChannelGraph(model, x[:1])
+    assert graph.warnings == []
+    plan = plan_channels(model, x[:1], ratio=0.5)
+    pruned = apply_plan(model, plan).eval()
+    assert pruned.conv.out_channels == 4 and pruned.gamma.shape == (4,)
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), zero_channels_(copy.deepcopy(model), plan)(x))
+    loaded = sq.load(sq.save(pruned, tmp_path / "ls.sqz"), model=LayerScale())
+    with torch.no_grad():
+        assert torch.equal(loaded(x), pruned(x))
+
+
+class ConvNeXtBlock(nn.Module):
+    """As timm writes it: depthwise conv, permute to channels-last, LayerNorm over the
+    channels, an MLP of Linear layers on a 4-D tensor, permute back, layer scale, residual."""
+
+    def __init__(self, c: int = 8) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 2, stride=2)
+        self.dw = nn.Conv2d(c, c, 3, padding=1, groups=c)
+        self.norm = nn.LayerNorm(c)
+        self.fc1 = nn.Linear(c, 4 * c)
+        self.fc2 = nn.Linear(4 * c, c)
+        self.gamma = nn.Parameter(torch.rand(c) + 0.5)
+        self.head = nn.Linear(c, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.fc2(F.gelu(self.fc1(self.norm(y)))).permute(0, 3, 1, 2)
+        x = x + y.mul(self.gamma.reshape(1, -1, 1, 1))
+        return self.head(x.mean((2, 3)))
+
+
+def test_channels_last_blocks_with_layer_norm_prune(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = ConvNeXtBlock().eval()
+    x = torch.randn(2, 3, 8, 8)
+    graph = sq.surgery.ChannelGraph(model, x[:1])
+    assert graph.warnings == [] and graph.inexact  # LayerNorm statistics span the channels
+    plan = plan_channels(model, x[:1], ratio=0.5)
+    pruned = apply_plan(model, plan).eval()
+    assert (pruned.stem.out_channels, pruned.fc1.out_features) == (4, 16)
+    assert pruned.norm.normalized_shape == (4,) and pruned.gamma.shape == (4,)
+    with torch.no_grad():
+        assert pruned(x).shape == (2, 3)
+    loaded = sq.load(sq.save(pruned, tmp_path / "cnx.sqz"), model=ConvNeXtBlock())
+    with torch.no_grad():
+        assert torch.equal(loaded(x), pruned(x))
+
+
+def test_hidden_units_between_two_linear_layers_on_a_sequence_prune_exactly() -> None:
+    torch.manual_seed(0)
+    model = ConvNeXtBlock().eval()
+    x = torch.randn(2, 3, 8, 8)
+    plan = plan_channels(model, x[:1], ratio=0.5, ignored_layers=("stem",))
+    assert plan.groups == [{"layers": ["fc1"], "channels": 32, "kept": 16}]
+    pruned = apply_plan(model, plan).eval()
+    with torch.no_grad():  # hidden units only: no LayerNorm statistics change
+        torch.testing.assert_close(pruned(x), zero_channels_(copy.deepcopy(model), plan)(x))
+
+
+class GroupedConvNet(nn.Module):
+    """A RegNet/ResNeXt-style bottleneck: 1x1, grouped 3x3, 1x1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 16, 1)
+        self.bn = nn.BatchNorm2d(16)
+        self.b = nn.Conv2d(16, 16, 3, padding=1, groups=4)
+        self.c = nn.Conv2d(16, 5, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(F.relu(self.b(F.relu(self.bn(self.a(x))))))
+
+
+def test_grouped_convolutions_lose_whole_groups_exactly(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _randomize(GroupedConvNet())
+    x = torch.randn(2, 3, 8, 8)
+    plan = plan_channels(model, x[:1], ratio=0.5)
+    pruned = apply_plan(model, plan).eval()
+    assert (pruned.b.groups, pruned.b.in_channels, pruned.b.out_channels) == (2, 8, 8)
+    assert pruned.a.out_channels == 8 and pruned.c.in_channels == 8
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), zero_channels_(copy.deepcopy(model), plan)(x))
+    loaded = sq.load(sq.save(pruned, tmp_path / "g.sqz"), model=GroupedConvNet())
+    with torch.no_grad():
+        assert torch.equal(loaded(x), pruned(x))
+
+
+class TokenNet(nn.Module):
+    """ViT-style embedding: patches flattened and transposed to tokens, a class token
+    concatenated in front, a position embedding added, a class token read back."""
+
+    def __init__(self, c: int = 8) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, c, 4, stride=4)
+        self.cls = nn.Parameter(torch.randn(1, 1, c))
+        self.pos = nn.Parameter(torch.randn(1, 5, c))
+        self.fc = nn.Linear(c, c)
+        self.head = nn.Linear(c, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
+        x = x + F.gelu(self.fc(x))
+        return self.head(x[:, 0])
+
+
+def test_token_sequences_prune_exactly_with_their_embeddings(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = TokenNet().eval()
+    x = torch.randn(2, 3, 8, 8)
+    graph = sq.surgery.ChannelGraph(model, x[:1])
+    assert graph.warnings == []
+    plan = plan_channels(model, x[:1], ratio=0.5)
+    pruned = apply_plan(model, plan).eval()
+    assert pruned.patch.out_channels == 4 and pruned.cls.shape == (1, 1, 4)
+    assert pruned.pos.shape == (1, 5, 4) and pruned.head.in_features == 4
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), zero_channels_(copy.deepcopy(model), plan)(x))
+    loaded = sq.load(sq.save(pruned, tmp_path / "t.sqz"), model=TokenNet())
+    with torch.no_grad():
+        assert torch.equal(loaded(x), pruned(x))
+
+
+class DenseNet(nn.Module):
+    """DenseNet-style: each layer reads the concatenation of all earlier outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.l1 = nn.Conv2d(8, 4, 3, padding=1)
+        self.l2 = nn.Conv2d(12, 4, 3, padding=1)
+        self.out = nn.Conv2d(16, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = [self.stem(x)]
+        feats.append(F.relu(self.l1(torch.cat(feats, 1))))
+        feats.append(F.relu(self.l2(torch.cat(feats, 1))))
+        return self.out(torch.cat(feats, 1))
+
+
+def test_concatenated_lists_prune_exactly() -> None:
+    torch.manual_seed(0)
+    model = DenseNet().eval()
+    x = torch.randn(2, 3, 8, 8)
+    plan = plan_channels(model, x[:1], ratio=0.5)
+    pruned = apply_plan(model, plan).eval()
+    assert (pruned.stem.out_channels, pruned.l1.out_channels, pruned.l2.in_channels) == (4, 2, 6)
+    assert pruned.out.in_channels == 8
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), zero_channels_(copy.deepcopy(model), plan)(x))
 
 
 class GatedUnit(nn.Module):

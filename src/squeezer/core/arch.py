@@ -68,9 +68,20 @@ def replacement(name: str, module: nn.Module) -> dict[str, Any]:
         sizes = {
             k: int(getattr(module, k)) for k in SIZES if isinstance(getattr(module, k, None), int)
         }
-        if not sizes:
+        if sizes:
+            return {
+                "module": name, "type": "Resize", "class": type(module).__name__, "sizes": sizes
+            }  # fmt: skip
+        shapes = {
+            k: list(t.shape)
+            for k, t in [
+                *module.named_parameters(recurse=False),
+                *module.named_buffers(recurse=False),
+            ]
+        }
+        if not shapes:
             raise
-        return {"module": name, "type": "Resize", "class": type(module).__name__, "sizes": sizes}
+        return {"module": name, "type": "Tensors", "shapes": shapes}
 
 
 def record(model: nn.Module, records: Sequence[Mapping[str, Any]]) -> None:
@@ -107,6 +118,19 @@ def replay(model: nn.Module, records: Sequence[Mapping[str, Any]]) -> nn.Module:
         raise SurgeryError("recorded surgery must be a list of mappings")
     for r in records:
         name = str(r.get("module"))
+        if r.get("type") == "Param":
+            _param_to(model, name, r)
+            continue
+        if r.get("type") == "Attrs":
+            _attrs_to(model, name, r)
+            continue
+        if r.get("type") == "Tensors":
+            shapes = r.get("shapes")
+            if not isinstance(shapes, Mapping):
+                raise SurgeryError(f"recorded surgery for {name}: invalid shapes")
+            for k, shape in shapes.items():
+                _param_to(model, f"{name}.{k}" if name else str(k), {"shape": shape})
+            continue
         try:
             old = model.get_submodule(name)
         except AttributeError:
@@ -130,6 +154,49 @@ def replay(model: nn.Module, records: Sequence[Mapping[str, Any]]) -> nn.Module:
     return model
 
 
+def _param_to(model: nn.Module, name: str, r: Mapping[str, Any]) -> None:
+    """Parameter (or buffer) ``name`` reshaped as recorded (values are loaded after)."""
+    owner_name, _, attr = name.rpartition(".")
+    shape = r.get("shape")
+    try:
+        owner = model.get_submodule(owner_name)
+    except AttributeError:
+        owner = None
+    t = getattr(owner, attr, None) if owner is not None else None
+    if not isinstance(t, torch.Tensor):
+        raise SurgeryError(f"recorded surgery names tensor {name!r}, which this model lacks")
+    if not (
+        isinstance(shape, list)
+        and len(shape) == t.dim()
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+    ):
+        raise SurgeryError(f"recorded surgery for {name}: invalid shape")
+    value = t.detach().new_zeros(shape)
+    if isinstance(t, nn.Parameter):
+        setattr(owner, attr, nn.Parameter(value, requires_grad=t.requires_grad))
+    else:
+        owner._buffers[attr] = value
+    if isinstance(owner, nn.LayerNorm) and attr in ("weight", "bias"):
+        owner.normalized_shape = (shape[0],)
+
+
+def _attrs_to(model: nn.Module, name: str, r: Mapping[str, Any]) -> None:
+    """Integer attributes of module ``name`` set as recorded (a head count, a width)."""
+    try:
+        m = model.get_submodule(name)
+    except AttributeError:
+        raise SurgeryError(
+            f"recorded surgery names module {name!r}, which this model does not have"
+        ) from None
+    values = r.get("values")
+    if not isinstance(values, Mapping):
+        raise SurgeryError(f"recorded surgery for {name}: invalid attributes")
+    for k, v in values.items():
+        if not isinstance(getattr(m, str(k), None), int) or not isinstance(v, int):
+            raise SurgeryError(f"recorded surgery for {name}: {k} is not an integer attribute")
+        setattr(m, str(k), v)
+
+
 def _resize_to(name: str, old: nn.Module, r: Mapping[str, Any]) -> nn.Module:
     """``old`` resized to the recorded sizes (its values are loaded from the file after)."""
     sizes = r.get("sizes")
@@ -148,7 +215,7 @@ def _resize_to(name: str, old: nn.Module, r: Mapping[str, Any]) -> nn.Module:
         return resized(old, keep_features=first("num_features"))
     if isinstance(old, nn.GroupNorm):
         return resized(old, keep_features=first("num_channels"))
-    if isinstance(old, nn.Conv2d) and old.groups > 1 and sizes.get("groups", 1) > 1:
+    if isinstance(old, nn.Conv2d) and old.groups == old.in_channels == old.out_channels > 1:
         return resized(old, keep_features=first("out_channels"))
     if isinstance(old, nn.Conv2d):
         return resized(old, first("in_channels"), first("out_channels"))

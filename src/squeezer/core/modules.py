@@ -155,6 +155,12 @@ def resized(
             new._buffers[name] = value
 
     with torch.no_grad():
+        if isinstance(new, nn.LayerNorm) and keep_features is not None:
+            i = idx(keep_features)
+            take("weight", 0, i)
+            take("bias", 0, i)
+            new.normalized_shape = (len(i),)
+            return new
         if isinstance(new, nn.GroupNorm):  # whole groups only (the channel graph couples them)
             i = idx(keep_features)
             size = new.num_channels // new.num_groups
@@ -173,10 +179,20 @@ def resized(
             else:
                 new.num_features = len(i)
             return new
+        conv = isinstance(new, (nn.Conv1d, nn.Conv2d))
         out_attr, in_attr = (
-            ("out_channels", "in_channels") if isinstance(new, nn.Conv2d) else
-            ("out_features", "in_features")
-        )  # fmt: skip
+            ("out_channels", "in_channels") if conv else ("out_features", "in_features")
+        )
+        if conv and new.groups > 1:  # grouped: whole groups go, the groups' width stays
+            out_per_group = new.out_channels // new.groups
+            in_per_group = new.in_channels // new.groups
+            o = idx(keep_out) if keep_out is not None else torch.arange(new.out_channels)
+            take("weight", 0, o)
+            take("bias", 0, o)
+            new.groups = len(o) // out_per_group
+            new.out_channels = len(o)
+            new.in_channels = new.groups * in_per_group
+            return new
         if keep_out is not None:
             o = idx(keep_out)
             take("weight", 0, o)

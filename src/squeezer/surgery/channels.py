@@ -193,38 +193,76 @@ def group_ratio(ratio: float, per_layer: Mapping[str, float], producers: frozens
 def apply_plan(model: nn.Module, plan: ChannelPlan) -> nn.Module:
     """A pruned deep copy of ``model`` (``model`` itself is unchanged)."""
     pruned = copy.deepcopy(model)
-    modules = {k[0] for k in plan.keep}
+    modules = {k[0] for k in plan.keep if k[1] != "param"}
     records = []
     for name in sorted(modules):
         old = pruned.get_submodule(name)
-        masks = {kind: plan.keep.get((name, kind)) for kind in ("in", "out", "bn", "dw")}
+        masks = {kind: plan.keep.get((name, kind)) for kind in ("in", "out", "bn", "dw", "gin")}
         if all(m is None or m.all() for m in masks.values()):
             continue
         features = masks["dw"] if masks["dw"] is not None else masks["bn"]
-        new = resized(old, masks["in"], masks["out"], features)
+        keep_in = masks["gin"] if masks["gin"] is not None else masks["in"]
+        new = resized(old, keep_in, masks["out"], features)
         new.train(old.training)
         set_module(pruned, name, new)
         records.append(replacement(name, new))
+    dims = {b.module: b.dim for b in plan.graph.bindings if b.kind == "param"}
+    for (name, kind), mask in sorted(plan.keep.items()):
+        if kind == "param" and not mask.all():
+            records.append(resize_parameter_(pruned, name, dims[name], mask))
     record(pruned, records)
     return pruned
+
+
+def resize_parameter_(
+    model: nn.Module, name: str, dim: int, keep: np.ndarray | Tensor
+) -> dict[str, Any]:
+    """Keep only ``keep`` along ``dim`` of parameter (or buffer) ``name``; the record of it.
+
+    A LayerNorm whose weight this is gets its ``normalized_shape`` to match.
+    """
+    owner_name, _, attr = name.rpartition(".")
+    owner = model.get_submodule(owner_name)
+    t = getattr(owner, attr)
+    index = torch.as_tensor(
+        np.flatnonzero(np.asarray(keep)) if not isinstance(keep, Tensor) else keep
+    )
+    value = t.detach().index_select(dim, index.long()).clone()
+    if isinstance(t, nn.Parameter):
+        setattr(owner, attr, nn.Parameter(value, requires_grad=t.requires_grad))
+    else:
+        owner._buffers[attr] = value
+    if isinstance(owner, nn.LayerNorm) and attr in ("weight", "bias"):
+        owner.normalized_shape = (value.shape[0],)
+    return {"module": name, "type": "Param", "shape": list(value.shape)}
 
 
 def zero_channels_(model: nn.Module, plan: ChannelPlan) -> nn.Module:
     """Zero, in place, what :func:`apply_plan` would remove: the removed filters and biases
     and the BatchNorm scale and shift of the removed channels, so that those channels carry
-    exact zeros. Pruned and zeroed models then compute the same function (used in tests)."""
+    exact zeros, and the removed entries of learned tensors the forward reads directly (a
+    position embedding). Pruned and zeroed models then compute the same function wherever
+    the graph is exact (not through a LayerNorm over the channels; used in tests)."""
     removed = plan.removed_slots()
     with torch.no_grad():
         for b in plan.graph.bindings:
             idx = [i for i, s in enumerate(b.slots.tolist()) if plan.graph.uf.find(s) in removed]
             if not idx:
                 continue
+            if b.kind == "param":  # a learned tensor added in (a position embedding)
+                owner, _, attr = b.module.rpartition(".")
+                t = getattr(model.get_submodule(owner), attr)
+                if isinstance(t, Tensor):
+                    t.index_fill_(b.dim, torch.tensor(idx), 0)
+                continue
+            if b.kind not in ("out", "dw", "bn"):
+                continue
             m = model.get_submodule(b.module)
             if b.kind in ("out", "dw"):
                 m.weight[idx] = 0
                 if m.bias is not None:
                     m.bias[idx] = 0
-            elif b.kind == "bn" and m.affine:
+            elif b.kind == "bn" and getattr(m, "weight", None) is not None:
                 m.weight[idx] = 0
                 m.bias[idx] = 0
     return model

@@ -36,12 +36,16 @@ class Binding:
 
     ``kind`` is ``"out"`` (conv filters or linear rows: the layer *produces* these channels),
     ``"in"`` (conv input channels or linear columns), ``"bn"`` (per-channel normalization
-    parameters) or ``"dw"`` (a depthwise convolution: filter i reads input channel i).
+    parameters), ``"dw"`` (a depthwise convolution: filter i reads input channel i), ``"gin"``
+    (the input channels of a grouped convolution, removed a whole group at a time) or
+    ``"param"`` (a learned tensor the forward reads directly, such as a layer scale: ``module``
+    is then the parameter's qualified name and ``dim`` the axis its channels lie along).
     """
 
     module: str
     kind: str
     slots: np.ndarray
+    dim: int = 0
 
 
 PASS_MODULES = (
@@ -63,6 +67,15 @@ PASS_MODULES = (
     nn.Dropout1d,
     nn.AlphaDropout,
     nn.Identity,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+)
+POOLING = (
     nn.MaxPool1d,
     nn.MaxPool2d,
     nn.AvgPool1d,
@@ -122,6 +135,7 @@ ADD_METHODS = {"add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_"}
 # Modules the tracer keeps whole (not traced into), subclasses included: timm's BatchNormAct2d
 # is a BatchNorm2d whose forward adds an activation, which acts per channel.
 LEAF_TYPES = (
+    nn.Conv1d,
     nn.Conv2d,
     nn.Linear,
     nn.modules.batchnorm._BatchNorm,
@@ -207,6 +221,9 @@ class ChannelGraph:
         self.bindings: list[Binding] = []
         self.locked: set[int] = set()
         self.warnings: list[str] = []
+        # Operations whose kept outputs change when channels go (statistics over channels).
+        self.inexact: list[str] = []
+        self._axis: dict[str, int] = {}
         self._build()
 
     # ----------------------------------------------------------------- building
@@ -218,7 +235,15 @@ class ChannelGraph:
         shape = self._shape(node)
         if shape is None or len(shape) < 2:
             return None
-        slots = self.uf.new(shape[1])
+        first = next(
+            (a for a in node.args if isinstance(a, fx.Node) and a.name in self._axis), None
+        )
+        axis = self.ax(first) if first is not None else 1
+        before = self._shape(first) if first is not None else None
+        if before is None or len(before) != len(shape):
+            axis = 1
+        self._set_axis(node, axis)
+        slots = self.uf.new(shape[axis])
         if lock:
             self.locked.update(slots.tolist())
         return slots
@@ -248,7 +273,7 @@ class ChannelGraph:
             if node.op == "placeholder":
                 env[node.name] = self._fresh(node, lock=True)
             elif node.op == "get_attr":
-                env[node.name] = None
+                env[node.name] = self._parameter(node)
             elif node.op == "call_module":
                 env[node.name] = self._module(node, self.gm.get_submodule(node.target), args)
             elif node.op in ("call_function", "call_method"):
@@ -256,13 +281,71 @@ class ChannelGraph:
             elif node.op == "output":
                 flat = node.args[0] if isinstance(node.args[0], (tuple, list)) else [node.args[0]]
                 self._lock(*[val(a) for a in flat])
+            if node.name not in self._axis:  # by default the channels stay where they were
+                first = next(
+                    (a for a in node.args if isinstance(a, fx.Node) and a.name in self._axis),
+                    None,
+                )
+                self._axis[node.name] = self._axis[first.name] if first is not None else 1
+
+    def ax(self, a: Any) -> int:
+        """The axis the channels of node ``a``'s tensor lie along (1 unless moved)."""
+        return self._axis.get(a.name, 1) if isinstance(a, fx.Node) else 1
+
+    def _all_locked(self, v: Any) -> bool:
+        roots = self.locked_roots_cache()
+        return isinstance(v, np.ndarray) and all(self.uf.find(int(s)) in roots for s in v)
+
+    def locked_roots_cache(self) -> set[int]:
+        return {self.uf.find(s) for s in self.locked}
+
+    def _along(self, a: fx.Node, v: np.ndarray, axis: int) -> np.ndarray | None:
+        """``v``, the slots of ``a``, along ``axis``; a wholly locked tensor (whose channel
+        axis was lost) gets new locked slots there, since nothing of it can be removed."""
+        if self.ax(a) == axis:
+            return v
+        shape = self._shape(a)
+        if shape is None or axis >= len(shape) or not self._all_locked(v):
+            return None
+        slots = self.uf.new(shape[axis])
+        self.locked.update(slots.tolist())
+        return slots
+
+    def _set_axis(self, node: fx.Node, axis: int) -> None:
+        self._axis[node.name] = axis
+
+    def _parameter(self, node: fx.Node) -> np.ndarray | None:
+        """A learned tensor with one axis longer than 1 (a layer scale, a norm's weight, a
+        class token): its entries become slots that can be removed with the channels they
+        meet. Anything else is a constant (``None``)."""
+        shape = self._shape(node)
+        if shape is None:
+            return None
+        long = [d for d, n in enumerate(shape) if n > 1]
+        if len(long) != 1:
+            return None
+        slots = self.uf.new(shape[long[0]])
+        self.bindings.append(Binding(str(node.target), "param", slots, dim=long[0]))
+        self._set_axis(node, long[0])
+        return slots
 
     def _module(self, node: fx.Node, m: nn.Module, args: list[Any]) -> np.ndarray | None:
         x = args[0] if args else None
         name = str(node.target)
         if not isinstance(x, np.ndarray):
             return self._fresh(node, lock=True)
-        if isinstance(m, nn.Conv2d):
+        shape_in = self._shape(node.args[0])
+        last = isinstance(m, (nn.Linear, nn.LayerNorm))
+        wanted = len(shape_in) - 1 if last and shape_in else 1
+        if not (isinstance(m, PASS_MODULES) and not isinstance(m, POOLING)):
+            moved = self._along(node.args[0], x, wanted)
+            if moved is not None and moved is not x:
+                x = moved
+                self._set_axis(node.args[0], wanted)
+        axis = self.ax(node.args[0])
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
+            if axis != 1:
+                return self._unknown(node, f"convolution {name} over a moved channel axis", [x])
             if m.groups == 1:
                 self.bindings.append(Binding(name, "in", x))
                 out = self.uf.new(m.out_channels)
@@ -271,15 +354,26 @@ class ChannelGraph:
             if m.groups == m.in_channels == m.out_channels:
                 self.bindings.append(Binding(name, "dw", x))
                 return x
-            return self._unknown(node, f"grouped convolution {name}", [x])
+            return self._grouped(node, name, m, x)
         if isinstance(m, nn.Linear):
             shape = self._shape(node.args[0])
-            if shape is None or len(shape) != 2:
+            if shape is None or len(shape) < 2 or axis != len(shape) - 1:
                 return self._unknown(node, f"linear layer {name} on a {shape} input", [x])
             self.bindings.append(Binding(name, "in", x))
             out = self.uf.new(m.out_features)
             self.bindings.append(Binding(name, "out", out))
+            self._set_axis(node, len(shape) - 1)
             return out
+        if isinstance(m, PASS_MODULES) and not isinstance(m, POOLING):
+            return x  # acts on each element: the channels may lie along any axis
+        if isinstance(m, nn.LayerNorm):
+            if shape_in and axis == len(shape_in) - 1 and tuple(m.normalized_shape) == (len(x),):
+                self.bindings.append(Binding(name, "bn", x))
+                self.inexact.append(name)
+                return x
+            return self._unknown(node, f"layer norm {name}", [x])
+        if axis != 1:
+            return self._unknown(node, f"module {name} over a moved channel axis", [x])
         if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             self.bindings.append(Binding(name, "bn", x))
             return x
@@ -297,26 +391,126 @@ class ChannelGraph:
             return self._flatten(node, x, m.start_dim, m.end_dim)
         return self._unknown(node, f"module {name} ({type(m).__name__})", [x])
 
+    def _grouped(self, node: fx.Node, name: str, m: nn.Module, x: np.ndarray) -> np.ndarray:
+        """A grouped convolution: filter group g reads only input group g, so a whole group
+        (its input channels, its filters and what they produce) goes at once, exactly."""
+        out = self.uf.new(m.out_channels)
+        size_in, size_out = m.in_channels // m.groups, m.out_channels // m.groups
+        for g in range(m.groups):
+            first = int(x[g * size_in])
+            for s in [*x[g * size_in : (g + 1) * size_in], *out[g * size_out : (g + 1) * size_out]]:
+                self.uf.union(first, int(s))
+        self.bindings.append(Binding(name, "gin", x))
+        self.bindings.append(Binding(name, "out", out))
+        return out
+
     def _flatten(
         self, node: fx.Node, x: np.ndarray, start: int, end: int = -1
     ) -> np.ndarray | None:
         shape = self._shape(node.args[0])
         if shape is None:
             return self._unknown(node, "flatten", [x])
-        if start == 1 and end in (-1, len(shape) - 1):
+        start = start % len(shape)
+        end = end % len(shape)
+        axis = self.ax(node.args[0])
+        if start == 1 and end == len(shape) - 1 and axis == 1:
             block = int(np.prod(shape[2:], dtype=np.int64)) if len(shape) > 2 else 1
             return np.repeat(x, block)
+        if axis < start:
+            return x
+        if axis > end:
+            self._set_axis(node, axis - (end - start))
+            return x
+        if start == end:
+            return x
         return self._unknown(node, "flatten", [x])
+
+    def _reshape(self, node: fx.Node, x: np.ndarray) -> np.ndarray | None:
+        """A view or reshape that keeps the channel axis whole (``flatten(2)``, adding or
+        removing axes of length 1), or flattens channels and everything after them."""
+        before, after = self._shape(node.args[0]), self._shape(node)
+        axis = self.ax(node.args[0])
+        if before and after and len(after) == 2 and after[0] == before[0] and axis == 1:
+            return self._flatten(node, x, 1)
+        if before and after:
+            lead = int(np.prod(before[:axis], dtype=np.int64))
+            for k in range(len(after)):
+                if int(np.prod(after[:k], dtype=np.int64)) == lead and after[k] == before[axis]:
+                    rest_b = int(np.prod(before[axis + 1 :], dtype=np.int64))
+                    rest_a = int(np.prod(after[k + 1 :], dtype=np.int64))
+                    if rest_a == rest_b:
+                        self._set_axis(node, k)
+                        return x
+        return self._unknown(node, str(node.target), [x])
+
+    def _permute(self, node: fx.Node, x: np.ndarray) -> np.ndarray | None:
+        """``permute``/``transpose``: the channels move to another axis (channel-last code)."""
+        shape = self._shape(node.args[0])
+        if shape is None:
+            return self._unknown(node, str(node.target), [x])
+        rank, axis = len(shape), self.ax(node.args[0])
+        rest = list(node.args[1:])
+        if getattr(node.target, "__name__", node.target) == "transpose":
+            a, b = (int(d) % rank for d in rest[:2])
+            new = b if axis == a else a if axis == b else axis
+        else:
+            dims = rest[0] if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else rest
+            dims = [int(d) % rank for d in dims]
+            new = dims.index(axis)
+        self._set_axis(node, new)
+        return x
+
+    def _layer_norm(self, node: fx.Node, x: Any) -> np.ndarray | None:
+        """``layer_norm`` over the channels alone: its weight and bias go with them. Its
+        statistics span the channels, so removing some changes the others (recorded in
+        ``inexact``), as in every structured pruning of LayerNorm models."""
+        shape = self._shape(node.args[0]) if node.args else None
+        normalized = node.args[1] if len(node.args) > 1 else node.kwargs.get("normalized_shape")
+        if (
+            not isinstance(x, np.ndarray)
+            or shape is None
+            or self.ax(node.args[0]) != len(shape) - 1
+            or len(tuple(normalized or ())) != 1
+        ):
+            return self._unknown(node, "layer_norm", [x])
+        for a in [*node.args[2:4], node.kwargs.get("weight"), node.kwargs.get("bias")]:
+            v = self._lookup(a)
+            if isinstance(v, np.ndarray) and len(v) == len(x):
+                for s, t in zip(x.tolist(), v.tolist(), strict=True):
+                    self.uf.union(s, t)
+        self.inexact.append(node.name)
+        return x
 
     def _function(self, node: fx.Node, args: list[Any]) -> np.ndarray | None:
         target = node.target
         x = args[0] if args else None
         kwargs = node.kwargs
-        if node.op == "call_method" and target in ("size", "dim", "numel"):
+        if (node.op == "call_method" and target in ("size", "dim", "numel")) or target is getattr:
             return None
+        if node.op == "call_method" and target in ("expand", "expand_as", "repeat"):
+            before, after = self._shape(node.args[0]), self._shape(node)
+            axis = self.ax(node.args[0])
+            if (
+                isinstance(x, np.ndarray)
+                and before
+                and after
+                and len(before) == len(after)
+                and before[axis] == after[axis]
+            ):
+                return x
+            return self._unknown(node, str(target), [x])
         if target is operator.getitem and isinstance(x, list):  # one part of a chunk/split
             index = node.args[1]
             return x[index] if isinstance(index, int) and -len(x) <= index < len(x) else None
+        if target is operator.getitem and isinstance(x, np.ndarray):
+            return self._index(node, x)
+        if target in (torch.permute, torch.transpose) or (
+            node.op == "call_method" and target in ("permute", "transpose")
+        ):
+            if isinstance(x, np.ndarray):
+                return self._permute(node, x)
+        if target is F.layer_norm:
+            return self._layer_norm(node, x)
         if target in (torch.chunk, torch.split) or (
             node.op == "call_method" and target in ("chunk", "split")
         ):
@@ -326,37 +520,85 @@ class ChannelGraph:
         if target in ADD_LIKE or (node.op == "call_method" and target in ADD_METHODS):
             return self._elementwise(node, target, args)
         if target in (torch.cat, torch.concat) or (node.op == "call_method" and target == "cat"):
-            parts = node.args[0] if node.args else kwargs.get("tensors")
-            dim = node.args[1] if len(node.args) > 1 else kwargs.get("dim", 0)
-            values = [self._lookup(p) for p in parts]
-            shape = self._shape(node)
-            if (
-                shape is not None
-                and dim in (1, 1 - len(shape))
-                and all(isinstance(v, np.ndarray) for v in values)
-            ):
-                return np.concatenate(values)
-            return self._unknown(node, "concatenation", values)
+            return self._cat(node)
         if target in (torch.flatten,) or (node.op == "call_method" and target == "flatten"):
             start = node.args[1] if len(node.args) > 1 else kwargs.get("start_dim", 0)
             end = node.args[2] if len(node.args) > 2 else kwargs.get("end_dim", -1)
             if isinstance(x, np.ndarray):
                 return self._flatten(node, x, start, end)
-        if node.op == "call_method" and target in ("view", "reshape") and isinstance(x, np.ndarray):
-            before, after = self._shape(node.args[0]), self._shape(node)
-            if before and after and len(after) == 2 and after[0] == before[0]:
-                return self._flatten(node, x, 1)
-            return self._unknown(node, target, [x])
-        if target in (torch.mean,) or (node.op == "call_method" and target == "mean"):
+        if (
+            (node.op == "call_method" and target in ("view", "reshape", "unsqueeze", "squeeze"))
+            or target in (torch.reshape, torch.unsqueeze, torch.squeeze)
+        ) and isinstance(x, np.ndarray):
+            return self._reshape(node, x)
+        if target in (torch.mean, torch.amax, torch.sum) or (
+            node.op == "call_method" and target in ("mean", "amax", "sum")
+        ):
             dims = node.args[1] if len(node.args) > 1 else kwargs.get("dim")
             dims = (dims,) if isinstance(dims, int) else tuple(dims or ())
-            if isinstance(x, np.ndarray) and dims and all(d not in (0, 1) for d in dims):
-                return x
+            shape = self._shape(node.args[0]) if node.args else None
+            if isinstance(x, np.ndarray) and shape and dims:
+                rank, axis = len(shape), self.ax(node.args[0])
+                dims = tuple(int(d) % rank for d in dims)
+                keep = node.args[2] if len(node.args) > 2 else kwargs.get("keepdim", False)
+                if axis not in dims and 0 not in dims:
+                    if not keep:
+                        self._set_axis(node, axis - sum(d < axis for d in dims))
+                    return x
         if not any(isinstance(a, np.ndarray) for a in args) and not any(
             isinstance(self._lookup(v), np.ndarray) for v in kwargs.values()
         ):
             return None if self._shape(node) is None else self._fresh(node, lock=True)
         return self._unknown(node, f"operation {getattr(target, '__name__', target)}", args)
+
+    def _cat(self, node: fx.Node) -> np.ndarray | None:
+        """Concatenation along the channels lines the parts up (DenseNet); along another axis
+        (a class token before the patches) it couples the parts' channels index by index."""
+        parts = node.args[0] if node.args else node.kwargs.get("tensors")
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        values = [self._lookup(p) for p in parts]
+        shape = self._shape(node)
+        if shape is None or not all(isinstance(v, np.ndarray) for v in values):
+            return self._unknown(node, "concatenation", values)
+        axes = {self.ax(p) for p in parts}
+        dim = int(dim) % len(shape)
+        if len(axes) != 1:
+            return self._unknown(node, "concatenation", values)
+        axis = axes.pop()
+        self._set_axis(node, axis)
+        if dim == axis:
+            return np.concatenate(values)
+        if any(len(v) != len(values[0]) for v in values):
+            return self._unknown(node, "concatenation", values)
+        for v in values[1:]:
+            for a, b in zip(values[0].tolist(), v.tolist(), strict=True):
+                self.uf.union(a, b)
+        return values[0]
+
+    def _index(self, node: fx.Node, x: np.ndarray) -> np.ndarray | None:
+        """``x[:, 0]`` and the like: integers and full slices on other axes than the
+        channels' (a class token taken from the sequence)."""
+        index = node.args[1]
+        index = index if isinstance(index, tuple) else (index,)
+        shape = self._shape(node.args[0])
+        axis = self.ax(node.args[0])
+        if shape is None or any(i is Ellipsis or isinstance(i, fx.Node) for i in index):
+            return self._unknown(node, "indexing", [x])
+        pos, new_axis = 0, axis
+        for i in index:
+            if i is None:
+                if pos <= axis:
+                    new_axis += 1
+                continue
+            if pos == axis and i != slice(None):
+                return self._unknown(node, "indexing of the channels", [x])
+            if isinstance(i, int) and pos < axis:
+                new_axis -= 1
+            elif not isinstance(i, (int, slice)):
+                return self._unknown(node, "indexing", [x])
+            pos += 1
+        self._set_axis(node, new_axis)
+        return x
 
     def _split(self, node: fx.Node, x: Any) -> Any:
         """``chunk``/``split`` along the channels: one slot array per part (GLU-style gates)."""
@@ -367,7 +609,11 @@ class ChannelGraph:
             if len(node.args) > 1
             else node.kwargs.get("chunks", node.kwargs.get("split_size_or_sections"))
         )
-        if not isinstance(x, np.ndarray) or shape is None or dim not in (1, 1 - len(shape)):
+        if (
+            not isinstance(x, np.ndarray)
+            or shape is None
+            or int(dim) % len(shape) != self.ax(node.args[0])
+        ):
             return self._unknown(node, str(getattr(node.target, "__name__", node.target)), [x])
         n = len(x)
         if node.target in ("chunk", torch.chunk):
@@ -390,27 +636,63 @@ class ChannelGraph:
         operands = [
             (v, a) for v, a in zip(args, node.args, strict=False) if isinstance(v, np.ndarray)
         ]
-        for a in node.args:  # a learned per-channel tensor (layer scale) would not fit
+        out_shape = self._shape(node)
+        for a in node.args:  # a learned tensor (a position embedding) meets the channels
             shape = self._shape(a) if isinstance(a, fx.Node) and a.op == "get_attr" else None
-            if shape is not None and int(np.prod(shape, dtype=np.int64)) > 1:
+            if (
+                shape is None
+                or int(np.prod(shape, dtype=np.int64)) <= 1
+                or isinstance(self._lookup(a), np.ndarray)
+            ):
+                continue
+            axes = {
+                self.ax(b) + len(out_shape or ()) - len(self._shape(b) or ()) for _, b in operands
+            }
+            dim = axes.pop() - len(out_shape or ()) + len(shape) if len(axes) == 1 else -1
+            if (
+                out_shape is None
+                or not 0 <= dim < len(shape)
+                or shape[dim] != out_shape[dim - len(shape)]
+            ):
                 values = [v for v, _ in operands]
                 return self._unknown(node, f"{node.name} with parameter {a.target}", values)
+            slots = self.uf.new(shape[dim])
+            self.bindings.append(Binding(str(a.target), "param", slots, dim=dim))
+            self._set_axis(a, dim)
+            operands.append((slots, a))
         if not operands:
             return self._fresh(node, lock=True) if self._shape(node) else None
-        out_shape = self._shape(node)
-        full = [(v, a) for v, a in operands if len(v) == (out_shape[1] if out_shape else -1)]
-        if out_shape is None or len(out_shape) < 2 or not full:
-            return self._unknown(
-                node, f"{getattr(target, '__name__', target)}", [v for v, _ in operands]
-            )
-        for v, a in operands:
+        name = f"{getattr(target, '__name__', target)}"
+        values = [v for v, _ in operands]
+        if out_shape is None or len(out_shape) < 2:
+            return self._unknown(node, name, values)
+        aligned = []
+        for _, a in operands:  # broadcasting aligns shapes from the right
             shape = self._shape(a) if isinstance(a, fx.Node) else None
-            if shape is None or len(shape) != len(out_shape):
-                return self._unknown(
-                    node, f"{getattr(target, '__name__', target)}", [v for v, _ in operands]
-                )
-        first = full[0][0]
-        for v, _ in operands:
+            if shape is None or len(shape) > len(out_shape):
+                return self._unknown(node, name, values)
+            aligned.append(self.ax(a) + len(out_shape) - len(shape))
+        free = [x for (v, _), x in zip(operands, aligned, strict=True) if not self._all_locked(v)]
+        common = free[0] if free else aligned[0]
+        for k, ((v, a), x) in enumerate(zip(list(operands), aligned, strict=True)):
+            if x != common and self._all_locked(v):  # its axis is lost; it is locked anyway
+                d = common - len(out_shape) + len(self._shape(a))
+                if d >= 0:
+                    slots = self.uf.new(self._shape(a)[d])
+                    self.locked.update(slots.tolist())
+                    operands[k] = (slots, a)
+                    aligned[k] = common
+                    values[k] = slots
+        axes = set(aligned)
+        if len(axes) != 1:
+            return self._unknown(node, f"{name} across channel axes", values)
+        axis = axes.pop()
+        self._set_axis(node, axis)
+        full = [v for v, _ in operands if len(v) == out_shape[axis]]
+        if not full:
+            return self._unknown(node, name, values)
+        first = full[0]
+        for v in values:
             if v is first:
                 continue
             if len(v) == len(first):
