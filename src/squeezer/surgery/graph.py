@@ -504,11 +504,11 @@ class ChannelGraph:
             return x[index] if isinstance(index, int) and -len(x) <= index < len(x) else None
         if target is operator.getitem and isinstance(x, np.ndarray):
             return self._index(node, x)
-        if target in (torch.permute, torch.transpose) or (
+        moves = target in (torch.permute, torch.transpose) or (
             node.op == "call_method" and target in ("permute", "transpose")
-        ):
-            if isinstance(x, np.ndarray):
-                return self._permute(node, x)
+        )
+        if moves and isinstance(x, np.ndarray):
+            return self._permute(node, x)
         if target is F.layer_norm:
             return self._layer_norm(node, x)
         if target in (torch.chunk, torch.split) or (
