@@ -3,6 +3,7 @@ pruning with every criterion of :mod:`squeezer.pruning.criteria`.
 
     sq.prune_(model, sq.pruning.Magnitude(sparsity=0.9))
     sq.prune_(model, sq.pruning.ChannelPruning(ratio=0.5, criterion="l1"), example_inputs)
+    sq.prune_(model, sq.pruning.HeadPruning(heads=0.5, mlp=0.5), example_inputs)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from squeezer.pruning.criteria import (
     thinet_order,
 )
 from squeezer.pruning.group_lasso import GroupLasso, group_norms
+from squeezer.pruning.heads import HeadPruning, HeadReport, find_attention, find_mlps
 from squeezer.pruning.magnitude import Magnitude, WeightMask, set_mask, sparsity_of
 from squeezer.pruning.schedules import GradualPruning, agp_sparsity, iterative_prune, scaled
 from squeezer.pruning.slimming import BNSparsity, bn_l1
@@ -36,12 +38,16 @@ __all__ = [
     "ChannelReport",
     "GradualPruning",
     "GroupLasso",
+    "HeadPruning",
+    "HeadReport",
     "Magnitude",
     "SparseLinear",
     "WeightMask",
     "agp_sparsity",
     "bn_l1",
     "criteria",
+    "find_attention",
+    "find_mlps",
     "group_norms",
     "iterative_prune",
     "lasso_order",

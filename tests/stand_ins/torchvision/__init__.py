@@ -8,3 +8,7 @@ timm and build its models, nothing more. Data transforms and data sets raise if 
 
 __version__ = "0.0.0+squeezer.stand-in"
 STAND_IN = True
+
+from torchvision._missing import module_getattr  # noqa: E402
+
+__getattr__ = module_getattr("")

@@ -16,6 +16,6 @@ def module_getattr(prefix):
     def __getattr__(name):
         if name.startswith("__"):
             raise AttributeError(name)
-        return placeholder(f"{prefix}.{name}")
+        return placeholder(f"{prefix}.{name}" if prefix else name)
 
     return __getattr__
