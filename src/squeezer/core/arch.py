@@ -97,7 +97,12 @@ def record(model: nn.Module, records: Sequence[Mapping[str, Any]]) -> None:
     kept = [dict(r) for r in arch.get("surgery", [])]
     for r in records:
         name = str(r["module"])
-        kept = [k for k in kept if k["module"] != name and not k["module"].startswith(name + ".")]
+        if r.get("type") == "Attrs":  # attributes of a module whose children may be edited
+            kept = [k for k in kept if not (k["module"] == name and k.get("type") == "Attrs")]
+        else:
+            kept = [
+                k for k in kept if k["module"] != name and not k["module"].startswith(name + ".")
+            ]
         kept.append(dict(r))
     setattr(model, ARCH_ATTR, {**arch, "surgery": kept})
 

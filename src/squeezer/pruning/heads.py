@@ -326,7 +326,7 @@ def _gradient_scores(
     try:
         for batch in batches:
             if isinstance(batch, (tuple, list)) and len(batch) == 2:
-                inputs, target = as_tuple(batch[0]), batch[1]
+                inputs, target = as_tuple(batch[0]), batch[1]  # (inputs, targets or None)
             else:
                 inputs, target = as_tuple(batch), None
             loss = _loss(model(*inputs), target)
