@@ -183,6 +183,8 @@ def _param_to(model: nn.Module, name: str, r: Mapping[str, Any]) -> None:
         owner._buffers[attr] = value
     if isinstance(owner, nn.LayerNorm) and attr in ("weight", "bias"):
         owner.normalized_shape = (shape[0],)
+    if isinstance(owner, nn.Embedding) and attr == "weight":
+        owner.embedding_dim = shape[1]
 
 
 def _attrs_to(model: nn.Module, name: str, r: Mapping[str, Any]) -> None:

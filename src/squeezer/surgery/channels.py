@@ -234,6 +234,8 @@ def resize_parameter_(
         owner._buffers[attr] = value
     if isinstance(owner, nn.LayerNorm) and attr in ("weight", "bias"):
         owner.normalized_shape = (value.shape[0],)
+    if isinstance(owner, nn.Embedding) and attr == "weight":
+        owner.embedding_dim = value.shape[1]
     return {"module": name, "type": "Param", "shape": list(value.shape)}
 
 

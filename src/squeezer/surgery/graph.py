@@ -189,34 +189,47 @@ def _user_line(exc: BaseException) -> str:
     return f"{f.filename}:{f.lineno}: {code}"
 
 
+TRACERS = ("auto", "export", "fx")
+
+
 class ChannelGraph:
     """Which channels of which layers must be removed together.
 
     Args:
-        model: the network (traced with ``torch.fx.symbolic_trace``).
-        example_inputs: inputs to propagate shapes with.
+        model: the network.
+        example_inputs: inputs to trace and propagate shapes with.
+        tracer: ``"export"`` (``torch.export``, non-strict, rewritten onto the model's own
+            modules: :mod:`squeezer.surgery.exported`), ``"fx"`` (``torch.fx`` symbolic
+            tracing, the library's layers kept whole) or ``"auto"``: export, and fx where
+            export fails. ``self.tracer`` says which one traced.
 
     Raises:
         SurgeryError: the model cannot be traced.
     """
 
-    def __init__(self, model: nn.Module, example_inputs: Tensor | tuple[Tensor, ...]) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        example_inputs: Tensor | tuple[Tensor, ...],
+        tracer: str = "auto",
+    ) -> None:
         inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
-        try:
-            self.gm = fx.GraphModule(model, _Tracer().trace(model), type(model).__name__)
-        except Exception as exc:  # fx raises many types for untraceable code
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            where = _user_line(exc)
+        if tracer not in TRACERS:
+            raise SurgeryError(f"tracer must be one of {', '.join(TRACERS)}, not {tracer!r}")
+        failures = []
+        self.gm = None
+        for kind in ("export", "fx") if tracer == "auto" else (tracer,):
+            try:
+                self.gm = self._trace(kind, model, inputs)
+                self.tracer = kind
+                break
+            except SurgeryError as err:
+                failures.append(str(err))
+        if self.gm is None:
             raise SurgeryError(
-                f"cannot trace {type(model).__name__} with torch.fx ({first})"
-                + (f" at {where}" if where else "")
+                f"cannot trace {type(model).__name__}: " + "; ".join(failures)
                 + "; no channel can be removed safely"
-            ) from None
-        was_training = model.training
-        self.gm.eval()
-        with torch.no_grad():
-            ShapeProp(self.gm).propagate(*inputs)
-        self.gm.train(was_training)
+            )  # fmt: skip
         self.uf = _UnionFind()
         self.bindings: list[Binding] = []
         self.locked: set[int] = set()
@@ -225,6 +238,37 @@ class ChannelGraph:
         self.inexact: list[str] = []
         self._axis: dict[str, int] = {}
         self._build()
+
+    @staticmethod
+    def _trace(kind: str, model: nn.Module, inputs: tuple[Tensor, ...]) -> fx.GraphModule:
+        if kind == "export":
+            from squeezer.surgery.exported import export_graph
+
+            try:
+                return export_graph(model, inputs)
+            except Exception as exc:  # export raises many types for untraceable code
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                where = _user_line(exc)
+                raise SurgeryError(
+                    f"torch.export failed ({type(exc).__name__}: {first[:200]})"
+                    + (f" at {where}" if where else "")
+                ) from None
+        try:
+            gm = fx.GraphModule(model, _Tracer().trace(model), type(model).__name__)
+        except Exception as exc:  # fx raises many types for untraceable code
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            where = _user_line(exc)
+            raise SurgeryError(
+                f"torch.fx failed ({first[:200]})" + (f" at {where}" if where else "")
+            ) from None
+        was_training = model.training
+        gm.eval()
+        try:
+            with torch.no_grad():
+                ShapeProp(gm).propagate(*inputs)
+        finally:
+            gm.train(was_training)
+        return gm
 
     # ----------------------------------------------------------------- building
     def _shape(self, node: fx.Node) -> tuple[int, ...] | None:
@@ -332,6 +376,8 @@ class ChannelGraph:
     def _module(self, node: fx.Node, m: nn.Module, args: list[Any]) -> np.ndarray | None:
         x = args[0] if args else None
         name = str(node.target)
+        if isinstance(m, nn.Embedding):
+            return self._embedding(node, f"{name}.weight", m.weight.shape)
         if not isinstance(x, np.ndarray):
             return self._fresh(node, lock=True)
         shape_in = self._shape(node.args[0])
@@ -342,6 +388,7 @@ class ChannelGraph:
             if moved is not None and moved is not x:
                 x = moved
                 self._set_axis(node.args[0], wanted)
+                self._env[node.args[0].name] = moved
         axis = self.ax(node.args[0])
         if isinstance(m, (nn.Conv1d, nn.Conv2d)):
             if axis != 1:
@@ -390,6 +437,16 @@ class ChannelGraph:
         if isinstance(m, nn.Flatten):
             return self._flatten(node, x, m.start_dim, m.end_dim)
         return self._unknown(node, f"module {name} ({type(m).__name__})", [x])
+
+    def _embedding(self, node: fx.Node, weight: str, shape: Sequence[int]) -> np.ndarray | None:
+        """An embedding lookup: its channels are the columns of its table."""
+        out = self._shape(node)
+        if out is None or len(shape) != 2:
+            return self._fresh(node, lock=True)
+        slots = self.uf.new(int(shape[1]))
+        self.bindings.append(Binding(weight, "param", slots, dim=1))
+        self._set_axis(node, len(out) - 1)
+        return slots
 
     def _grouped(self, node: fx.Node, name: str, m: nn.Module, x: np.ndarray) -> np.ndarray:
         """A grouped convolution: filter group g reads only input group g, so a whole group
@@ -472,7 +529,8 @@ class ChannelGraph:
             or self.ax(node.args[0]) != len(shape) - 1
             or len(tuple(normalized or ())) != 1
         ):
-            return self._unknown(node, "layer_norm", [x])
+            params = [self._lookup(a) for a in node.args[2:4]]
+            return self._unknown(node, "layer_norm", [x, *params])
         for a in [*node.args[2:4], node.kwargs.get("weight"), node.kwargs.get("bias")]:
             v = self._lookup(a)
             if isinstance(v, np.ndarray) and len(v) == len(x):
@@ -509,6 +567,20 @@ class ChannelGraph:
         )
         if moves and isinstance(x, np.ndarray):
             return self._permute(node, x)
+        if target is F.embedding:
+            weight = node.args[1] if len(node.args) > 1 else kwargs.get("weight")
+            if isinstance(weight, fx.Node) and weight.op == "get_attr" and self._shape(weight):
+                for b in self.bindings:  # the table is bound here, not as a learned tensor
+                    if b.module == str(weight.target) and b.kind == "param" and b.dim != 1:
+                        self.locked.update(b.slots.tolist())
+                return self._embedding(node, str(weight.target), self._shape(weight))
+            return self._fresh(node, lock=True)
+        if target is F.pad and isinstance(x, np.ndarray):  # spatial padding keeps the channels
+            shape = self._shape(node.args[0])
+            pads = node.args[1] if len(node.args) > 1 else kwargs.get("pad", ())
+            if shape and self.ax(node.args[0]) < len(shape) - len(pads) // 2:
+                return x
+            return self._unknown(node, "pad", [x])
         if target is F.layer_norm:
             return self._layer_norm(node, x)
         if target in (torch.chunk, torch.split) or (
