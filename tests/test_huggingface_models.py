@@ -91,3 +91,89 @@ def test_vit_factorized_and_reloaded(tmp_path: Path) -> None:
     assert [r.name for r in conv.converted] == ["inner.vit.embeddings.patch_embeddings.projection"]
     path = sq.save(model, tmp_path / "vit.sqz")
     _exact(model, sq.load(path, model=_vit()), x)
+
+
+def _resnet() -> Logits:
+    torch.manual_seed(0)
+    config = transformers.ResNetConfig(
+        embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], num_labels=3
+    )
+    model = Logits(transformers.ResNetForImageClassification(config))
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+    return model.eval()
+
+
+def test_hf_resnet_channels_prune_through_export_exactly(tmp_path: Path) -> None:
+    import copy
+
+    from squeezer.surgery import apply_plan, zero_channels_
+
+    model = _resnet()
+    x = torch.randn(2, 3, 32, 32)
+    plan = sq.pruning.plan_channels(model, x[:1], ratio=0.5)
+    assert plan.graph.tracer == "export" and not plan.graph.warnings
+    pruned = apply_plan(model, plan).eval()
+    conv = pruned.inner.resnet.encoder.stages[1].layers[0].layer[0].convolution
+    assert conv.out_channels == 4  # a bottleneck of 8 halved
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), zero_channels_(copy.deepcopy(model), plan)(x))
+    _exact(pruned, sq.load(sq.save(pruned, tmp_path / "r.sqz"), model=_resnet()), x)
+
+
+def test_bert_hidden_size_and_mlp_channels_prune_through_export(tmp_path: Path) -> None:
+    model = _bert()
+    ids = torch.randint(0, 100, (2, 16))
+    report = sq.prune_(model, sq.pruning.ChannelPruning(ratio=0.25), ids[:1])
+    bert = model.inner.bert
+    assert bert.embeddings.word_embeddings.weight.shape == (100, 48)  # hidden 64 -> 48
+    assert bert.encoder.layer[0].intermediate.dense.out_features == 96
+    assert bert.encoder.layer[0].attention.self.query.out_features == 64  # heads left whole
+    assert report.flops_after < report.flops_before
+    with torch.no_grad():
+        assert model(ids).shape == (2, 3)
+    _exact(model, sq.load(sq.save(model, tmp_path / "b.sqz"), model=_bert()), ids)
+
+
+def test_bert_heads_by_gradient_importance_and_reload(tmp_path: Path) -> None:
+    model = _bert()
+    ids = torch.randint(0, 100, (4, 16))
+    data = [(ids, torch.tensor([0, 1, 2, 0]))]
+    config = sq.pruning.HeadPruning(heads=0.5, mlp=0.25, importance="gradient")
+    report = sq.prune_(model, config, ids[:1], data=data)
+    assert [(a["heads"], a["kept"]) for a in report.attention] == [(2, 1), (2, 1)]
+    layer = model.inner.bert.encoder.layer[0]
+    assert layer.attention.self.num_attention_heads == 1
+    assert layer.attention.self.query.out_features == 32
+    assert layer.attention.output.dense.in_features == 32
+    assert layer.intermediate.dense.out_features == 96
+    _exact(model, sq.load(sq.save(model, tmp_path / "h.sqz"), model=_bert()), ids)
+
+
+def test_gradient_importance_ranks_a_silenced_head_last() -> None:
+    model = _bert()
+    attn = model.inner.bert.encoder.layer[0].attention
+    with torch.no_grad():  # head 1's output columns zeroed: it cannot matter
+        attn.output.dense.weight[:, 32:] = 0
+    ids = torch.randint(0, 100, (4, 16))
+    config = sq.pruning.HeadPruning(heads=0.5, importance="gradient", layers=("*.layer.0.*",))
+    report = sq.prune_(model, config, ids[:1], data=[(ids, torch.tensor([0, 1, 2, 0]))])
+    assert report.attention[0]["removed"] == [1]
+
+
+def test_hf_vit_heads_prune_and_reload(tmp_path: Path) -> None:
+    model = _vit()
+    x = torch.randn(2, 3, 32, 32)
+    report = sq.prune_(model, sq.pruning.HeadPruning(heads=0.5, mlp=0.5), x[:1])
+    assert report.flops_after < 0.7 * report.flops_before
+    assert {(a.heads, a.head_dim) for a in sq.pruning.find_attention(model)} == {(1, 32)}
+    _exact(model, sq.load(sq.save(model, tmp_path / "v.sqz"), model=_vit()), x)
+
+
+def test_head_pruning_says_when_it_finds_no_block() -> None:
+    with pytest.raises(sq.errors.ModelError, match="no attention or MLP block"):
+        sq.prune_(_resnet(), sq.pruning.HeadPruning(heads=0.5), torch.randn(1, 3, 32, 32))

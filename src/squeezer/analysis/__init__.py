@@ -20,6 +20,7 @@ from squeezer.analysis.measure import (
     format_measurement,
     measure,
 )
+from squeezer.analysis.quality import output_similarity
 
 __all__ = [
     "Comparison",
@@ -36,6 +37,7 @@ __all__ = [
     "layer_counts",
     "layer_latency",
     "measure",
+    "output_similarity",
     "size_bytes",
     "time_models",
 ]

@@ -33,7 +33,8 @@ class ChannelPruning(LayerSelection):
     """Remove whole channels (filters and everything coupled to them).
 
     Attributes:
-        ratio: fraction of each coupled group's channels to remove, in [0, 1).
+        ratio: fraction of each coupled group's channels to remove, in [0, 1); a group of n
+            keeps floor((1 - ratio) * n) channels (at least one), as Torch-Pruning rounds.
         criterion: a name from :func:`squeezer.pruning.criteria.list_criteria`.
         per_layer: layer name or pattern -> ratio for the groups it produces.
         scope: ``"layer"`` (every group loses ``ratio``) or ``"global"`` (one ranking over

@@ -363,7 +363,7 @@ def _keep_masks(
         return keep
     for s in scores:
         n = len(s)
-        k = max(min(floor, n), n - math.floor(ratio * n + 1e-9))
+        k = max(min(floor, n), math.floor((1 - ratio) * n + 1e-9))  # at least ratio go
         if round_to > 1:
             k = min(n, max(round_to, math.ceil(k / round_to) * round_to))
         keep = np.zeros(n, dtype=bool)

@@ -163,7 +163,7 @@ def plan_channels(
         for producers, classes in ordered:
             r = group_ratio(ratio, per_layer or {}, producers)
             n = len(classes)
-            keep = max(1, n - math.floor(r * n + 1e-9))
+            keep = max(1, math.floor((1 - r) * n + 1e-9))  # at least ratio of them go
             if round_to > 1:
                 keep = min(n, max(round_to, math.ceil(keep / round_to) * round_to))
             if keep >= n:
