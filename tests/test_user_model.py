@@ -99,3 +99,39 @@ def test_user_net_through_a_recipe(tmp_path: Path, capsys: pytest.CaptureFixture
     loaded = sq.load(out, model=UserNet())
     _, test = sq.data.load("digits")
     assert sq.evaluate(loaded, test)["top1"] == pytest.approx(result["top1_after"])
+
+
+def test_user_transformer_heads_and_channels_prune_and_reload(tmp_path: Path) -> None:
+    from user_nets import TinyViT, make_vit
+
+    model = make_vit().eval()
+    x = torch.randn(2, 1, 28, 28)
+    heads = sq.prune_(model, sq.pruning.HeadPruning(heads=0.5, mlp=0.5), x[:1])
+    assert [(a["heads"], a["kept"]) for a in heads.attention] == [(4, 2), (4, 2)]
+    assert (model.blocks[0].attn.num_heads, model.blocks[0].attn.qkv.out_features) == (2, 48)
+    channels = sq.prune_(model, sq.pruning.ChannelPruning(ratio=0.25), x[:1])
+    assert channels.inexact  # the residual stream runs through LayerNorms
+    assert model.patch.out_channels == 24 and model.pos.shape == (1, 16, 24)
+    assert channels.warnings  # the attention internals are left alone, said once per kind
+    assert len(channels.warnings) < 6
+    loaded = sq.load(sq.save(model, tmp_path / "vit.sqz"), model=TinyViT())
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_user_transformer_heads_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "vit.sqz"
+    argv = ["prune", "user_nets:make_vit", "--input-shape", "1,28,28", "--heads", "0.5"]
+    argv += ["--mlp", "0.25", "--out", str(out), "--batch-sizes", "1", "--min-run-time", "0.01"]
+    argv += ["--json", "-"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {a["kept"] for a in result["heads"]["attention"]} == {2}
+    from user_nets import TinyViT
+
+    loaded = sq.load(out, model=TinyViT())
+    assert loaded.blocks[1].mlp.fc1.out_features == 96
+    assert main(["prune", "user_nets:make_vit", "--input-shape", "1,28,28"]) != 0
+    assert "give --ratio" in capsys.readouterr().err

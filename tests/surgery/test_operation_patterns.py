@@ -190,13 +190,13 @@ class GroupedConvNet(nn.Module):
         return self.c(F.relu(self.b(F.relu(self.bn(self.a(x))))))
 
 
-def test_grouped_convolutions_lose_whole_groups_exactly(tmp_path: Path) -> None:
+def test_grouped_convolutions_keep_their_groups_and_narrow_each_exactly(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = _randomize(GroupedConvNet())
     x = torch.randn(2, 3, 8, 8)
     plan = plan_channels(model, x[:1], ratio=0.5)
     pruned = apply_plan(model, plan).eval()
-    assert (pruned.b.groups, pruned.b.in_channels, pruned.b.out_channels) == (2, 8, 8)
+    assert (pruned.b.groups, pruned.b.in_channels, pruned.b.out_channels) == (4, 8, 8)
     assert pruned.a.out_channels == 8 and pruned.c.in_channels == 8
     with torch.no_grad():
         torch.testing.assert_close(pruned(x), zero_channels_(copy.deepcopy(model), plan)(x))

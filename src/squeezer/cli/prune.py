@@ -34,8 +34,27 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--ratio",
         type=float,
-        required=True,
         help="fraction of each coupled layer group's channels to remove",
+    )
+    p.add_argument(
+        "--heads",
+        type=float,
+        metavar="FRACTION",
+        help="transformers: fraction of each attention block's heads to remove (Q/K/V and "
+        "output projection together)",
+    )
+    p.add_argument(
+        "--mlp",
+        type=float,
+        metavar="FRACTION",
+        help="transformers: fraction of each MLP block's hidden units to remove",
+    )
+    p.add_argument(
+        "--head-importance",
+        choices=("l1", "gradient"),
+        default="l1",
+        help="how heads and units are ranked: l1 (weights) or gradient (Michel et al. 2019, "
+        "reads --dataset)",
     )
     from squeezer.pruning.criteria import criterion_class, list_criteria
 
@@ -63,19 +82,45 @@ def run(args: argparse.Namespace) -> int:
     import squeezer as sq
     from squeezer.pruning.criteria import criterion_class
 
-    if not 0 <= args.ratio < 1:
-        raise UsageError(f"--ratio must be in [0, 1), got {args.ratio}")
-    config = sq.pruning.ChannelPruning(
-        ratio=args.ratio,
-        criterion=args.criterion,
-        exclude=tuple(s for s in (args.ignore or "").split(",") if s),
-        round_to=args.round_to,
+    if args.ratio is None and args.heads is None and args.mlp is None:
+        raise UsageError("give --ratio (channels), --heads or --mlp (transformer blocks)")
+    for flag in ("ratio", "heads", "mlp"):
+        value = getattr(args, flag)
+        if value is not None and not 0 <= value < 1:
+            raise UsageError(f"--{flag} must be in [0, 1), got {value}")
+    exclude = tuple(s for s in (args.ignore or "").split(",") if s)
+    channels = (
+        sq.pruning.ChannelPruning(
+            ratio=args.ratio, criterion=args.criterion, exclude=exclude, round_to=args.round_to
+        )
+        if args.ratio
+        else None
+    )
+    heads = (
+        sq.pruning.HeadPruning(
+            heads=args.heads or 0.0,
+            mlp=args.mlp or 0.0,
+            importance=args.head_importance,
+            exclude=exclude,
+        )
+        if args.heads or args.mlp
+        else None
     )
 
     def prune(model: Any, x: Any, data: Any) -> dict[str, Any]:
-        report = sq.prune_(model, config, x, data=data)
-        print(report)
-        return {"ratio": args.ratio, "criterion": args.criterion, "channels": report.to_dict()}
+        out: dict[str, Any] = {"ratio": args.ratio, "criterion": args.criterion}
+        if channels is not None:
+            report = sq.prune_(model, channels, x, data=data)
+            print(report)
+            out["channels"] = report.to_dict()
+        if heads is not None:
+            report = sq.prune_(model, heads, x, data=data)
+            print(report)
+            out["heads"] = report.to_dict()
+        return out
 
-    batches = 8 if criterion_class(args.criterion).needs_data else 0
+    needs = (channels is not None and criterion_class(args.criterion).needs_data) or (
+        heads is not None and args.head_importance == "gradient"
+    )
+    batches = 8 if needs else 0
     return transform_command(args, "pruned", prune, batches=batches)

@@ -183,15 +183,18 @@ def resized(
         out_attr, in_attr = (
             ("out_channels", "in_channels") if conv else ("out_features", "in_features")
         )
-        if conv and new.groups > 1:  # grouped: whole groups go, the groups' width stays
-            out_per_group = new.out_channels // new.groups
-            in_per_group = new.in_channels // new.groups
-            o = idx(keep_out) if keep_out is not None else torch.arange(new.out_channels)
-            take("weight", 0, o)
-            take("bias", 0, o)
-            new.groups = len(o) // out_per_group
-            new.out_channels = len(o)
-            new.in_channels = new.groups * in_per_group
+        if conv and new.groups > 1:  # grouped: every group keeps the same width
+            if keep_out is not None:
+                o = idx(keep_out)
+                take("weight", 0, o)
+                take("bias", 0, o)
+                new.out_channels = len(o)
+            if keep_in is not None:
+                i = idx(keep_in)
+                width = len(i) // new.groups
+                # the kept pattern repeats in every group: group 0's positions come first
+                take("weight", 1, i[:width] % (new.in_channels // new.groups))
+                new.in_channels = len(i)
             return new
         if keep_out is not None:
             o = idx(keep_out)

@@ -93,6 +93,8 @@ class ChannelReport(Report):
     flops_before: int
     flops_after: int
     warnings: list[str] = field(default_factory=list)
+    inexact: list[str] = field(default_factory=list)
+    tracer: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +107,8 @@ class ChannelReport(Report):
             "flops_reduction": self.flops_before / max(self.flops_after, 1),
             "groups": self.groups,
             "warnings": self.warnings,
+            "inexact": self.inexact,
+            "tracer": self.tracer,
         }
 
     def format(self) -> str:
@@ -119,6 +123,11 @@ class ChannelReport(Report):
             f"{self.flops_before:,} -> {self.flops_after:,} "
             f"({self.flops_before / max(self.flops_after, 1):.2f}x fewer)"
         )
+        if self.inexact:
+            lines.append(
+                f"not exact: {len(self.inexact)} LayerNorm(s) normalize over pruned channels, so "
+                "the kept outputs change too (fine-tune after)"
+            )
         return "\n".join(lines)
 
 
@@ -235,9 +244,11 @@ def pruned_copy(
         params_after=count_params(pruned),
         flops_before=count_flops(model, inputs)[0],
         flops_after=count_flops(pruned, inputs)[0],
-        warnings=list(plan.graph.warnings),
+        warnings=plan.graph.summary(),
+        inexact=list(plan.graph.inexact),
+        tracer=plan.graph.tracer,
     )
-    for w in plan.graph.warnings:
+    for w in report.warnings:
         warnings.warn(w, stacklevel=3)
     return pruned, report
 

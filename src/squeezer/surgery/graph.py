@@ -449,14 +449,15 @@ class ChannelGraph:
         return slots
 
     def _grouped(self, node: fx.Node, name: str, m: nn.Module, x: np.ndarray) -> np.ndarray:
-        """A grouped convolution: filter group g reads only input group g, so a whole group
-        (its input channels, its filters and what they produce) goes at once, exactly."""
+        """A grouped convolution: every group must keep the same width, so the k-th input
+        channel of every group goes together (one weight column), and so does the k-th
+        filter of every group (one row per group); the group count stays. Exact."""
         out = self.uf.new(m.out_channels)
         size_in, size_out = m.in_channels // m.groups, m.out_channels // m.groups
-        for g in range(m.groups):
-            first = int(x[g * size_in])
-            for s in [*x[g * size_in : (g + 1) * size_in], *out[g * size_out : (g + 1) * size_out]]:
-                self.uf.union(first, int(s))
+        for slots, size in ((x, size_in), (out, size_out)):
+            for k in range(size):
+                for g in range(1, m.groups):
+                    self.uf.union(int(slots[k]), int(slots[g * size + k]))
         self.bindings.append(Binding(name, "gin", x))
         self.bindings.append(Binding(name, "out", out))
         return out
@@ -778,6 +779,31 @@ class ChannelGraph:
         return self._env.get(a.name) if isinstance(a, fx.Node) else None
 
     # ----------------------------------------------------------------- queries
+    def summary(self) -> list[str]:
+        """The warnings, one line per kind of operation not understood (with its count and
+        first places), instead of one per place: a transformer's attention repeats the same
+        few in every block."""
+        import re
+
+        grouped: dict[str, list[str]] = {}
+        for w in self.warnings:
+            m = re.match(r"^(.*?) \(([^()]*)\) (is not understood.*)$", w)
+            if m is None:
+                grouped.setdefault(w, [])
+                continue
+            what = re.sub(r"_\d+$", "", m.group(1))
+            grouped.setdefault(f"{what} {m.group(3)}", []).append(m.group(2))
+        out = []
+        for text, places in grouped.items():
+            if len(places) <= 1:
+                out.append(
+                    text if not places else text.replace(" is not", f" ({places[0]}) is not", 1)
+                )
+            else:
+                shown = ", ".join(places[:3]) + (", ..." if len(places) > 3 else "")
+                out.append(text.replace(" is not", f" ({len(places)} places: {shown}) is not", 1))
+        return out
+
     def classes(self) -> dict[int, list[int]]:
         """Equivalence classes of slots: root -> members."""
         out: dict[int, list[int]] = defaultdict(list)
