@@ -11,6 +11,7 @@ smaller architecture without anyone replaying the pruning.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -38,8 +39,9 @@ class ChannelClass:
     root: int
     members: list[tuple[Binding, int]] = field(default_factory=list)
 
-    @property
+    @functools.cached_property
     def producers(self) -> frozenset[str]:
+        """The layers producing these channels (read once the members are all listed)."""
         return frozenset(b.module for b, _ in self.members if b.kind in ("out", "dw"))
 
 
@@ -53,16 +55,17 @@ class ChannelPlan:
     groups: list[dict[str, Any]]
 
     def removed_slots(self) -> set[int]:
-        return {self.graph.uf.find(int(b.slots[i])) for c in self.removed for b, i in c.members}
+        roots = self.graph.root_array()
+        return {int(roots[b.slots[i]]) for c in self.removed for b, i in c.members}
 
 
 def channel_classes(graph: ChannelGraph) -> list[ChannelClass]:
     """The removable channel classes of ``graph`` (not locked, with a producer)."""
     locked = graph.locked_roots()
     by_root: dict[int, ChannelClass] = {}
+    every = graph.root_array()
     for b in graph.bindings:
-        for i, s in enumerate(b.slots.tolist()):
-            root = graph.uf.find(s)
+        for i, root in enumerate(every[b.slots].tolist()):
             if root in locked:
                 continue
             by_root.setdefault(root, ChannelClass(root)).members.append((b, i))
@@ -172,9 +175,10 @@ def plan_channels(
             removed += [classes[i] for i in order[: n - keep]]
             report.append({"layers": sorted(producers), "channels": n, "kept": keep})
     removed_roots = {c.root for c in removed}
+    every = graph.root_array()
     keep_masks: dict[tuple[str, str], np.ndarray] = {}
     for b in graph.bindings:
-        mask = np.array([graph.uf.find(int(s)) not in removed_roots for s in b.slots])
+        mask = ~np.isin(every[b.slots], np.fromiter(removed_roots, dtype=np.int64))
         key = (b.module, b.kind)
         if key in keep_masks and not np.array_equal(keep_masks[key], mask):
             raise SurgeryError(
@@ -248,7 +252,8 @@ def zero_channels_(model: nn.Module, plan: ChannelPlan) -> nn.Module:
     removed = plan.removed_slots()
     with torch.no_grad():
         for b in plan.graph.bindings:
-            idx = [i for i, s in enumerate(b.slots.tolist()) if plan.graph.uf.find(s) in removed]
+            roots = plan.graph.root_array()[b.slots].tolist()
+            idx = [i for i, r in enumerate(roots) if r in removed]
             if not idx:
                 continue
             if b.kind == "param":  # a learned tensor added in (a position embedding)

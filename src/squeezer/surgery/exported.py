@@ -29,13 +29,16 @@ _PASS = {
     aten.tanh.default, aten.hardswish.default, aten.hardswish_.default,
     aten.hardsigmoid.default, aten.hardsigmoid_.default, aten.hardtanh.default,
     aten.hardtanh_.default, aten.elu.default, aten.leaky_relu.default, aten.mish.default,
-    aten.dropout.default, aten.clone.default, aten.contiguous.default, aten.alias.default,
+    aten.dropout.default, aten.dropout_.default, aten.feature_dropout.default,
+    aten.feature_dropout_.default, aten.alpha_dropout.default, aten.clone.default, aten.contiguous.default, aten.alias.default,
     aten.detach.default, aten._to_copy.default, aten.to.dtype, aten.clamp.default,
     aten.clamp_min.default, aten.exp.default, aten.erf.default, aten.neg.default,
     aten.max_pool2d.default, aten.avg_pool2d.default, aten.adaptive_avg_pool2d.default,
     aten.adaptive_avg_pool1d.default, aten.max_pool1d.default, aten.avg_pool1d.default,
     aten.softplus.default, aten.relu6.default if hasattr(aten, "relu6") else aten.relu.default,
-    aten.lift_fresh_copy.default, aten.type_as.default,
+    aten.lift_fresh_copy.default, aten.type_as.default, aten.elu_.default,
+    aten.leaky_relu_.default, aten.mish_.default, aten.celu.default, aten.selu.default,
+    aten.clamp_.default, aten.clamp_min_.default,
 }  # fmt: skip
 _BINARY = {
     aten.add.Tensor: operator.add, aten.add_.Tensor: operator.add, aten.add.Scalar: operator.add,

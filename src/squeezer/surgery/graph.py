@@ -812,13 +812,31 @@ class ChannelGraph:
         return dict(out)
 
     def locked_roots(self) -> set[int]:
-        return {self.uf.find(s) for s in self.locked}
+        roots = self.root_array()
+        return (
+            set(roots[np.fromiter(self.locked, dtype=np.int64)].tolist()) if self.locked else set()
+        )
+
+    def root_array(self) -> np.ndarray:
+        """The class root of every slot, as one array (built once: the graph is final)."""
+        cached = getattr(self, "_roots", None)
+        if cached is not None and len(cached) == len(self.uf.parent):
+            return cached
+        parent = np.asarray(self.uf.parent, dtype=np.int64)
+        while True:  # pointer jumping: every slot ends at its root
+            nxt = parent[parent]
+            if np.array_equal(nxt, parent):
+                break
+            parent = nxt
+        self._roots = parent
+        return parent
 
     def members(self, root: int) -> list[tuple[Binding, int]]:
         """Every ``(binding, index)`` whose slot belongs to class ``root``."""
         found = []
+        every = self.root_array()
         for b in self.bindings:
-            roots = np.array([self.uf.find(int(s)) for s in b.slots])
+            roots = every[b.slots]
             for i in np.flatnonzero(roots == root):
                 found.append((b, int(i)))
         return found

@@ -13,13 +13,21 @@ from squeezer.pruning.criteria.base import Batches, Criterion, Groups, register_
 from squeezer.surgery import ChannelClass, ChannelGraph
 
 
-def filter_norm(model: nn.Module, c: ChannelClass, p: int = 1) -> float:
-    """Mean Lp norm per weight of the filters producing the channel (Li et al. 2017)."""
+def filter_norm(model: nn.Module, c: ChannelClass, p: int = 1, cache: dict | None = None) -> float:
+    """Mean Lp norm per weight of the filters producing the channel (Li et al. 2017).
+
+    ``cache`` (a dict kept across the calls of one scoring) holds each layer's row norms, so
+    a model of thousands of channels reads each weight once.
+    """
+    cache = {} if cache is None else cache
     norms = []
     for b, i in c.members:
         if b.kind in ("out", "dw"):
-            w = model.get_submodule(b.module).weight.detach()[i]
-            norms.append(float(w.abs().pow(p).mean().pow(1 / p)))
+            key = (b.module, p)
+            if key not in cache:
+                w = model.get_submodule(b.module).weight.detach().flatten(1)
+                cache[key] = w.abs().pow(p).mean(1).pow(1 / p).double().numpy()
+            norms.append(float(cache[key][i]))
     return float(np.mean(norms)) if norms else 0.0
 
 
@@ -44,7 +52,11 @@ class _PerClass(Criterion):
     def score(
         self, model: nn.Module, graph: ChannelGraph, groups: Groups, data: Batches | None
     ) -> dict[int, float]:
-        return {c.root: self.value(model, c) for cs in groups.values() for c in cs}
+        self._cache: dict = {}  # per-layer norms, read once per scoring
+        try:
+            return {c.root: self.value(model, c) for cs in groups.values() for c in cs}
+        finally:
+            self._cache = {}
 
 
 @register_criterion
@@ -53,7 +65,7 @@ class L1(_PerClass):
     summary: ClassVar[str] = "mean |w| of the channel's filters (Li et al. 2017)"
 
     def value(self, model: nn.Module, c: ChannelClass) -> float:
-        return filter_norm(model, c, 1)
+        return filter_norm(model, c, 1, getattr(self, "_cache", None))
 
 
 @register_criterion
@@ -62,7 +74,7 @@ class L2(_PerClass):
     summary: ClassVar[str] = "root mean square of the channel's filters"
 
     def value(self, model: nn.Module, c: ChannelClass) -> float:
-        return filter_norm(model, c, 2)
+        return filter_norm(model, c, 2, getattr(self, "_cache", None))
 
 
 @register_criterion
