@@ -177,3 +177,28 @@ def test_hf_vit_heads_prune_and_reload(tmp_path: Path) -> None:
 def test_head_pruning_says_when_it_finds_no_block() -> None:
     with pytest.raises(sq.errors.ModelError, match="no attention or MLP block"):
         sq.prune_(_resnet(), sq.pruning.HeadPruning(heads=0.5), torch.randn(1, 3, 32, 32))
+
+
+def test_a_tied_decoder_is_left_tied_unless_named(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=100, hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=128, max_position_embeddings=32,
+    )  # fmt: skip
+    model = Logits(transformers.BertForMaskedLM(config)).eval()
+    ids = torch.randint(0, 100, (2, 16))
+    report = sq.factorize_(model, sq.factorization.SVD(rank="flops:2"), ids)
+    skipped = {r.name: r.reason for r in report.layers if not r.converted}
+    assert (
+        "tied to inner.bert.embeddings.word_embeddings.weight"
+        in skipped["inner.cls.predictions.decoder"]
+    )
+    decoder = model.inner.cls.predictions.decoder
+    assert decoder.weight is model.inner.bert.embeddings.word_embeddings.weight
+    named = sq.factorization.SVD(rank="flops:2", layers=("inner.cls.predictions.decoder",))
+    assert [r.name for r in sq.factorize_(model, named, ids).converted] == [
+        "inner.cls.predictions.decoder"
+    ]
+    model.eval()
+    fresh = Logits(transformers.BertForMaskedLM(config)).eval()
+    _exact(model, sq.load(sq.save(model, tmp_path / "mlm.sqz"), model=fresh).eval(), ids)

@@ -335,6 +335,10 @@ def _factorize(
     replaced: list[tuple[str, nn.Module]] = []
     rows: list[LayerReport] = []
     records: list[dict[str, Any]] = []
+    owners: dict[int, list[str]] = {}  # tied weights: one tensor, several modules
+    for mname, m in model.named_modules():
+        for pname, param in m.named_parameters(recurse=False):
+            owners.setdefault(id(param), []).append(f"{mname}.{pname}" if mname else pname)
     for name, module in candidates:
         spec = config.rank_for(name)
         row = LayerReport(name, config.method, False, rank=str(spec))
@@ -342,6 +346,13 @@ def _factorize(
         why = config.eligible(module)
         if why is None and name not in shapes:
             why = "not reached by the forward pass"
+        weight = getattr(module, "weight", None)
+        tied = [o for o in owners.get(id(weight), []) if o != f"{name}.weight"]
+        if why is None and tied and name not in config.layers:
+            why = (
+                f"its weight is tied to {tied[0]}: factorizing would untie them and add "
+                "parameters (name the layer in layers= to convert it anyway)"
+            )
         if why is not None:
             row.reason = why
             continue
