@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -323,3 +324,33 @@ def test_group_norm_loses_whole_groups_exactly(tmp_path: Path) -> None:
     assert loaded.gn.num_groups == 3
     with torch.no_grad():
         assert torch.equal(loaded(x), pruned(x))
+
+
+def test_both_tracers_see_the_same_groups() -> None:
+    torch.manual_seed(0)
+    model = _randomize(Patterns())
+    x = torch.randn(1, 3, 12, 12)
+    plans = {t: sq.surgery.ChannelGraph(model, x, tracer=t) for t in ("export", "fx")}
+    assert {t: g.tracer for t, g in plans.items()} == {"export": "export", "fx": "fx"}
+    groups = {
+        t: sorted((sorted(k), len(v)) for k, v in sq.surgery.coupled_groups(g).items())
+        for t, g in plans.items()
+    }
+    assert groups["export"] == groups["fx"] and groups["fx"]
+
+
+def test_a_model_neither_tracer_follows_gets_an_error_naming_both() -> None:
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.sum() > 0:  # data-dependent control flow
+                return self.conv(x)
+            return -self.conv(x)
+
+    with pytest.raises(sq.surgery.SurgeryError, match=r"torch\.export failed.*torch\.fx failed"):
+        sq.surgery.ChannelGraph(Branchy(), torch.randn(1, 3, 4, 4))
+    with pytest.raises(sq.errors.ConfigError, match="tracer"):
+        sq.pruning.ChannelPruning(tracer="jit")

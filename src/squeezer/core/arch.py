@@ -136,12 +136,7 @@ def replay(model: nn.Module, records: Sequence[Mapping[str, Any]]) -> nn.Module:
             for k, shape in shapes.items():
                 _param_to(model, f"{name}.{k}" if name else str(k), {"shape": shape})
             continue
-        try:
-            old = model.get_submodule(name)
-        except AttributeError:
-            raise SurgeryError(
-                f"recorded surgery names module {name!r}, which this model does not have"
-            ) from None
+        old = _submodule(model, name)
         kind = r.get("type")
         if kind == "Identity":
             new: nn.Module = nn.Identity()
@@ -157,6 +152,15 @@ def replay(model: nn.Module, records: Sequence[Mapping[str, Any]]) -> nn.Module:
         new.train(old.training)
         set_module(model, name, new)
     return model
+
+
+def _submodule(model: nn.Module, name: str) -> nn.Module:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        raise SurgeryError(
+            f"recorded surgery names module {name!r}, which this model does not have"
+        ) from None
 
 
 def _param_to(model: nn.Module, name: str, r: Mapping[str, Any]) -> None:
@@ -189,12 +193,7 @@ def _param_to(model: nn.Module, name: str, r: Mapping[str, Any]) -> None:
 
 def _attrs_to(model: nn.Module, name: str, r: Mapping[str, Any]) -> None:
     """Integer attributes of module ``name`` set as recorded (a head count, a width)."""
-    try:
-        m = model.get_submodule(name)
-    except AttributeError:
-        raise SurgeryError(
-            f"recorded surgery names module {name!r}, which this model does not have"
-        ) from None
+    m = _submodule(model, name)
     values = r.get("values")
     if not isinstance(values, Mapping):
         raise SurgeryError(f"recorded surgery for {name}: invalid attributes")

@@ -43,6 +43,8 @@ class ChannelPruning(LayerSelection):
         round_to: keep a multiple of this many channels per group.
         samples: sampled outputs per consumer for the reconstruction criteria.
         seed: seed of that sampling.
+        tracer: ``"export"`` (``torch.export``), ``"fx"`` or ``"auto"`` (export, then fx
+            where export fails); see :class:`squeezer.surgery.ChannelGraph`.
         layers, exclude, layer_types: which producing layers may lose channels; a group is
             pruned only when every layer producing it is selected.
     """
@@ -55,6 +57,7 @@ class ChannelPruning(LayerSelection):
     round_to: int = 1
     samples: int = 4000
     seed: int = 0
+    tracer: str = "auto"
 
     default_types: ClassVar[tuple[str, ...]] = ("Conv1d", "Conv2d", "Linear")
 
@@ -75,6 +78,10 @@ class ChannelPruning(LayerSelection):
             "ChannelPruning: round_to must be >= 1",
         )
         check(self.samples >= 1, "ChannelPruning: samples must be >= 1")
+        check(
+            self.tracer in ("auto", "export", "fx"),
+            "ChannelPruning: tracer must be auto, export or fx",
+        )
 
     def make_criterion(self) -> Criterion:
         """A fresh criterion object, given the options of this config it takes."""
@@ -189,7 +196,7 @@ def channel_plan(
     graph: ChannelGraph | None = None,
 ) -> tuple[ChannelPlan, Criterion]:
     """The criterion's plan for ``config`` (nothing changed yet)."""
-    graph = graph if graph is not None else ChannelGraph(model, inputs)
+    graph = graph if graph is not None else ChannelGraph(model, inputs, tracer=config.tracer)
     criterion = config.make_criterion()
     modules = dict(model.named_modules())
 

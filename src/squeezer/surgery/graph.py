@@ -48,6 +48,16 @@ class Binding:
     dim: int = 0
 
 
+# Pooling keeps the channels but needs them on axis 1; the other pass modules act per element.
+POOLING = (
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+)
 PASS_MODULES = (
     nn.ReLU,
     nn.ReLU6,
@@ -67,22 +77,7 @@ PASS_MODULES = (
     nn.Dropout1d,
     nn.AlphaDropout,
     nn.Identity,
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.AvgPool1d,
-    nn.AvgPool2d,
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveMaxPool2d,
-)
-POOLING = (
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.AvgPool1d,
-    nn.AvgPool2d,
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveMaxPool2d,
+    *POOLING,
 )
 PASS_FUNCTIONS = {
     F.relu,
