@@ -16,6 +16,7 @@ ORDER = [
     "models",
     "layers",
     "surgery",
+    "deploy",
     "analysis",
     "train",
     "pruning",

@@ -19,6 +19,7 @@ from squeezer import (
     coding,
     core,
     data,
+    deploy,
     factorization,
     layers,
     models,
@@ -30,6 +31,7 @@ from squeezer import (
 )
 from squeezer.analysis import measure
 from squeezer.coding import load, save
+from squeezer.deploy import export
 from squeezer.errors import SqueezerError
 from squeezer.factorization import factorize_
 from squeezer.pruning import prune_, prune_channels
@@ -52,7 +54,9 @@ __all__ = [
     "coding",
     "core",
     "data",
+    "deploy",
     "evaluate",
+    "export",
     "factorization",
     "factorize_",
     "fit",

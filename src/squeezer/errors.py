@@ -50,3 +50,11 @@ class SpecError(SqueezerError, ValueError):
 class ModelError(SqueezerError, ValueError):
     """A model does not fit what was asked of it: wrong inputs, no layer to compress, or a
     file whose tensors do not fit the model it is loaded into."""
+
+
+class ExportError(SqueezerError, RuntimeError):
+    """A model cannot be exported (an operation with no ONNX form), or a file is not ONNX."""
+
+
+class BackendError(SqueezerError, RuntimeError):
+    """An execution backend is unknown, not installed, or cannot run the model."""

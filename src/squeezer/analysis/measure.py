@@ -32,6 +32,7 @@ from squeezer.analysis.counting import (
 from squeezer.analysis.deploy import inference_copy
 from squeezer.analysis.latency import Latency, layer_latency, time_models
 from squeezer.core import baked_copy
+from squeezer.deploy.backends import check_backend, prepare
 from squeezer.errors import ConfigError
 
 # A FLOPs cut at least this large should show up in the clock; if not, say so.
@@ -39,10 +40,18 @@ FLOPS_GAIN_WORTH_WARNING = 1.1
 SPEEDUP_NOTICED = 1.05
 
 
-def backend_name() -> str:
+def backend_name(backend: str = "eager") -> str:
     """The backend latency is measured on, in words."""
     cpu = platform.processor() or platform.machine()
-    return f"PyTorch {torch.__version__} eager, CPU ({cpu})"
+    if backend == "onnxruntime":
+        try:
+            import onnxruntime
+
+            return f"ONNX Runtime {onnxruntime.__version__} (CPU provider), CPU ({cpu})"
+        except ImportError:
+            return f"ONNX Runtime (not installed), CPU ({cpu})"
+    what = "torch.compile (Inductor)" if backend == "compile" else "eager"
+    return f"PyTorch {torch.__version__} {what}, CPU ({cpu})"
 
 
 @dataclass
@@ -81,6 +90,7 @@ class Measurement:
     baseline: Measurement | None = None
     comparison: Comparison | None = None
     warnings: list[str] = field(default_factory=list)
+    prepare_seconds: list[float] = field(default_factory=list)  # compile/export, per model
 
     @property
     def latency_ms(self) -> float | None:
@@ -98,6 +108,7 @@ class Measurement:
             "latency_ms": self.latency_ms,
             "latency": [lat.to_dict() for lat in self.latency],
             "backend": self.backend,
+            "prepare_seconds": list(self.prepare_seconds),
             "layers": [vars(row) for row in self.layers],
             "warnings": list(self.warnings),
         }
@@ -126,6 +137,7 @@ def measure(
     per_layer_latency: bool = True,
     min_run_time: float = 0.5,
     layout: str = "eager",
+    backend: str = "eager",
 ) -> Measurement:
     """Measure a model: parameters, non-zeros, FLOPs, bytes and latency, per layer and total.
 
@@ -144,6 +156,10 @@ def measure(
             :func:`~squeezer.analysis.inference_copy` (BatchNorm folded into convolutions,
             channels-last), the usual CPU deployment steps. Counts and per-layer latency are
             always of the models as given.
+        backend: what runs the timed models: ``"eager"`` PyTorch, ``"compile"``
+            (``torch.compile``) or ``"onnxruntime"`` (exported to ONNX). Both models run on
+            it, alternately; compile or export seconds are reported apart
+            (``prepare_seconds``), never inside the latency.
 
     Returns:
         A :class:`Measurement`.
@@ -153,6 +169,7 @@ def measure(
     """
     if layout not in ("eager", "deploy"):
         raise ConfigError(f"layout must be 'eager' or 'deploy', got {layout!r}")
+    check_backend(backend)
     threads = list(threads) if threads else [torch.get_num_threads()]
     model, baseline = plain(model), None if baseline is None else plain(baseline)
     one = batch_of(example_inputs, 1)
@@ -161,18 +178,33 @@ def measure(
     base_m: Measurement | None = None
     timings: list[Latency] = []
     base_timings: list[Latency] = []
+    prepare_seconds: list[float] = []
+    batch_sizes = list(batch_sizes)
     if latency:
         timed = [model] if baseline is None else [baseline, model]
         fmt = torch.contiguous_format
         if layout == "deploy":
             timed = [inference_copy(m, channels_last=True) for m in timed]
             fmt = torch.channels_last
-        for b in batch_sizes:
-            for t in threads:
-                res = time_models(timed, one, b, t, min_run_time=min_run_time, memory_format=fmt)
+        prepared = {}
+        for t in threads:  # an ONNX Runtime session is made for its thread count
+            key = t if backend == "onnxruntime" else None
+            if key not in prepared:
+                prepared[key] = [prepare(m, backend, one, t) for m in timed]
+                for p in prepared[key]:
+                    prepare_seconds.append(p.seconds)
+            runners = [p.module for p in prepared[key]]
+            for b in batch_sizes:
+                res = time_models(runners, one, b, t, min_run_time=min_run_time, memory_format=fmt)
                 timings.append(res[-1])
                 if baseline is not None:
                     base_timings.append(res[0])
+        timings.sort(
+            key=lambda lat: (batch_sizes.index(lat.batch_size), threads.index(lat.threads))
+        )
+        base_timings.sort(
+            key=lambda lat: (batch_sizes.index(lat.batch_size), threads.index(lat.threads))
+        )
         if per_layer_latency:
             per_layer = layer_latency(model, one, batch_sizes[0], threads[0])
             for row in rows:
@@ -186,8 +218,9 @@ def measure(
         size_bytes=size_bytes(model),
         layers=rows,
         latency=timings,
-        backend=backend_name()
+        backend=backend_name(backend)
         + (", BatchNorm folded, channels-last" if layout == "deploy" and latency else ""),
+        prepare_seconds=prepare_seconds,
     )
     if baseline is not None:
         bflops, bmod = count_flops(baseline, one)
@@ -304,6 +337,11 @@ def format_measurement(m: Measurement) -> str:
     out += [line(r) for r in rows[:-1]] + [line(["-" * w for w in widths]), line(rows[-1])]
     if m.latency:
         out.append(f"latency on {m.backend} (median +- IQR of {m.latency[0].runs}+ blocks):")
+        if any(m.prepare_seconds):
+            out.append(
+                "  compile/export time, not in the latency: "
+                + ", ".join(f"{s:.1f} s" for s in m.prepare_seconds)
+            )
         for lat in m.latency:
             out.append(
                 f"  batch {lat.batch_size:>4}, {lat.threads} thread(s): "

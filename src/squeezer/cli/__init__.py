@@ -36,6 +36,7 @@ COMMANDS = (
     "run",
     "prune",
     "factorize",
+    "export",
     "inspect",
     "models_cmd",
     "datasets",

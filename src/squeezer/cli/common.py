@@ -253,6 +253,14 @@ def layout_option(p: argparse.ArgumentParser) -> None:
         "conversion to channels-last, the usual CPU deployment steps (deploy); both models "
         "alike",
     )
+    p.add_argument(
+        "--backend",
+        choices=("eager", "compile", "onnxruntime"),
+        default="eager",
+        help="what runs the timed models: eager PyTorch (default), torch.compile (Inductor) or "
+        "ONNX Runtime (exported to ONNX); both models run on it, alternately, and compile or "
+        "export time is reported apart from the latency",
+    )
 
 
 def dataset_splits(
@@ -296,6 +304,7 @@ def measure_and_save(
         batch_sizes=parse_ints(args.batch_sizes, "--batch-sizes"),
         min_run_time=args.min_run_time,
         layout=args.layout,
+        backend=args.backend,
     )
     print(m)
     out = Path(args.out or f"{Path(args.model).stem}-{adjective}.sqz")

@@ -101,7 +101,10 @@ def run(args: argparse.Namespace) -> int:
             latency=not args.no_latency,
             min_run_time=args.min_run_time,
             layout=args.layout,
+            backend=args.backend,
         )
+    except sq.SqueezerError:
+        raise
     except RuntimeError as exc:  # shape mismatch between the model and --input-shape
         first = str(exc).splitlines()[0]
         raise UsageError(
