@@ -68,11 +68,20 @@ def prepare(
             cannot run (with the reason).
     """
     check_backend(backend)
-    model.eval()
-    one = batch_of(example_inputs, 1)
-    t0 = time.perf_counter()
     if backend == "eager":
         return Prepared(model, backend, 0.0)
+    was = model.training
+    model.eval()
+    try:
+        return _prepare(model, backend, batch_of(example_inputs, 1), threads)
+    finally:
+        model.train(was)
+
+
+def _prepare(
+    model: nn.Module, backend: str, one: tuple[Tensor, ...], threads: int | None
+) -> Prepared:
+    t0 = time.perf_counter()
     if backend == "compile":
         compiled = torch.compile(model)
         try:
