@@ -42,3 +42,20 @@ def test_load_sparse(tmp_path) -> None:
     loaded = sq.load(path, sparse=True)
     assert all(isinstance(getattr(loaded, n), SparseLinear) for n in ("fc1", "fc2", "fc3"))
     assert sparsify_(sq.load(path), min_sparsity=0.95) == []
+
+
+def test_sparse_linear_copies_and_exports_as_dense(tmp_path) -> None:
+    import copy as copy_module
+
+    model = sq.models.create("lenet300")
+    prune_(model, Magnitude(sparsity=0.9))
+    sparse = sparse_copy(model)
+    assert sparse.fc1.weight.col_indices().dtype == torch.int32  # the fast MKL path
+    twin = copy_module.deepcopy(sparse)
+    assert isinstance(twin.fc1, SparseLinear)
+    assert twin.fc1.weight.values().data_ptr() != sparse.fc1.weight.values().data_ptr()
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(twin(x), model(x), rtol=1e-5, atol=1e-5)
+    report = sq.export(sparse, x, tmp_path / "m.onnx")
+    assert report.max_abs_diff < 1e-4
+    assert isinstance(sparse.fc1, SparseLinear)  # the model itself is left sparse

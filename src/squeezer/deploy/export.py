@@ -61,6 +61,21 @@ def _cause(exc: BaseException) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", first)[:300]
 
 
+def export_form(model: nn.Module) -> nn.Module:
+    """``model`` with every submodule that has an ``export_form()`` replaced by what that
+    returns: an equivalent made of operations the exporter knows (a CSR sparse layer becomes
+    a dense one). Edits ``model`` in place and returns it."""
+    if callable(getattr(model, "export_form", None)):
+        return model.export_form()
+    for name, module in list(model.named_modules()):
+        if name and callable(getattr(module, "export_form", None)):
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            if isinstance(getattr(parent, child, None), nn.Module):
+                setattr(parent, child, module.export_form())
+    return model
+
+
 def to_onnx(model: nn.Module, inputs: tuple[Tensor, ...], path: Path) -> None:
     """Write ``model`` as ONNX to ``path`` (batch dimension dynamic), quietly.
 
@@ -69,7 +84,7 @@ def to_onnx(model: nn.Module, inputs: tuple[Tensor, ...], path: Path) -> None:
     """
     from squeezer.core.modules import baked_copy
 
-    plain = baked_copy(model).eval()
+    plain = export_form(baked_copy(model)).eval()
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     dynamic = tuple({0: batch} for _ in inputs)
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript")]

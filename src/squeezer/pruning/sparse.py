@@ -17,6 +17,22 @@ from torch import Tensor, nn
 from squeezer.core import baked_copy
 
 
+def _csr32(dense: Tensor) -> Tensor:
+    """``dense`` in CSR form with 32-bit indices: MKL's matrix-vector product runs about 2x
+    faster on them than on 64-bit ones (4096 x 9216 at 9% density, batch 1, 2 threads)."""
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": we measure it
+        warnings.simplefilter("ignore", UserWarning)
+        csr = dense.to_sparse_csr()
+        if csr.values().numel() >= 2**31:
+            return csr
+        return torch.sparse_csr_tensor(
+            csr.crow_indices().to(torch.int32),
+            csr.col_indices().to(torch.int32),
+            csr.values(),
+            csr.shape,
+        )
+
+
 class SparseLinear(nn.Module):
     """``y = x W^T + b`` with W held as a CSR sparse matrix (inference only).
 
@@ -28,12 +44,32 @@ class SparseLinear(nn.Module):
     def __init__(self, weight: Tensor, bias: Tensor | None = None) -> None:
         super().__init__()
         self.out_features, self.in_features = weight.shape
-        with warnings.catch_warnings():  # "sparse CSR support is in beta": we measure it
-            warnings.simplefilter("ignore", UserWarning)
-            self.register_buffer("weight", weight.detach().to_sparse_csr())
+        self.register_buffer("weight", _csr32(weight.detach()))
         self.bias = (
             None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
         )
+
+    def __deepcopy__(self, memo: dict) -> SparseLinear:
+        # a CSR tensor has no storage for deepcopy to clone; rebuild from the dense form
+        return type(self)(self.dense_weight(), self.bias)
+
+    def dense_weight(self) -> Tensor:
+        """The weight as a dense matrix (zeros included)."""
+        return self.weight.to_dense()
+
+    def export_form(self) -> nn.Linear:
+        """What :func:`squeezer.export` writes instead: ONNX has no CSR matrix product that
+        ONNX Runtime's CPU provider runs, so the file holds the dense layer."""
+        return self.to_linear()
+
+    def to_linear(self) -> nn.Linear:
+        """The same layer as a dense ``nn.Linear``."""
+        layer = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+        with torch.no_grad():
+            layer.weight.copy_(self.dense_weight())
+            if self.bias is not None:
+                layer.bias.copy_(self.bias)
+        return layer
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> SparseLinear:
