@@ -185,8 +185,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         s = sq.deploy.prepare(sparse, backend, x, args.threads)
         name = f"SparseLinear on {backend}" + (
             " (the file holds the dense layer)" if backend == "onnxruntime" else "")  # fmt: skip
-        paths[name] = (d.module, s.module,
-                       dense_bytes if backend == "onnxruntime" else csr_bytes(nnz, OUT, 4))  # fmt: skip
+        nbytes = dense_bytes if backend == "onnxruntime" else csr_bytes(nnz, OUT, 4)
+        paths[name] = (d.module, s.module, nbytes)
         prepare_s[name] = [d.seconds, s.seconds]
     blocked = block_pruned(unpruned, args.density, 4)
     blocked_dense = nn.Linear(IN, OUT).eval()
@@ -194,15 +194,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         blocked_dense.weight.copy_(blocked)
         blocked_dense.bias.copy_(bias)
     block_nnz = int(torch.count_nonzero(blocked))
+    bsr_bytes = block_nnz * 4 + (block_nnz // 16) * 8
     paths["BSR 4x4 (block-pruned weight), eager"] = (
-        blocked_dense, bsr_layer(blocked, bias, 4), block_nnz * 4 + (block_nnz // 16) * 8)  # fmt: skip
+        blocked_dense, bsr_layer(blocked, bias, 4), bsr_bytes)  # fmt: skip
     kernel_error = None
     if args.own_kernel:
         try:
             print(f"[{elapsed():5.0f}s] building the C++ kernel", flush=True)
             ext = own_kernel()
             paths["own C++ kernel (16-bit indices), eager"] = (
-                dense_layer, OwnKernel(ext, weight, bias), nnz * (4 + 2) + (OUT + 1) * 4)
+                dense_layer,
+                OwnKernel(ext, weight, bias),
+                nnz * (4 + 2) + (OUT + 1) * 4,
+            )
         except Exception as exc:  # a missing compiler is a result, not a crash
             kernel_error = str(exc).strip().splitlines()[0][:200]
             print(f"own kernel not built: {kernel_error}", flush=True)
