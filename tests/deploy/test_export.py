@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -47,13 +48,27 @@ def test_compressed_models_export(tmp_path: Path) -> None:
         assert report.max_abs_diff < 1e-4, name
 
 
-def test_structured_matrices_export_or_name_the_operation(tmp_path: Path) -> None:
-    x = torch.randn(3, 64)
-    for layer in (sq.layers.CirculantLinear(64, 64), sq.layers.FastfoodLinear(64, 64)):
-        assert sq.export(layer, x, tmp_path / "s.onnx").max_abs_diff < 1e-4
+class _ComplexTwist(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = torch.arange(x.shape[-1], dtype=x.dtype)
+        # a real tensor times a complex scalar: the exporter has no form for it
+        return (torch.fft.fft(x) * torch.exp(1j * math.pi * k / x.shape[-1])).real
+
+
+def test_structured_matrices_export_and_others_name_the_operation(tmp_path: Path) -> None:
+    x = torch.randn(3, 60)  # not a power of two: the DCT's odd/even split is exercised
+    for layer in (
+        sq.layers.CirculantLinear(60, 50),
+        sq.layers.FastfoodLinear(64, 64),
+        sq.layers.LDRLinear(60, 50, rank=2),
+        sq.layers.ACDCLinear(60, 50, depth=3),
+    ):
+        report = sq.export(layer, x if layer.in_features == 60 else torch.randn(3, 64),
+                           tmp_path / "s.onnx")  # fmt: skip
+        assert report.max_abs_diff < 1e-4, type(layer).__name__
     with pytest.raises(sq.errors.ExportError, match=r"aten\.mul\.Scalar has no ONNX form"):
-        sq.export(sq.layers.ACDCLinear(64, 64), x, tmp_path / "acdc.onnx")
-    assert not (tmp_path / "acdc.onnx").exists()
+        sq.export(_ComplexTwist(), x, tmp_path / "complex.onnx")
+    assert not (tmp_path / "complex.onnx").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["s.onnx"]
 
 

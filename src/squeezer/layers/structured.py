@@ -70,30 +70,41 @@ def fwht(x: Tensor) -> Tensor:
     return y.reshape(*lead, n) / math.sqrt(n)
 
 
+def _half_angle(n: int, like: Tensor) -> tuple[Tensor, Tensor]:
+    t = torch.arange(n, dtype=like.dtype, device=like.device) * (math.pi / (2 * n))
+    return torch.cos(t), torch.sin(t)
+
+
 def dct(x: Tensor) -> Tensor:
-    """Orthonormal DCT-II over the last dimension, through one FFT of length ``n`` (Makhoul)."""
+    """Orthonormal DCT-II over the last dimension, through one real FFT of length ``n``
+    (Makhoul). Real arithmetic only, so it exports to ONNX (``DFT``)."""
     n = x.shape[-1]
     v = torch.cat((x[..., ::2], x[..., 1::2].flip(-1)), dim=-1)
-    spec = torch.fft.fft(v, dim=-1)
-    k = torch.arange(n, dtype=x.dtype, device=x.device)
-    w = torch.exp(-1j * math.pi * k / (2 * n))
-    y = (spec * w).real * math.sqrt(2.0 / n)
+    spec = torch.view_as_real(torch.fft.rfft(v, dim=-1))
+    # the spectrum of a real sequence is Hermitian: bins above n/2 mirror those below
+    m = n - n // 2
+    re = torch.cat((spec[..., 0], spec[..., 1:m, 0].flip(-1)), dim=-1)
+    im = torch.cat((spec[..., 1], -spec[..., 1:m, 1].flip(-1)), dim=-1)
+    cos, sin = _half_angle(n, x)
+    y = (re * cos + im * sin) * math.sqrt(2.0 / n)  # Re(spec * exp(-i pi k / 2n))
     return torch.cat((y[..., :1] / math.sqrt(2.0), y[..., 1:]), dim=-1)
 
 
 def idct(y: Tensor) -> Tensor:
-    """Inverse of :func:`dct` (the orthonormal DCT-III), also through one FFT of length ``n``."""
+    """Inverse of :func:`dct` (the orthonormal DCT-III), through one inverse real FFT."""
     n = y.shape[-1]
-    k = torch.arange(n, dtype=y.dtype, device=y.device)
     c = torch.cat((y[..., :1] * math.sqrt(n), y[..., 1:] * math.sqrt(n / 2.0)), dim=-1)
     c_rev = torch.cat((torch.zeros_like(c[..., :1]), c[..., 1:].flip(-1)), dim=-1)
-    spec = torch.exp(1j * math.pi * k / (2 * n)) * (c - 1j * c_rev)
-    v = torch.fft.ifft(spec, dim=-1).real
-    x = torch.empty_like(v)
+    cos, sin = _half_angle(n, y)
+    h = n // 2 + 1  # exp(i pi k / 2n) (c - i c_rev) is Hermitian: its first h bins suffice
+    re = cos[:h] * c[..., :h] + sin[:h] * c_rev[..., :h]
+    im = sin[:h] * c[..., :h] - cos[:h] * c_rev[..., :h]
+    v = torch.fft.irfft(torch.view_as_complex(torch.stack((re, im), dim=-1)), n=n, dim=-1)
     half = (n + 1) // 2
-    x[..., ::2] = v[..., :half]
-    x[..., 1::2] = v[..., half:].flip(-1)
-    return x
+    even, odd = v[..., :half], v[..., half:].flip(-1)
+    if n % 2:
+        odd = torch.cat((odd, torch.zeros_like(odd[..., :1])), dim=-1)
+    return torch.stack((even, odd), dim=-1).flatten(-2)[..., :n]
 
 
 class _StructuredLinear(nn.Module):
@@ -292,8 +303,9 @@ class LDRLinear(_StructuredLinear):
     """Toeplitz-like matrix of displacement rank ``rank``: ``sum_i Z_1(g_i) Z_-1(h_i)``.
 
     ``Z_1(v)`` is the circulant and ``Z_-1(v)`` the skew-circulant matrix with first column
-    ``v``; both are applied with FFTs (the skew-circulant through a diagonal twist by the
-    2n-th roots of unity), so the product costs O(rank n log n). 2 rank n parameters.
+    ``v``; both are applied with real FFTs (the skew-circulant as a negacyclic convolution,
+    through FFTs of length 2n), so the product costs O(rank n log n) and exports to ONNX.
+    2 rank n parameters.
     """
 
     spec_extra = ("rank",)
@@ -314,24 +326,21 @@ class LDRLinear(_StructuredLinear):
         return super().extra_repr() + f", rank={self.rank}"
 
     def flops_per_row(self) -> int:
-        """Per displacement rank: three complex FFTs (5 n log2 n), three real ones, products."""
+        """Per displacement rank: six real FFTs (three of length 2n for the negacyclic
+        convolution, three of length n for the circulant one; about 22.5 n log2 n together)
+        and the products."""
         n = self.n
         return self.rank * (int(22.5 * n * _log2(n)) + 20 * n)
 
     def transform(self, x: Tensor) -> Tensor:
         n = self.n
-        v = (
-            _pad(x, n)
-            .unsqueeze(-2)
-            .to(torch.complex64 if x.dtype != torch.float64 else torch.complex128)
+        v = _pad(x, n).unsqueeze(-2)
+        # skew-circulant Z_-1(h) x is the negacyclic convolution of h and x: a linear
+        # convolution (real FFTs of length 2n) with the wrapped-around half subtracted
+        full = torch.fft.irfft(
+            torch.fft.rfft(self.h, n=2 * n) * torch.fft.rfft(v, n=2 * n, dim=-1), n=2 * n, dim=-1
         )
-        k = torch.arange(n, device=x.device, dtype=x.dtype)
-        twist = torch.exp(1j * math.pi * k / n).to(v.dtype)  # eta^k, eta^n = -1
-        # skew-circulant: Z_-1(h) x = D^-1 C(D h) D x
-        hv = torch.fft.ifft(
-            torch.fft.fft(twist * self.h) * torch.fft.fft(twist * v, dim=-1), dim=-1
-        )
-        u = (hv / twist).real  # (..., rank, n)
+        u = full[..., :n] - full[..., n:]  # (..., rank, n)
         y = torch.fft.irfft(torch.fft.rfft(self.g) * torch.fft.rfft(u, dim=-1), n=n, dim=-1)
         return y.sum(-2)[..., : self.out_features]
 
@@ -375,9 +384,10 @@ class ACDCLinear(_StructuredLinear):
         return super().extra_repr() + f", depth={self.depth}"
 
     def flops_per_row(self) -> int:
-        """Per factor: a DCT and an inverse DCT (one complex FFT each) and two diagonals."""
+        """Per factor: a DCT and an inverse DCT (one real FFT each, 2.5 n log2 n), their
+        twiddles and two diagonals."""
         n = self.n
-        return self.depth * (10 * n * _log2(n) + 14 * n)
+        return self.depth * (5 * n * _log2(n) + 14 * n)
 
     def transform(self, x: Tensor) -> Tensor:
         v = _pad(x, self.n)
