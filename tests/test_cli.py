@@ -332,11 +332,18 @@ def test_compress_inspect_evaluate_measure_sqz(
         "--quiet",
         "--out",
         str(out),
+        "--backend",
+        "eager",
+        "--sparse",
+        "--batch-sizes",
+        "1",
         "--json",
         str(js),
     )
     assert code == 0, err
     result = json.loads(js.read_text())
+    assert "sparse CSR kernels for: fc1" in err and "speedup delta" in text
+    assert result["measurement"]["compression_rate"] > 5
     for key in ("compression_rate", "size_bytes", "top1_before", "top1_after", "stages"):
         assert key in result
     assert result["size_bytes"] == out.stat().st_size

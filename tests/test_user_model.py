@@ -84,6 +84,7 @@ def test_user_net_through_a_recipe(tmp_path: Path, capsys: pytest.CaptureFixture
     path.write_text(yaml.safe_dump(recipe))
     out = tmp_path / "m.sqz"
     argv = ["run", str(path), "user_nets:make_net", "--input-shape", "1,28,28"]
+    argv += ["--backend", "onnxruntime", "--batch-sizes", "1"]  # timed as exported
     report = tmp_path / "r.json"
     code = main([*argv, "--dataset", "digits", "--out", str(out), "--quiet", "--json", str(report)])
     assert code == 0, capsys.readouterr().err
@@ -96,6 +97,10 @@ def test_user_net_through_a_recipe(tmp_path: Path, capsys: pytest.CaptureFixture
         "+ Huffman coding",
     ]
     assert result["size_bytes"] == out.stat().st_size
+    timed = result["measurement"]
+    assert timed["backend"].startswith("ONNX Runtime") and len(timed["prepare_seconds"]) == 2
+    assert [s["batch_size"] for s in timed["speedup"]] == [1]
+    assert timed["baseline"]["params"] > timed["params"]  # against the original network
     loaded = sq.load(out, model=UserNet())
     _, test = sq.data.load("digits")
     assert sq.evaluate(loaded, test)["top1"] == pytest.approx(result["top1_after"])

@@ -10,8 +10,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from squeezer.core import type_name
-
-Inputs = Tensor | tuple[Tensor, ...]
+from squeezer.core.inputs import Inputs, as_tuple
 
 
 @dataclass
@@ -25,15 +24,6 @@ class LayerCounts:
     flops: int = 0
     size_bytes: int = 0
     latency_ms: float | None = None
-
-
-def as_tuple(inputs: Inputs) -> tuple[Tensor, ...]:
-    return inputs if isinstance(inputs, tuple) else (inputs,)
-
-
-def batch_of(inputs: Inputs, batch_size: int) -> tuple[Tensor, ...]:
-    """The first example of each input tensor, repeated ``batch_size`` times along dim 0."""
-    return tuple(t[:1].expand(batch_size, *t.shape[1:]).contiguous() for t in as_tuple(inputs))
 
 
 def _own_tensors(module: nn.Module) -> Iterator[Tensor]:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
-from squeezer.analysis.counting import Inputs, batch_of
+from squeezer.core.inputs import Inputs, batch_of
 
 
 @dataclass

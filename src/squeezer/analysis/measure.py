@@ -20,9 +20,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from squeezer.analysis.counting import (
-    Inputs,
     LayerCounts,
-    batch_of,
     count_flops,
     count_nonzero,
     count_params,
@@ -32,6 +30,7 @@ from squeezer.analysis.counting import (
 from squeezer.analysis.deploy import inference_copy
 from squeezer.analysis.latency import Latency, layer_latency, time_models
 from squeezer.core import baked_copy
+from squeezer.core.inputs import Inputs, batch_of
 from squeezer.deploy.backends import check_backend, prepare
 from squeezer.errors import ConfigError
 

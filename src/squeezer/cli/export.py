@@ -72,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
     x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
     if source["source"] == "zoo":
         info(f"{args.checkpoint}: zoo model with random weights")
+    info(
+        f"exporting to {out} through torch.onnx (several seconds for a large model), then "
+        "running it in ONNX Runtime"
+        + (f" on {len(check):,} {args.check} test examples" if check is not None else "")
+    )
     report = sq.export(model, x, out, check=check)
     print(report)
     write_json(args.json, {"checkpoint": args.checkpoint, **report.to_dict()})

@@ -21,6 +21,7 @@ from squeezer.cli.common import (
     json_option,
     load_model,
     model_options,
+    parse_ints,
     positive,
     write_json,
 )
@@ -70,10 +71,51 @@ def recipe_options(p: argparse.ArgumentParser, out_default: str) -> None:
         action="store_true",
         help="at most one epoch and one round in every stage (smoke runs)",
     )
+    p.add_argument(
+        "--backend",
+        choices=("eager", "compile", "onnxruntime"),
+        help="also time the compressed model against the original on this backend (eager "
+        "PyTorch, torch.compile or ONNX Runtime), alternately in one run; not timed by default",
+    )
+    p.add_argument(
+        "--batch-sizes",
+        default="1,32",
+        metavar="B[,B...]",
+        help="batch sizes to time with --backend (default: 1,32)",
+    )
+    p.add_argument(
+        "--sparse",
+        action="store_true",
+        help="with --backend eager or compile: time fully connected layers that are at least "
+        "half zeros with CSR sparse kernels",
+    )
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     model_options(p)
     data_options(p)
     json_option(p)
+
+
+def _timed(args: argparse.Namespace, original: Any, model: Any, x: Any) -> dict[str, Any]:
+    """``model`` (as the file holds it: masks and codebooks baked) timed against ``original``
+    on ``args.backend``; printed, and returned for the JSON."""
+    import squeezer as sq
+    from squeezer.core import baked_copy
+    from squeezer.pruning import sparsify_
+
+    candidate = baked_copy(model).eval()
+    if args.sparse:
+        replaced = sparsify_(candidate)
+        info(f"sparse CSR kernels for: {', '.join(replaced) or 'no layer (none is half zeros)'}")
+    m = sq.measure(
+        candidate,
+        x,
+        baseline=original,
+        batch_sizes=parse_ints(args.batch_sizes, "--batch-sizes"),
+        backend=args.backend,
+        per_layer_latency=False,
+    )
+    print(m)
+    return m.to_dict()
 
 
 def _quick(recipe: Any) -> Any:
@@ -143,6 +185,11 @@ def execute(
     check_fits(model, test.input_shape, test.num_classes, dataset)
     shape = tuple(source["input_shape"] or test.input_shape)
     info(f"recipe {recipe.name} on {stem} ({dataset}): " + ", ".join(s.tag for s in recipe.stages))
+    if args.backend:
+        from squeezer.core import baked_copy
+
+        parse_ints(args.batch_sizes, "--batch-sizes")  # a typo fails before the run, not after
+        original = baked_copy(model).eval()
     result = run_recipe(
         model,
         train,
@@ -157,8 +204,10 @@ def execute(
     out.write_bytes(result.sqz)
     print(result.format())
     info(f"wrote {out} ({result.size_bytes:,} bytes)")
+    timed = _timed(args, original, model, torch.zeros(1, *shape)) if args.backend else None
     write_json(
         args.json,
-        {**result.to_dict(), "dataset": dataset, "out": str(out), "recipe": recipe.to_dict()},
+        {**result.to_dict(), "dataset": dataset, "out": str(out), "recipe": recipe.to_dict()}
+        | ({"measurement": timed} if timed is not None else {}),
     )
     return 0

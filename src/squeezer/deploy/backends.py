@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from squeezer.deploy.inputs import Inputs, as_tuple, batch_of
+from squeezer.core.inputs import Inputs, as_tuple, batch_of
 from squeezer.errors import BackendError
 
 BACKENDS = ("eager", "compile", "onnxruntime")

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from squeezer.deploy.inputs import as_tuple
+from squeezer.core.inputs import as_tuple
 from squeezer.errors import BackendError, ExportError
 
 

@@ -1,4 +1,4 @@
-"""Example inputs as the deployment code reads them (the same rules as analysis'.)"""
+"""Example inputs: one tensor or a tuple of them, and a batch made from the first example."""
 
 from __future__ import annotations
 
