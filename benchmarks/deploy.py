@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import squeezer as sq
-from harness import elapsed, provenance, write_report
+from harness import elapsed, provenance, read_report, write_report
 from squeezer.analysis.counting import count_flops, count_params
 
 MODELS = ("vgg16_bn_imagenet", "resnet50", "mobilenet_v2")
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for ratio in [float(r) for r in args.ratios.split(",")]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                pruned = sq.prune_channels(base, x, ratio=ratio).eval()
+                pruned = sq.prune_channels(base, x, ratio=ratio, round_to=args.round_to).eval()
             flops = flops0 / count_flops(pruned, (x,))[0]
             for backend in args.backends.split(","):
                 if backend not in prepared_base:
@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "backend": backend,
                     "batch": args.batch,
                     "threads": args.threads,
+                    "round_to": args.round_to,
                     "params": count_params(pruned),
                     "params_before": count_params(base),
                     "flops_reduction": flops,
@@ -86,6 +87,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {"rows": rows}
 
 
+def _name(row: dict[str, Any]) -> str:
+    n = row.get("round_to", 1)
+    return row["model"] + (f" (channels kept in multiples of {n})" if n > 1 else "")
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Channel pruning on deployment backends",
@@ -93,7 +99,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"Command: `{report['command']}`  ",
         f"Date: {report['date']}; torch {report['torch']}, {report['threads']} threads; "
         f"input (3, {report['size']}, {report['size']}), random weights, L1 criterion; "
-        f"total {report['seconds'] / 60:.1f} min.",
+        f"total {report['seconds'] / 60:.1f} min (last run).",
         "",
         "Original and pruned model on the same backend, timed alternately in one run, medians. "
         "`compile`: torch.compile (Inductor, C++). `onnxruntime`: exported with torch.onnx, "
@@ -108,13 +114,13 @@ def to_markdown(report: dict[str, Any]) -> str:
         diff = f"{r['onnx_max_abs_diff']:.1e}" if r["onnx_max_abs_diff"] is not None else ""
         prep = "/".join(f"{s:.0f}" for s in r["prepare_seconds"])
         lines.append(
-            f"| {r['model']} | {r['ratio']} | {r['backend']} | {r['batch']} | "
+            f"| {_name(r)} | {r['ratio']} | {r['backend']} | {r['batch']} | "
             f"{r['flops_reduction']:.2f}x | {r['baseline_ms']:.0f} | {r['pruned_ms']:.0f} | "
             f"{r['speedup']:.2f}x | {r['speedup_over_flops']:.2f} | {prep} | {diff} |"
         )
     best: dict[tuple[str, float], dict] = {}
     for r in report["rows"]:
-        key = (r["model"], r["ratio"])
+        key = (_name(r), r["ratio"])
         if key not in best or r["speedup_over_flops"] > best[key]["speedup_over_flops"]:
             best[key] = r
     lines += ["", "Best backend per model and ratio:", ""]
@@ -137,9 +143,24 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="timed blocks per model, at least")
     parser.add_argument("--min-run-time", type=float, default=0.1)
+    parser.add_argument("--round-to", type=int, default=1, help="kept channels, multiple of N")
     parser.add_argument("--out", default="deploy", help="results/NAME.{json,md}")
+    parser.add_argument(
+        "--update", action="store_true",
+        help="replace only the rerun models' rows in an existing results file",
+    )  # fmt: skip
     args = parser.parse_args()
     report = {**provenance("deploy.py"), "size": args.size, **run(args)}
+    earlier = read_report(args.out) if args.update else None
+    if earlier is not None:
+        rerun = set(args.models.split(","))
+        kept = [r for r in earlier["rows"] if r["model"] not in rerun]
+        report["rows"] = sorted(
+            kept + report["rows"], key=lambda r: MODELS.index(r["model"])
+            if r["model"] in MODELS else len(MODELS),
+        )  # fmt: skip
+        report["command"] = f"{earlier['command']}; then {report['command']}"
+        report["date"] = f"{earlier['date']}; updated {report['date']}"
     report["seconds"] = elapsed()
     print(write_report(args.out, report, to_markdown))
 

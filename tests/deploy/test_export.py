@@ -48,6 +48,32 @@ def test_compressed_models_export(tmp_path: Path) -> None:
         assert report.max_abs_diff < 1e-4, name
 
 
+F = sq.factorization
+EVERY_FACTORIZATION = [
+    F.SVD(rank=0.5),
+    F.Separable(rank=0.5),
+    F.LowRankBN(rank=0.5),
+    F.Tucker(rank=0.5, n_iter_max=2),
+    F.CP(rank=4, n_iter_max=2),
+    F.TensorTrain(rank=4),
+    F.Monochromatic(rank=2),
+    F.Bicluster(in_groups=2, out_groups=2),
+    F.Circulant(fit=False),
+    F.Fastfood(fit=False),
+    F.LDR(rank=2, fit=False),
+    F.ACDC(depth=2, fit=False),
+]
+
+
+@pytest.mark.parametrize("config", EVERY_FACTORIZATION, ids=lambda c: c.method)
+def test_every_factorization_exports(config: sq.factorization.Factorization, tmp_path) -> None:
+    model = _lenet5()
+    report = sq.factorize_(model, config, X[:1])
+    assert report.converted, config.method  # something was replaced
+    exported = sq.export(model, X, tmp_path / "m.onnx")
+    assert exported.max_abs_diff < 1e-4, config.method
+
+
 class _ComplexTwist(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = torch.arange(x.shape[-1], dtype=x.dtype)

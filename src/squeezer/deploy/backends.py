@@ -20,6 +20,7 @@ from squeezer.core.inputs import Inputs, as_tuple, batch_of
 from squeezer.errors import BackendError
 
 BACKENDS = ("eager", "compile", "onnxruntime")
+RECOMPILE_LIMIT = 256  # compiled variants per code object before Dynamo falls back to eager
 
 
 class OnnxRuntimeModule(nn.Module):
@@ -59,7 +60,10 @@ def prepare(
 
     - ``eager``: the model itself.
     - ``compile``: ``torch.compile(model)`` (Inductor, C++ on the CPU), compiled by one call
-      on the example; later batch sizes recompile during the timing's warm-up.
+      on the example; later batch sizes recompile during the timing's warm-up. Dynamo keeps
+      one cache per code object, so an original and its pruned copies (instances of one
+      class) share it; past its recompile limit (8) Dynamo silently runs eager, so the limit
+      is raised to :data:`RECOMPILE_LIMIT`.
     - ``onnxruntime``: exported to ONNX (dynamic batch) in a temporary folder and loaded in an
       ONNX Runtime session with ``threads`` intra-op threads.
 
@@ -83,6 +87,10 @@ def _prepare(
 ) -> Prepared:
     t0 = time.perf_counter()
     if backend == "compile":
+        import torch._dynamo.config as dynamo_config
+
+        if dynamo_config.recompile_limit < RECOMPILE_LIMIT:
+            dynamo_config.recompile_limit = RECOMPILE_LIMIT
         compiled = torch.compile(model)
         try:
             with torch.no_grad(), warnings.catch_warnings():
