@@ -1,14 +1,16 @@
 """Channel pruning timed on deployment backends: eager PyTorch, torch.compile and ONNX Runtime.
 
-    python benchmarks/deploy.py                      # VGG-16, ResNet-50, MobileNetV2 (~30 min)
+    python benchmarks/deploy.py                      # VGG-16, ResNet-50, MobileNetV2 (~80 min)
     python benchmarks/deploy.py --models resnet50 --ratios 0.5 --backends eager,onnxruntime
 
 For each model (random weights, 3 x 224 x 224, L1 criterion) and ratio, the original and the
 pruned model are prepared on each backend (compiled, or exported to ONNX and loaded in an ONNX
-Runtime session with the same thread count) and timed alternately in one run at the given batch
-size; medians. Compile and export seconds are reported apart from the latency. Each ONNX file
-is also checked: max |ONNX Runtime - PyTorch| on the example. Target (issue 11): speedup >= 0.8x
-the FLOPs reduction at every ratio on at least one real backend.
+Runtime session with the same thread count; ``-fused-cl``: BatchNorm folded into the
+convolutions and channels-last layout first, for eager and compile) and timed alternately in
+one run at the given batch size; medians. Compile and export seconds are reported apart from
+the latency. Each ONNX file is also checked: max |ONNX Runtime - PyTorch| on the example.
+Target (issue 11): speedup >= 0.8x the FLOPs reduction at every ratio on at least one real
+backend.
 Writes results/deploy.{json,md}.
 """
 
@@ -25,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import squeezer as sq
-from harness import elapsed, provenance, read_report, write_report
+from harness import elapsed, on_backend, provenance, read_report, write_report
 from squeezer.analysis.counting import count_flops, count_params
 
 MODELS = ("vgg16_bn_imagenet", "resnet50", "mobilenet_v2")
@@ -47,16 +49,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             flops = flops0 / count_flops(pruned, (x,))[0]
             for backend in args.backends.split(","):
                 if backend not in prepared_base:
-                    prepared_base[backend] = sq.deploy.prepare(base, backend, x, args.threads)
-                b = prepared_base[backend]
-                p = sq.deploy.prepare(pruned, backend, x, args.threads)
+                    prepared_base[backend] = on_backend([base], backend, x, args.threads)
+                (b,), layout, (b_seconds,) = prepared_base[backend]
+                (p,), _, (p_seconds,) = on_backend([pruned], backend, x, args.threads)
                 diff = None
                 if backend == "onnxruntime":
                     with torch.no_grad():
-                        diff = float((p.module(x) - pruned(x)).abs().max())
+                        diff = float((p(x) - pruned(x)).abs().max())
                 lat = sq.analysis.time_models(
-                    [b.module, p.module], x, args.batch, args.threads,
-                    min_run_time=args.min_run_time, min_rounds=args.rounds,
+                    [b, p], x, args.batch, args.threads, min_run_time=args.min_run_time,
+                    min_rounds=args.rounds, memory_format=layout,
                 )  # fmt: skip
                 row = {
                     "model": name,
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "baseline_ms": lat[0].median_ms,
                     "pruned_ms": lat[1].median_ms,
                     "speedup": lat[0].median_ms / lat[1].median_ms,
-                    "prepare_seconds": [b.seconds, p.seconds],
+                    "prepare_seconds": [b_seconds, p_seconds],
                     "onnx_max_abs_diff": diff,
                 }
                 row["speedup_over_flops"] = row["speedup"] / flops
@@ -103,7 +105,9 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
         "Original and pruned model on the same backend, timed alternately in one run, medians. "
         "`compile`: torch.compile (Inductor, C++). `onnxruntime`: exported with torch.onnx, "
-        "ONNX Runtime CPU provider. Prepare = compile or export seconds (original, pruned), not "
+        "ONNX Runtime CPU provider (which folds BatchNorm itself). `-fused-cl`: both models "
+        "with BatchNorm folded into the convolutions, in channels-last layout. Prepare = "
+        "compile or export seconds (original, pruned), not "
         "in the latency. Target: speedup >= 0.8x the FLOPs reduction on at least one backend.",
         "",
         "| model | ratio | backend | batch | FLOPs reduction | original ms | pruned ms | "
@@ -137,7 +141,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--ratios", default="0.25,0.5,0.75")
-    parser.add_argument("--backends", default="eager,compile,onnxruntime")
+    parser.add_argument(
+        "--backends", default="eager,eager-fused-cl,compile,compile-fused-cl,onnxruntime",
+        help="-fused-cl: both models with BatchNorm folded, in channels-last layout",
+    )  # fmt: skip
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 import squeezer as sq
 
@@ -59,3 +60,19 @@ def read_report(name: str) -> dict[str, Any] | None:
     """An earlier ``results/NAME.json``, for benchmarks that update parts of it."""
     path = RESULTS / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def on_backend(
+    models: list[nn.Module], backend: str, x: torch.Tensor, threads: int
+) -> tuple[list[nn.Module], torch.memory_format, list[float]]:
+    """``models`` made ready for ``backend`` (``eager``, ``compile`` or ``onnxruntime``, with
+    ``-fused-cl`` for BatchNorm folded and channels-last first), the input layout to time them
+    in, and the compile or export seconds of each."""
+    layout = torch.contiguous_format
+    if backend.endswith("-fused-cl"):
+        models = [sq.analysis.inference_copy(m, channels_last=True) for m in models]
+        layout = torch.channels_last
+        backend = backend.removesuffix("-fused-cl")
+    ready = [sq.deploy.prepare(m, backend, x.contiguous(memory_format=layout), threads)
+             for m in models]  # fmt: skip
+    return [r.module for r in ready], layout, [r.seconds for r in ready]

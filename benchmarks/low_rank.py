@@ -21,7 +21,9 @@ Reproduce (about 40 minutes on 2 CPU cores):
     SQUEEZER_DATA=../shared/data python benchmarks/low_rank.py
 
 Writes benchmarks/results/low_rank.{json,md}. ``--parts stack --update`` reruns one part and
-keeps the others in the existing file.
+keeps the others in the existing file. ``--parts network --network-models vgg11_bn
+--conv-methods tucker --rank-round-to 8 --update`` adds VGG-11 rows with every rank a multiple
+of 8 beside the unrounded ones.
 """
 
 from __future__ import annotations
@@ -38,12 +40,12 @@ import torch
 from torch import nn
 
 import squeezer as sq
-from squeezer.analysis import count_flops, inference_copy, time_models
+from squeezer.analysis import count_flops, time_models
 from squeezer.factorization import CP, SVD, Separable, Tucker, factorize_, parse_rank
 from squeezer.layers import ACDCLinear, CirculantLinear, FastfoodLinear, LDRLinear
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import CHECKPOINTS, elapsed, provenance, read_report, write_report
+from harness import CHECKPOINTS, elapsed, on_backend, provenance, read_report, write_report
 
 TARGETS = ("flops:2", "flops:4", "flops:8")
 STRUCTURED = {
@@ -56,22 +58,6 @@ STRUCTURED = {
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def on_backend(
-    models: list[nn.Module], backend: str, x: torch.Tensor, threads: int
-) -> tuple[list[nn.Module], torch.memory_format, list[float]]:
-    """``models`` made ready for ``backend`` (``eager``, ``compile`` or ``onnxruntime``, with
-    ``-fused-cl`` for BatchNorm folded and channels-last first), the input layout to time them
-    in, and the compile or export seconds of each."""
-    layout = torch.contiguous_format
-    if backend.endswith("-fused-cl"):
-        models = [inference_copy(m, channels_last=True) for m in models]
-        layout = torch.channels_last
-        backend = backend.removesuffix("-fused-cl")
-    ready = [sq.deploy.prepare(m, backend, x.contiguous(memory_format=layout), threads)
-             for m in models]  # fmt: skip
-    return [r.module for r in ready], layout, [r.seconds for r in ready]
 
 
 # ----------------------------------------------------------------------------- part 1: layers
@@ -226,8 +212,11 @@ def part_network(args: argparse.Namespace) -> dict:
         ("vgg11_bn", "fashion-mnist", 4, args.vgg_rank, method)
         for method in args.conv_methods.split(",")
     ]
+    models = set(args.network_models.split(","))
+    cases = [c for c in cases if c[0] in models]
     for name, dataset, epochs, rank, method in cases:
-        log(f"== {name} on {dataset}, {method} on the convs")
+        log(f"== {name} on {dataset}, {method} on the convs, ranks in multiples of "
+            f"{args.rank_round_to}")  # fmt: skip
         train, test = sq.data.load(dataset)
         base = _trained(name, dataset, train, epochs).eval()
         x = sq.data.example_inputs(test)
@@ -236,8 +225,11 @@ def part_network(args: argparse.Namespace) -> dict:
         loader = sq.data.loader(train.without_augment(), 128, shuffle=True, seed=0)
         calibration = [b for _, b in zip(range(8), loader, strict=False)]
         t0 = time.perf_counter()
-        conv_report = factorize_(small, conv_methods[method](rank=rank), x, calibration=calibration)
-        fc_report = factorize_(small, SVD(rank=rank, exclude=args.keep_fc), x)
+        n = args.rank_round_to
+        conv_report = factorize_(
+            small, conv_methods[method](rank=rank, round_to=n), x, calibration=calibration
+        )
+        fc_report = factorize_(small, SVD(rank=rank, exclude=args.keep_fc, round_to=n), x)
         seconds = time.perf_counter() - t0
         right_after = sq.evaluate(small, test)["top1"]
         sq.fit(small, train, epochs=args.finetune_epochs, lr=0.01, verbose=True)
@@ -271,6 +263,7 @@ def part_network(args: argparse.Namespace) -> dict:
             "dataset": dataset,
             "conv_method": method,
             "rank": rank,
+            "round_to": n,
             "top1_before": top1,
             "top1_factorized": right_after,
             "top1_after": after,
@@ -293,6 +286,15 @@ def part_network(args: argparse.Namespace) -> dict:
             + ", ".join(f"{k} {v['speedup']:.2f}x" for k, v in speed.items())
         )
     return {"rows": rows, "finetune_epochs": args.finetune_epochs}
+
+
+def _rounded(row: dict) -> str:
+    n = row.get("round_to", 1)
+    return f", ranks x{n}" if n > 1 else ""
+
+
+def _network_key(row: dict) -> tuple:
+    return (row["model"], row.get("conv_method"), row["rank"], row.get("round_to", 1))
 
 
 # ------------------------------------------------------------------------- part 3: structured
@@ -498,7 +500,7 @@ def to_markdown(report: dict) -> str:
             s = r["speed_b32"]
             lines.append(
                 f"| {r['model']} | {r['dataset']} | {r.get('conv_method', 'tucker')} | "
-                f"{r['rank']} | {100 * r['top1_before']:.2f}% "
+                f"{r['rank']}{_rounded(r)} | {100 * r['top1_before']:.2f}% "
                 f"| {100 * r['top1_factorized']:.2f}% | {100 * r['top1_after']:.2f}% | "
                 f"{r['drop_points']:.2f} | {r['compression']:.2f}x | "
                 f"{r['flops_reduction']:.2f}x | "
@@ -518,7 +520,8 @@ def to_markdown(report: dict) -> str:
             for r in checked:
                 for which, e in r["export_check"].items():
                     lines.append(
-                        f"| {r['model']} | {r.get('conv_method', 'tucker')} | {which} | "
+                        f"| {r['model']} | {r.get('conv_method', 'tucker')}{_rounded(r)} | "
+                        f"{which} | "
                         f"{e['max_abs_diff']:.1e} | {100 * e['top1_agreement']:.2f}% | "
                         f"{100 * e['top1_pytorch']:.2f}% | {100 * e['top1_onnx']:.2f}% |"
                     )
@@ -582,6 +585,14 @@ def main() -> int:
     parser.add_argument(
         "--keep-fc", default="fc2,classifier.1", help="output layers left dense (patterns)"
     )
+    parser.add_argument(
+        "--network-models", default="lenet5,vgg11_bn", help="network part: which models"
+    )
+    parser.add_argument(
+        "--rank-round-to", type=int, default=1,
+        help="network part: ranks in multiples of N (round_to); with --update its rows are "
+        "added beside those of other roundings",
+    )  # fmt: skip
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--scratch-epochs", type=int, default=4)
     parser.add_argument("--scratch-lr", type=float, default=0.02)
@@ -622,7 +633,12 @@ def main() -> int:
     }
     earlier = report.get("total_seconds", 0.0) if args.update else 0.0
     for part in args.parts.split(","):
+        before = report.get(part) if args.update else None
         report[part] = parts[part](args)
+        if part == "network" and before:  # rows of other models and roundings stay
+            new = {_network_key(r) for r in report[part]["rows"]}
+            kept = [r for r in before["rows"] if _network_key(r) not in new]
+            report[part]["rows"] = kept + report[part]["rows"]
         report["total_seconds"] = earlier + elapsed()
         text = write_report(args.out_name, report, to_markdown)  # after each part: none lost
     print(text)

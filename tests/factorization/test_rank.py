@@ -57,3 +57,44 @@ def test_vbmf_on_a_single_row_or_column():
     rng = np.random.default_rng(2)
     assert vbmf_rank(rng.standard_normal((1, 50))) == 1
     assert vbmf_rank(rng.standard_normal((50, 1))) == 1
+
+
+def test_rounded_ranks_are_multiples_and_still_meet_a_flops_target():
+    import torch
+    from torch import nn
+
+    import squeezer as sq
+    from squeezer.analysis.counting import count_flops
+    from squeezer.factorization import Tucker
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 40, 12, 12)
+    flops = {}
+    ranks = {}
+    for n in (1, 8):
+        model = nn.Sequential(nn.Conv2d(40, 100, 3, padding=1))
+        before = count_flops(model, (x,))[0]
+        report = sq.factorize_(model, Tucker(rank="flops:3", round_to=n), x)
+        flops[n] = before / count_flops(model, (x,))[0]
+        ranks[n] = report.converted[0].ranks
+    assert all(r % 8 == 0 for r in ranks[8]), ranks
+    assert ranks[1] != ranks[8]  # the unrounded search lands on odd widths here
+    assert flops[8] >= 3.0 and flops[1] >= 3.0
+
+
+def test_rounding_rounds_per_mode_ranks_up_and_never_past_the_full_rank():
+    import torch
+    from torch import nn
+
+    import squeezer as sq
+    from squeezer.errors import ConfigError
+    from squeezer.factorization import SVD, Tucker
+
+    model = nn.Sequential(nn.Linear(50, 20))
+    report = sq.factorize_(model, SVD(rank=5, round_to=8, force=True), torch.randn(1, 50))
+    assert report.converted[0].ranks == [8]
+    conv = nn.Sequential(nn.Conv2d(6, 100, 3))
+    report = sq.factorize_(conv, Tucker(rank=0.5, round_to=16, force=True), torch.randn(1, 6, 8, 8))
+    assert report.converted[0].ranks == [64, 6]  # 50 -> 64; 3 -> 16, capped at the full 6
+    with pytest.raises(ConfigError, match="round_to"):
+        Tucker(round_to=0)

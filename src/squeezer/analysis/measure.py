@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
+from tqdm.auto import tqdm
 
 from squeezer.analysis.counting import (
     LayerCounts,
@@ -137,6 +139,7 @@ def measure(
     min_run_time: float = 0.5,
     layout: str = "eager",
     backend: str = "eager",
+    progress: bool | None = None,
 ) -> Measurement:
     """Measure a model: parameters, non-zeros, FLOPs, bytes and latency, per layer and total.
 
@@ -159,6 +162,8 @@ def measure(
             (``torch.compile``) or ``"onnxruntime"`` (exported to ONNX). Both models run on
             it, alternately; compile or export seconds are reported apart
             (``prepare_seconds``), never inside the latency.
+        progress: a progress bar over preparing and timing (default: when standard error is
+            a terminal); compiling or exporting a large model takes tens of seconds.
 
     Returns:
         A :class:`Measurement`.
@@ -186,18 +191,31 @@ def measure(
             timed = [inference_copy(m, channels_last=True) for m in timed]
             fmt = torch.channels_last
         prepared = {}
+        keys = {t if backend == "onnxruntime" else None for t in threads}
+        steps = (len(keys) * len(timed) if backend != "eager" else 0) + len(threads) * len(
+            batch_sizes
+        )
+        quiet = not sys.stderr.isatty() if progress is None else not progress
+        bar = tqdm(total=steps, desc="measure", disable=quiet, leave=False, unit="step")
         for t in threads:  # an ONNX Runtime session is made for its thread count
             key = t if backend == "onnxruntime" else None
             if key not in prepared:
-                prepared[key] = [prepare(m, backend, one, t) for m in timed]
+                prepared[key] = []
+                for which, m in zip(("baseline", "model")[-len(timed) :], timed, strict=True):
+                    bar.set_description(f"{backend}: preparing the {which}")
+                    prepared[key].append(prepare(m, backend, one, t))
+                    bar.update(int(backend != "eager"))
                 for p in prepared[key]:
                     prepare_seconds.append(p.seconds)
             runners = [p.module for p in prepared[key]]
             for b in batch_sizes:
+                bar.set_description(f"{backend}: timing batch {b}, {t} thread(s)")
                 res = time_models(runners, one, b, t, min_run_time=min_run_time, memory_format=fmt)
+                bar.update()
                 timings.append(res[-1])
                 if baseline is not None:
                     base_timings.append(res[0])
+        bar.close()
         timings.sort(
             key=lambda lat: (batch_sizes.index(lat.batch_size), threads.index(lat.threads))
         )

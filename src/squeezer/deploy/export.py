@@ -16,6 +16,7 @@ import io
 import logging
 import os
 import re
+import sys
 import tempfile
 import time
 import warnings
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from squeezer.core.inputs import as_tuple
 from squeezer.errors import BackendError, ExportError
@@ -200,6 +202,7 @@ def export(
     *,
     check: Any = None,
     tolerance: float = 1e-4,
+    progress: bool | None = None,
 ) -> ExportReport:
     """Export ``model`` to ONNX at ``path``, run it in ONNX Runtime and compare.
 
@@ -210,6 +213,8 @@ def export(
         check: a dataset of ``(input, label)`` pairs, or batches of them: top-1 agreement of
             the two runtimes and both accuracies are reported.
         tolerance: the report warns when the max absolute difference exceeds this.
+        progress: a progress bar over the ``check`` batches (default: when standard error is
+            a terminal).
 
     Raises:
         ExportError: an operation cannot be exported (named), or the file does not run.
@@ -257,7 +262,16 @@ def export(
         if check is not None:
             agree = correct_t = correct_o = n = 0
             with torch.no_grad():
-                for x, y in _check_batches(check):
+                batches = _check_batches(check)
+                try:
+                    total = len(batches)  # type: ignore[arg-type]
+                except TypeError:
+                    total = None
+                quiet = not sys.stderr.isatty() if progress is None else not progress
+                bar = tqdm(
+                    batches, total=total, desc="check", disable=quiet, leave=False, unit="batch"
+                )
+                for x, y in bar:
                     xs = as_tuple(x)
                     a = model(*xs)
                     a = a[0] if isinstance(a, (tuple, list)) else a
