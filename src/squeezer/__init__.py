@@ -35,7 +35,7 @@ from squeezer.deploy import export
 from squeezer.errors import SqueezerError
 from squeezer.factorization import factorize_
 from squeezer.pruning import prune_, prune_channels
-from squeezer.quantization import quantize_
+from squeezer.quantization import quantize, quantize_
 from squeezer.train import (
     Callback,
     TrainConfig,
@@ -70,6 +70,7 @@ __all__ = [
     "prune_channels",
     "pruning",
     "quantization",
+    "quantize",
     "quantize_",
     "save",
     "save_checkpoint",

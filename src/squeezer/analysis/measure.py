@@ -176,9 +176,11 @@ def measure(
     check_backend(backend)
     threads = list(threads) if threads else [torch.get_num_threads()]
     model, baseline = plain(model), None if baseline is None else plain(baseline)
+    runs_on = getattr(model, "runtime", None)  # a quantized model runs on its own backend
+    counted = getattr(model, "float_model", model)  # ... and counts as its float original
     one = batch_of(example_inputs, 1)
-    flops, module_flops = count_flops(model, one)
-    rows = layer_counts(model, module_flops)
+    flops, module_flops = count_flops(counted, one)
+    rows = layer_counts(counted, module_flops)
     base_m: Measurement | None = None
     timings: list[Latency] = []
     base_timings: list[Latency] = []
@@ -222,21 +224,22 @@ def measure(
         base_timings.sort(
             key=lambda lat: (batch_sizes.index(lat.batch_size), threads.index(lat.threads))
         )
-        if per_layer_latency:
+        if per_layer_latency and runs_on is None:
             per_layer = layer_latency(model, one, batch_sizes[0], threads[0])
             for row in rows:
                 row.latency_ms = per_layer.get(row.name)
     result = Measurement(
         model=type(model).__name__,
         input_shape=list(one[0].shape[1:]),
-        params=count_params(model),
-        nonzero_params=count_nonzero(model),
+        params=count_params(counted),
+        nonzero_params=count_nonzero(counted),
         flops=flops,
-        size_bytes=size_bytes(model),
+        size_bytes=model.stored_bytes() if hasattr(model, "stored_bytes") else size_bytes(model),
         layers=rows,
         latency=timings,
         backend=backend_name(backend)
-        + (", BatchNorm folded, channels-last" if layout == "deploy" and latency else ""),
+        + (", BatchNorm folded, channels-last" if layout == "deploy" and latency else "")
+        + (f"; the quantized model on {runs_on}" if runs_on and latency else ""),
         prepare_seconds=prepare_seconds,
     )
     if baseline is not None:

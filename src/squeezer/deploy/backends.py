@@ -67,11 +67,17 @@ def prepare(
     - ``onnxruntime``: exported to ONNX (dynamic batch) in a temporary folder and loaded in an
       ONNX Runtime session with ``threads`` intra-op threads.
 
+    A model that says which backend it was made for (``model.runtime``, as an int8
+    :class:`~squeezer.quantization.QuantizedModel` does) is returned as it is.
+
     Raises:
         BackendError: an unknown backend, a runtime not installed, or a model the backend
             cannot run (with the reason).
     """
     check_backend(backend)
+    runtime = getattr(model, "runtime", None)
+    if runtime is not None:  # a quantized model, already made for its backend
+        return Prepared(model, runtime, 0.0)
     if backend == "eager":
         return Prepared(model, backend, 0.0)
     was = model.training

@@ -1,0 +1,518 @@
+"""Post-training int8 quantization that runs on integer kernels (method S6).
+
+Weights are quantized per output channel (symmetric int8), activations per tensor (affine
+uint8) with ranges from calibration batches and one of four observers (see
+:mod:`squeezer.quantization.observers`). BatchNorm is folded into the convolutions first.
+
+The calibration is PyTorch 2's export-based flow, as torchao ships it: the model is traced
+with ``torch.export``, annotated by the x86 quantizer (``X86InductorQuantizer``), observed
+on the calibration batches and converted to a graph of quantize / dequantize pairs around
+each convolution and linear layer. That one graph then runs on either backend:
+
+- ``"inductor"``: ``torch.compile`` with weight freezing, which fuses each
+  dequantize-conv-quantize into a oneDNN int8 convolution (VNNI on this kind of CPU);
+- ``"onnxruntime"``: exported to ONNX as QuantizeLinear / DequantizeLinear pairs (QDQ),
+  which ONNX Runtime fuses into its integer convolutions and matrix products.
+
+``dynamic=True`` quantizes only Linear layers, with activation ranges computed at run time
+(no calibration): the usual choice for MLPs and transformers. On ONNX Runtime it is ONNX
+Runtime's own ``quantize_dynamic`` of the exported float model.
+
+Because the whole graph is rewritten, :func:`squeezer.quantize` returns a new model
+(:class:`QuantizedModel`) and leaves the original untouched::
+
+    q = sq.quantize(model, sq.quantization.Int8(backend="inductor"), x, calibration=batches)
+    sq.evaluate(q, test); sq.measure(q, x, baseline=model, backend="compile")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from squeezer.config import check
+from squeezer.core import LayerSelection, Report, register_handler
+from squeezer.core.inputs import as_tuple, batch_of
+from squeezer.core.modules import baked_copy
+from squeezer.errors import BackendError, ConfigError, ExportError, ModelError
+from squeezer.quantization.observers import OBSERVERS, observer_class
+
+BACKENDS = ("inductor", "onnxruntime")
+TIMING_BACKEND = {"inductor": "compile", "onnxruntime": "onnxruntime"}
+
+
+@dataclass(frozen=True)
+class Int8(LayerSelection):
+    """Post-training int8 quantization.
+
+    Attributes:
+        backend: ``"inductor"`` (``torch.compile`` with oneDNN int8 kernels) or
+            ``"onnxruntime"`` (QDQ ONNX in ONNX Runtime).
+        observer: how activation ranges are chosen from the calibration batches:
+            ``"minmax"``, ``"percentile"``, ``"mse"`` (default) or ``"entropy"`` (KL).
+        percentile: for ``observer="percentile"``, the upper percentile kept (the lower is
+            ``100 - percentile``).
+        per_channel: weights with one scale per output channel (default) or one per tensor.
+        dynamic: quantize Linear layers only, activations at run time; needs no calibration.
+        max_batches: calibration batches used at most.
+        layers, exclude, layer_types: which layers are quantized (see
+            :class:`squeezer.core.LayerSelection`); excluded layers stay float32.
+    """
+
+    backend: str = "inductor"
+    observer: str = "mse"
+    percentile: float = 99.99
+    per_channel: bool = True
+    dynamic: bool = False
+    max_batches: int = 32
+
+    def validate(self) -> None:
+        super().validate()
+        check(self.backend in BACKENDS, f"Int8: backend must be one of {', '.join(BACKENDS)}")
+        check(self.observer in OBSERVERS, f"Int8: observer must be one of {', '.join(OBSERVERS)}")
+        check(50 < self.percentile <= 100, "Int8: percentile must be in (50, 100]")
+        check(self.max_batches >= 1, "Int8: max_batches must be >= 1")
+
+
+@dataclass
+class Int8Report(Report):
+    """What the quantization did: layers, calibration, time, size and output difference."""
+
+    backend: str
+    observer: str
+    dynamic: bool
+    quantized_layers: list[str]
+    float_layers: list[str]
+    calibration_examples: int
+    seconds: float
+    float_bytes: int
+    int8_bytes: int
+    max_abs_diff: float
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "int8", **self.__dict__}
+
+    def format(self) -> str:
+        kind = "dynamic int8 (Linear layers)" if self.dynamic else "static int8"
+        lines = [
+            f"{kind} on {self.backend}"
+            + ("" if self.dynamic else f", activation ranges by {self.observer}"),
+            f"  quantized layers: {len(self.quantized_layers)}"
+            + (f"; left float32: {', '.join(self.float_layers)}" if self.float_layers else ""),
+            f"  calibration examples: {self.calibration_examples:,}",
+            f"  weights: {self.float_bytes:,} -> {self.int8_bytes:,} bytes "
+            f"({self.float_bytes / max(self.int8_bytes, 1):.2f}x)",
+            f"  max |int8 - float32| on the example: {self.max_abs_diff:.3g}",
+            f"  took {self.seconds:.1f} s",
+        ]
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+class QuantizedModel(nn.Module):
+    """An int8 model ready to run: call it, ``sq.evaluate`` it, ``sq.measure`` it, ``save`` it.
+
+    Inference only (its forward runs without autograd). ``float_model`` is the float32 model it
+    was made from (BatchNorm not yet folded), used for counting parameters and FLOPs.
+    """
+
+    def __init__(
+        self,
+        runner: Any,
+        backend: str,
+        float_model: nn.Module,
+        report: Int8Report,
+        onnx_bytes: bytes | None = None,
+        program: Any = None,
+    ) -> None:
+        super().__init__()
+        object.__setattr__(self, "runner", runner)  # not a child: no train()/eval() recursion
+        object.__setattr__(self, "float_model", float_model)
+        self.backend = backend
+        self.runtime = TIMING_BACKEND[backend]
+        self.report = report
+        self._onnx_bytes = onnx_bytes
+        self._program = program
+        self.training = False
+
+    def train(self, mode: bool = True) -> QuantizedModel:
+        if mode:
+            raise ModelError("an int8 QuantizedModel runs inference only; train the float model")
+        self.training = False
+        return self
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.runner(*inputs)
+
+    def stored_bytes(self) -> int:
+        """Bytes of the weights as stored: int8 values, their scales, float32 for the rest."""
+        return self.report.int8_bytes
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model: ONNX (``.onnx``) for ONNX Runtime, an exported program (``.pt2``,
+        ``torch.export.save``) for Inductor; read it back with :func:`load_int8`."""
+        path = Path(path)
+        if self.backend == "onnxruntime":
+            assert self._onnx_bytes is not None
+            path.write_bytes(self._onnx_bytes)
+        else:
+            torch.export.save(self._program, str(path))
+        return path
+
+    def extra_repr(self) -> str:
+        return f"backend={self.backend}, layers={len(self.report.quantized_layers)}"
+
+
+def require_torchao() -> Any:
+    """torchao's PT2E quantization, or a :class:`BackendError` saying how to install it."""
+    try:
+        with _quiet():
+            from torchao.quantization.pt2e import quantize_pt2e
+    except ImportError as exc:
+        raise BackendError(
+            f"int8 quantization needs torchao ({exc}): pip install --no-deps torchao"
+        ) from None
+    return quantize_pt2e
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the warnings and log lines torchao and the exporters print on a CPU machine
+    (CUDA libraries they cannot load, deprecations) so the user sees only squeezer's."""
+    loggers = [
+        logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "torchao")
+    ]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def calibration_batches(data: Any, limit: int) -> list[tuple[Tensor, ...]]:
+    """Up to ``limit`` batches of model inputs from a dataset, a loader, or batches of
+    ``(inputs, labels)`` pairs or bare inputs."""
+    from squeezer.data import ImageDataset, loader
+
+    if isinstance(data, ImageDataset):
+        data = loader(data.without_augment(), 64, shuffle=True, seed=0)
+    elif isinstance(data, torch.utils.data.Dataset):
+        data = torch.utils.data.DataLoader(data, batch_size=64)
+    if isinstance(data, Tensor):
+        data = [data]
+    out = []
+    for batch in data:
+        if isinstance(batch, (tuple, list)) and len(batch) == 2 and isinstance(batch[1], Tensor):
+            batch = batch[0]  # (inputs, labels)
+        out.append(as_tuple(batch))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _split_repeated_calls(gm: torch.fx.GraphModule) -> None:
+    """Give each call of a module that runs more than once (``self.relu`` after the first
+    conv and again after the residual add, as ResNets do) its own name in the trace, so the
+    quantizer's pattern matcher sees separate calls rather than one partition with two
+    outputs (which it refuses)."""
+    for node in gm.graph.nodes:
+        stack = node.meta.get("nn_module_stack")
+        if not stack:
+            continue
+        key, (fqn, cls) = next(reversed(stack.items()))
+        if "@" in key:
+            stack[key] = (f"{fqn}@{key.rsplit('@', 1)[1]}", cls)
+
+
+def _program(model: nn.Module, inputs: tuple[Tensor, ...]) -> Any:
+    """``torch.export`` of ``model`` with a dynamic batch dimension where it allows one."""
+    two = batch_of(inputs, 2)  # a batch of one would be specialized to 1
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    try:
+        return torch.export.export(model, two, dynamic_shapes=tuple({0: batch} for _ in two))
+    except Exception:  # some models fix the batch size in their forward
+        return torch.export.export(model, inputs)
+
+
+def _export(model: nn.Module, inputs: tuple[Tensor, ...]) -> torch.fx.GraphModule:
+    try:
+        with _quiet():
+            program = _program(model, inputs)
+    except Exception as exc:  # torch.export raises many types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(
+            f"int8: torch.export cannot trace {type(model).__name__}: {first[:300]}"
+        ) from None
+    gm = program.module()
+    _split_repeated_calls(gm)
+    return gm
+
+
+def _quantizer(config: Int8, model: nn.Module) -> tuple[Any, list[str], list[str]]:
+    with _quiet():
+        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+        from torchao.quantization.pt2e.observer import MinMaxObserver
+        from torchao.quantization.pt2e.quantizer import QuantizationSpec
+
+    qconfig = xiq.get_default_x86_inductor_quantization_config(is_dynamic=config.dynamic)
+    if not config.dynamic:
+        act = qconfig.input_activation
+        act = QuantizationSpec(
+            dtype=act.dtype, quant_min=act.quant_min, quant_max=act.quant_max,
+            qscheme=act.qscheme, is_dynamic=False,
+            observer_or_fake_quant_ctr=observer_class(config.observer, config.percentile),
+        )  # fmt: skip
+        weight = qconfig.weight
+        if not config.per_channel:
+            weight = QuantizationSpec(
+                dtype=torch.int8, quant_min=-128, quant_max=127,
+                qscheme=torch.per_tensor_symmetric, is_dynamic=False,
+                observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12),
+            )  # fmt: skip
+        qconfig = type(qconfig)(act, act, weight, qconfig.bias, qconfig.is_qat)
+    quantizer = xiq.X86InductorQuantizer()
+    handled = (nn.Linear,) if config.dynamic else (nn.Conv2d, nn.Linear)
+    chosen, left = [], []
+    for name, module in model.named_modules():
+        if not name or not isinstance(module, handled):
+            continue
+        if config.selects(name, module):
+            chosen.append(name)
+        else:
+            left.append(name)
+    if not chosen:
+        kinds = "Linear" if config.dynamic else "Conv2d or Linear"
+        raise ModelError(f"int8: no {kinds} layer selected")
+    if left:  # quantize the chosen layers by name, leave the rest float32
+        for name in chosen:
+            quantizer.set_module_name_qconfig(name, qconfig)
+    else:
+        quantizer.set_global(qconfig)
+    return quantizer, chosen, left
+
+
+def _weight_bytes(model: nn.Module, quantized: list[str], per_channel: bool) -> tuple[int, int]:
+    """Float32 bytes of every parameter, and the bytes with the quantized layers' weights as
+    int8 plus one float32 scale per channel (or tensor)."""
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    saved = 0
+    for name in quantized:
+        w = model.get_submodule(name).weight
+        scales = w.shape[0] if per_channel else 1
+        saved += w.numel() * (w.element_size() - 1) - 4 * scales
+    return total, total - saved
+
+
+@register_handler("quantize-copy", Int8)
+def quantize_int8(
+    model: nn.Module,
+    config: Int8,
+    example_inputs: Tensor | tuple[Tensor, ...] | None = None,
+    *,
+    calibration: Any = None,
+    progress: bool | None = None,
+) -> QuantizedModel:
+    """An int8 copy of ``model`` (see the module documentation); ``model`` is untouched."""
+    if example_inputs is None:
+        raise ConfigError("int8: example inputs are needed to trace the model")
+    require_torchao()
+    if config.backend == "onnxruntime":
+        from squeezer.deploy.export import require_onnxruntime
+
+        require_onnxruntime()
+    inputs = as_tuple(example_inputs)
+    batches = [] if calibration is None else calibration_batches(calibration, config.max_batches)
+    if not config.dynamic and not batches:
+        raise ConfigError(
+            "int8: static quantization needs calibration batches (calibration=...); "
+            "or use Int8(dynamic=True) for Linear layers"
+        )
+    t0 = time.perf_counter()
+    was = model.training
+    model.eval()
+    try:
+        from squeezer.deploy.export import export_form
+
+        float_model = export_form(baked_copy(model)).eval()
+    finally:
+        model.train(was)
+    quantizer, chosen, left = _quantizer(config, float_model)
+    with torch.no_grad():
+        reference = float_model(*inputs)
+    notes = []
+    if config.dynamic and config.backend == "onnxruntime":
+        dyn = _DynamicOrt(float_model, inputs)
+        runner, onnx_bytes, program, n = dyn, dyn.onnx_bytes, None, 0
+        if left:
+            notes.append("ONNX Runtime's dynamic quantization takes every MatMul/Gemm; the "
+                         "layer selection was not applied")  # fmt: skip
+    else:
+        converted, n = _calibrate(float_model, inputs, quantizer, batches, config, progress)
+        runner, onnx_bytes, program = _to_backend(converted, inputs, config.backend)
+    with torch.no_grad():
+        out = runner(*inputs)
+    diff = float((out - reference).abs().max()) if isinstance(out, Tensor) else float("nan")
+    float_bytes, int8_bytes = _weight_bytes(float_model, chosen, config.per_channel)
+    report = Int8Report(
+        backend=config.backend, observer=config.observer, dynamic=config.dynamic,
+        quantized_layers=chosen, float_layers=left, calibration_examples=n,
+        seconds=time.perf_counter() - t0, float_bytes=float_bytes, int8_bytes=int8_bytes,
+        max_abs_diff=diff, warnings=notes,
+    )  # fmt: skip
+    return QuantizedModel(runner, config.backend, float_model, report, onnx_bytes, program)
+
+
+def _calibrate(
+    float_model: nn.Module,
+    inputs: tuple[Tensor, ...],
+    quantizer: Any,
+    batches: list[tuple[Tensor, ...]],
+    config: Int8,
+    progress: bool | None,
+) -> tuple[torch.fx.GraphModule, int]:
+    quantize_pt2e = require_torchao()
+    gm = _export(float_model, inputs)
+    try:
+        with _quiet():
+            prepared = quantize_pt2e.prepare_pt2e(gm, quantizer)
+    except Exception as exc:  # the quantizer's pattern matching raises several types
+        raise ExportError(f"int8: the x86 quantizer cannot annotate this model: {exc}") from None
+    n = 0
+    quiet = not sys.stderr.isatty() if progress is None else not progress
+    with torch.no_grad():
+        for xs in tqdm(batches or [inputs], desc="calibrate", disable=quiet, leave=False):
+            prepared(*xs)
+            n += int(xs[0].shape[0]) if batches else 0
+    with _quiet():
+        converted = quantize_pt2e.convert_pt2e(prepared)
+    return converted, n
+
+
+def _to_backend(
+    converted: torch.fx.GraphModule, inputs: tuple[Tensor, ...], backend: str
+) -> tuple[Any, bytes | None, Any]:
+    if backend == "onnxruntime":
+        from squeezer.deploy.backends import OnnxRuntimeModule
+        from squeezer.deploy.export import to_onnx
+
+        with tempfile.TemporaryDirectory(prefix="squeezer-int8-") as folder:
+            path = Path(folder) / "int8.onnx"
+            with _quiet():
+                to_onnx(converted, inputs, path)
+            data = path.read_bytes()
+            runner = OnnxRuntimeModule(path, torch.get_num_threads())
+        return runner, data, None
+    with _quiet():
+        program = _program(converted, inputs)
+        runner = _Frozen(converted)
+        runner(*batch_of(inputs, 1))  # compile now, not at the user's first call
+    return runner, None, program
+
+
+class _DynamicOrt:
+    """ONNX Runtime's dynamic int8 quantization of the exported float model."""
+
+    def __init__(self, float_model: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        from squeezer.deploy.backends import OnnxRuntimeModule
+        from squeezer.deploy.export import to_onnx
+
+        with tempfile.TemporaryDirectory(prefix="squeezer-int8-") as folder:
+            src, dst = Path(folder) / "float.onnx", Path(folder) / "int8.onnx"
+            with _quiet():
+                to_onnx(float_model, inputs, src)
+                quantize_dynamic(
+                    str(src), str(dst), weight_type=QuantType.QInt8,
+                    op_types_to_quantize=["MatMul", "Gemm"],
+                )  # fmt: skip
+            self.onnx_bytes = dst.read_bytes()
+            self.module = OnnxRuntimeModule(dst, torch.get_num_threads())
+
+    def __call__(self, *inputs: Tensor) -> Tensor:
+        return self.module(*inputs)
+
+
+def load_int8(path: str | Path, threads: int | None = None) -> nn.Module:
+    """A model saved by :meth:`QuantizedModel.save`, ready to run: an ``.onnx`` file in an
+    ONNX Runtime session, a ``.pt2`` exported program compiled by Inductor.
+
+    Raises:
+        ExportError: the file is neither.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"{path}: no such file")
+    if path.suffix == ".onnx":
+        from squeezer.deploy.backends import OnnxRuntimeModule
+
+        return OnnxRuntimeModule(path, threads)
+    try:
+        with _quiet():
+            program = torch.export.load(str(path))
+    except Exception as exc:  # torch.export.load raises several types
+        raise ExportError(f"{path}: not an int8 model squeezer saved ({exc})") from None
+    return _Loaded(_Frozen(program.module()))
+
+
+class _Frozen:
+    """``torch.compile`` of a converted int8 graph, run with Inductor's weight freezing, which
+    prepacks the int8 weights and fuses each dequantize-conv-quantize into a oneDNN int8
+    convolution. Freezing is switched on around each call (compilation happens inside the
+    first call for each input shape), never globally."""
+
+    def __init__(self, graph: nn.Module) -> None:
+        self.compiled = torch.compile(graph)
+
+    def __call__(self, *inputs: Tensor) -> Tensor:
+        import torch._inductor.config as inductor_config
+
+        with inductor_config.patch(freezing=True), torch.no_grad():
+            return self.compiled(*inputs)
+
+
+class _Loaded(nn.Module):
+    """A loaded int8 model: runs inference only."""
+
+    def __init__(self, fn: Any) -> None:
+        super().__init__()
+        object.__setattr__(self, "fn", fn)
+
+    def train(self, mode: bool = True) -> _Loaded:
+        self.training = mode
+        return self
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        return self.fn(*inputs)
+
+
+@register_handler("quantize", Int8)
+def _in_place(model: nn.Module, config: Int8, *_: Any, **__: Any) -> Report:
+    raise ConfigError(
+        "Int8 rewrites the whole graph and returns a new model: use "
+        "q = sq.quantize(model, Int8(...), example_inputs, calibration=batches)"
+    )
