@@ -209,3 +209,29 @@ def test_a_quantized_model_refuses_training():
     q.eval()
     with pytest.raises(ModelError, match="inference only"):
         q.train()
+
+
+# ----------------------------------------------------------------------------- command line
+def test_quantize_from_the_command_line(tmp_path, capsys: pytest.CaptureFixture, real_data) -> None:
+    import json
+
+    from squeezer.cli import main
+
+    out = tmp_path / "l5.onnx"
+    argv = [
+        "quantize", "lenet5", "--backend", "onnxruntime", "--dataset", "mnist",
+        "--data-dir", str(real_data / "mnist"), "--limit", "256", "--calibration", "2",
+        "--batch-sizes", "2", "--min-run-time", "0.01", "--out", str(out), "--json", "-",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["calibration_examples"] == 128 and out.exists()
+    assert 0 <= result["top1_int8"] <= 1 and result["latency"][0]["int8_ms"] > 0
+    assert load_int8(out)(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+    assert main(["quantize", "lenet5", "--bits", "4"]) != 0
+    assert "8 bits" in capsys.readouterr().err
+    assert main(["quantize", "lenet5"]) != 0
+    assert "calibration needs data" in capsys.readouterr().err
+    assert main(["quantize", "lenet5", "--out", str(tmp_path / "x.pt2"), "--backend",
+                 "onnxruntime"]) != 0  # fmt: skip
+    assert ".onnx" in capsys.readouterr().err

@@ -36,6 +36,7 @@ COMMANDS = (
     "run",
     "prune",
     "factorize",
+    "quantize",
     "export",
     "inspect",
     "models_cmd",
