@@ -76,3 +76,24 @@ def on_backend(
     ready = [sq.deploy.prepare(m, backend, x.contiguous(memory_format=layout), threads)
              for m in models]  # fmt: skip
     return [r.module for r in ready], layout, [r.seconds for r in ready]
+
+
+def trained(
+    name: str, dataset: str, train: Any, epochs: int, log: Callable[[str], None] = print
+) -> nn.Module:
+    """Zoo model ``name`` trained on ``dataset`` (seed 0, SGD at lr 0.05), from
+    ``results/checkpoints/NAME-DATASET.pt`` when an earlier benchmark left it there."""
+    path = CHECKPOINTS / f"{name}-{dataset}.pt"
+    if path.exists():
+        log(f"   baseline from {path}")
+        return sq.load_checkpoint(path)
+    torch.manual_seed(0)
+    shape = train.input_shape
+    model = sq.models.create(
+        name, num_classes=train.num_classes, in_channels=shape[0], input_size=shape[1]
+    )
+    log(f"   training {name} on {dataset}, {epochs} epochs")
+    sq.fit(model, train, epochs=epochs, lr=0.05, verbose=True)
+    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
+    sq.save_checkpoint(model, path, meta={"dataset": dataset})
+    return model

@@ -45,7 +45,7 @@ from squeezer.factorization import CP, SVD, Separable, Tucker, factorize_, parse
 from squeezer.layers import ACDCLinear, CirculantLinear, FastfoodLinear, LDRLinear
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import CHECKPOINTS, elapsed, on_backend, provenance, read_report, write_report
+from harness import elapsed, on_backend, provenance, read_report, trained, write_report
 
 TARGETS = ("flops:2", "flops:4", "flops:8")
 STRUCTURED = {
@@ -186,23 +186,6 @@ def part_stack(args: argparse.Namespace) -> dict:
 
 
 # ---------------------------------------------------------------------------- part 2: network
-def _trained(name: str, dataset: str, train, epochs: int) -> nn.Module:
-    path = CHECKPOINTS / f"{name}-{dataset}.pt"
-    if path.exists():
-        log(f"   baseline from {path}")
-        return sq.load_checkpoint(path)
-    torch.manual_seed(0)
-    shape = train.input_shape
-    model = sq.models.create(
-        name, num_classes=train.num_classes, in_channels=shape[0], input_size=shape[1]
-    )
-    log(f"   training {name} on {dataset}, {epochs} epochs")
-    sq.fit(model, train, epochs=epochs, lr=0.05, verbose=True)
-    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
-    sq.save_checkpoint(model, path, meta={"dataset": dataset})
-    return model
-
-
 def part_network(args: argparse.Namespace) -> dict:
     rows = []
     conv_methods = {"tucker": Tucker, "separable": Separable, "cp": CP}
@@ -218,7 +201,7 @@ def part_network(args: argparse.Namespace) -> dict:
         log(f"== {name} on {dataset}, {method} on the convs, ranks in multiples of "
             f"{args.rank_round_to}")  # fmt: skip
         train, test = sq.data.load(dataset)
-        base = _trained(name, dataset, train, epochs).eval()
+        base = trained(name, dataset, train, epochs, log).eval()
         x = sq.data.example_inputs(test)
         top1 = sq.evaluate(base, test)["top1"]
         small = copy.deepcopy(base)
@@ -335,7 +318,7 @@ def _kwargs(layer: nn.Module) -> dict:
 
 def part_structured(args: argparse.Namespace) -> dict:
     train, test = sq.data.load("mnist")
-    base = _trained("lenet300", "mnist", train, 10).eval()
+    base = trained("lenet300", "mnist", train, 10, log).eval()
     base_err = 1 - sq.evaluate(base, test)["top1"]
     base_params = sum(p.numel() for p in base.parameters())
     rows = [
