@@ -63,3 +63,17 @@ def write_cifar10(root: Path, n: int = 7) -> dict[str, dict[bytes, object]]:
     meta = {b"label_names": [s.encode() for s in CIFAR10_NAMES], b"num_cases_per_batch": n}
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
     return batches
+
+
+def bn_statistics_(model, seed: int = 1):
+    """Give every BatchNorm2d running statistics that are not the identity (so a forgotten
+    BatchNorm channel, or a fold that ignores them, shows), and put the model in eval mode."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+    return model.eval()

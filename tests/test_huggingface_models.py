@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import squeezer as sq
+from helpers import bn_statistics_
 
 transformers = pytest.importorskip("transformers")
 
@@ -99,13 +100,7 @@ def _resnet() -> Logits:
         embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], num_labels=3
     )
     model = Logits(transformers.ResNetForImageClassification(config))
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-    return model.eval()
+    return bn_statistics_(model)
 
 
 def test_hf_resnet_channels_prune_through_export_exactly(tmp_path: Path) -> None:

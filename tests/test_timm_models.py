@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import squeezer as sq
+from helpers import bn_statistics_
 from real_libs import import_timm
 from squeezer.analysis.counting import count_flops
 from squeezer.surgery import apply_plan, zero_channels_
@@ -37,13 +38,7 @@ def _create(name: str, size: int) -> torch.nn.Module:
     torch.manual_seed(0)
     kwargs = {"img_size": size} if name.startswith("vit") else {}
     model = timm.create_model(name, num_classes=5, **kwargs)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # BatchNorm statistics that are not the identity
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-    return model.eval()
+    return bn_statistics_(model)
 
 
 @pytest.mark.slow

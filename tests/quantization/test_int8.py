@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import squeezer as sq
+from helpers import bn_statistics_
 from squeezer.errors import ConfigError, ExportError, ModelError
 from squeezer.quantization import Int8, QuantizedModel, load_int8
 from squeezer.quantization.observers import entropy_range, kl_threshold, percentile_range
@@ -45,14 +46,7 @@ class Net(nn.Module):
 
 def _net() -> Net:
     torch.manual_seed(0)
-    net = Net()
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-    return net.eval()
+    return bn_statistics_(Net())
 
 
 def _batches(n: int = 4, size: int = 16) -> list[torch.Tensor]:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import squeezer as sq
+from helpers import bn_statistics_
 from squeezer.pruning import plan_channels
 from squeezer.surgery import apply_plan, zero_channels_
 
@@ -71,13 +72,7 @@ class Patterns(nn.Module):
 
 
 def _randomize(model: nn.Module) -> nn.Module:
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-    return model.eval()
+    return bn_statistics_(model, seed=0)
 
 
 def test_every_pattern_is_understood_and_pruned_exactly(tmp_path: Path) -> None:

@@ -148,6 +148,7 @@ class _Tracer(fx.Tracer):
 class _UnionFind:
     def __init__(self) -> None:
         self.parent: list[int] = []
+        self.merges = 0  # grows with every union that joins two sets (a cache key)
 
     def new(self, n: int) -> np.ndarray:
         start = len(self.parent)
@@ -166,6 +167,7 @@ class _UnionFind:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[max(ra, rb)] = min(ra, rb)
+            self.merges += 1
 
 
 def _user_line(exc: BaseException) -> str:
@@ -336,7 +338,13 @@ class ChannelGraph:
         return isinstance(v, np.ndarray) and all(self.uf.find(int(s)) in roots for s in v)
 
     def locked_roots_cache(self) -> set[int]:
-        return {self.uf.find(s) for s in self.locked}
+        """The roots of the locked slots, recomputed only when a slot was locked or two sets
+        were joined since the last call (both only grow, so their sizes are the key)."""
+        key = (len(self.locked), self.uf.merges)
+        if getattr(self, "_locked_key", None) != key:
+            self._locked_roots = {self.uf.find(s) for s in self.locked}
+            self._locked_key = key
+        return self._locked_roots
 
     def _along(self, a: fx.Node, v: np.ndarray, axis: int) -> np.ndarray | None:
         """``v``, the slots of ``a``, along ``axis``; a wholly locked tensor (whose channel
