@@ -372,6 +372,14 @@ def quantize_int8(
                          "layer selection was not applied")  # fmt: skip
     else:
         converted, n = _calibrate(float_model, inputs, quantizer, batches, config, progress)
+        done = _quantized_names(converted)
+        missed = [name for name in chosen if name not in done]
+        if missed:
+            notes.append(f"the x86 quantizer left {len(missed)} selected layer(s) float32: "
+                         + ", ".join(missed[:8]) + (" ..." if len(missed) > 8 else ""))  # fmt: skip
+        chosen, left = [c for c in chosen if c in done], left + missed
+        if not chosen:
+            raise ModelError("int8: the x86 quantizer quantized no layer of this model")
         runner, onnx_bytes, program = _to_backend(converted, inputs, config.backend)
     with torch.no_grad():
         out = runner(*inputs)
@@ -410,6 +418,24 @@ def _calibrate(
     with _quiet():
         converted = quantize_pt2e.convert_pt2e(prepared)
     return converted, n
+
+
+def _quantized_names(converted: torch.fx.GraphModule) -> set[str]:
+    """Names of the modules whose convolution or matrix product reads an int8 weight in the
+    converted graph (what the quantizer actually quantized)."""
+    ops = {torch.ops.aten.conv2d.default, torch.ops.aten.linear.default}
+    names = set()
+    for node in converted.graph.nodes:
+        if node.op != "call_function" or node.target not in ops or len(node.args) < 2:
+            continue
+        weight = node.args[1]
+        if not (isinstance(weight, torch.fx.Node) and "dequantize" in str(weight.target)):
+            continue
+        stack = node.meta.get("nn_module_stack") or {}
+        if stack:
+            fqn = next(reversed(stack.values()))[0]
+            names.add(fqn.split("@")[0])
+    return names
 
 
 def _to_backend(
