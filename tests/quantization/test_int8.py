@@ -229,3 +229,21 @@ def test_quantize_from_the_command_line(tmp_path, capsys: pytest.CaptureFixture,
     assert main(["quantize", "lenet5", "--out", str(tmp_path / "x.pt2"), "--backend",
                  "onnxruntime"]) != 0  # fmt: skip
     assert ".onnx" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ceil_mode_pools_survive_the_inductor_int8_path():
+    # Inductor's int8 max pool ignores ceil_mode (a 1x1 map pooled 2x2 became 0x0); squeezer
+    # rewrites such pools as -inf padding plus a floor-mode pool before quantizing.
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
+        nn.MaxPool2d(2, ceil_mode=True), nn.Flatten(), nn.Linear(8 * 1 * 1, 4),
+    ).eval()  # fmt: skip
+    x = torch.randn(4, 3, 3, 3)
+    q = sq.quantize(net, Int8(backend="inductor"), x, calibration=[torch.randn(8, 3, 3, 3)])
+    with torch.no_grad():
+        ref = net(x)
+    assert q(x).shape == ref.shape
+    assert ((q(x) - ref).norm() / ref.norm()) < 0.1
+    assert isinstance(net[2], nn.MaxPool2d)  # the user's model keeps its pools

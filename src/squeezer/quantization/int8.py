@@ -360,6 +360,8 @@ def quantize_int8(
         float_model = export_form(baked_copy(model)).eval()
     finally:
         model.train(was)
+    if config.backend == "inductor":
+        _ceil_pools_as_padding_(float_model)
     quantizer, chosen, left = _quantizer(config, float_model)
     with torch.no_grad():
         reference = float_model(*inputs)
@@ -418,6 +420,42 @@ def _calibrate(
     with _quiet():
         converted = quantize_pt2e.convert_pt2e(prepared)
     return converted, n
+
+
+class _PaddedMaxPool(nn.Module):
+    """``MaxPool2d(ceil_mode=True)`` as -inf padding on the right and bottom, then a floor-mode
+    pool: the same output. Inductor's int8 max pool ignores ``ceil_mode`` (a 1x1 map pooled
+    2x2 comes out 0x0), so the quantized graph must not contain it."""
+
+    def __init__(self, pool: nn.MaxPool2d) -> None:
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, x: Tensor) -> Tensor:
+        p = self.pool
+        k, s, pad, d = (_pair(v) for v in (p.kernel_size, p.stride or p.kernel_size,
+                                           p.padding, p.dilation))  # fmt: skip
+        extra = []
+        for i, n in enumerate(x.shape[-2:]):
+            span = d[i] * (k[i] - 1) + 1
+            out = -(-(n + 2 * pad[i] - span) // s[i]) + 1  # ceil mode's output size
+            if (out - 1) * s[i] >= n + pad[i]:
+                out -= 1
+            extra.append(max(0, (out - 1) * s[i] + span - (n + 2 * pad[i])))
+        x = torch.nn.functional.pad(x, (0, extra[1], 0, extra[0]), value=float("-inf"))
+        return torch.nn.functional.max_pool2d(x, k, s, pad, d, ceil_mode=False)
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _ceil_pools_as_padding_(model: nn.Module) -> None:
+    for name, module in list(model.named_modules()):
+        if isinstance(module, nn.MaxPool2d) and module.ceil_mode and name:
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, _PaddedMaxPool(module))
 
 
 def _quantized_names(converted: torch.fx.GraphModule) -> set[str]:
