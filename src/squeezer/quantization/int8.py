@@ -547,10 +547,12 @@ class _Frozen:
     """``torch.compile`` of a converted int8 graph, run with Inductor's weight freezing, which
     prepacks the int8 weights and fuses each dequantize-conv-quantize into a oneDNN int8
     convolution. Freezing is switched on around each call (compilation happens inside the
-    first call for each input shape), never globally."""
+    first call for each input shape), never globally. Each batch size gets its own static
+    compilation: with a symbolic batch, Inductor's int8 convolution checks its output
+    against the wrong (contiguous) strides and fails."""
 
     def __init__(self, graph: nn.Module) -> None:
-        self.compiled = torch.compile(graph)
+        self.compiled = torch.compile(graph, dynamic=False)
 
     def __call__(self, *inputs: Tensor) -> Tensor:
         import torch._inductor.config as inductor_config
