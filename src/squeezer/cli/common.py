@@ -65,6 +65,16 @@ def build_factory(spec: str) -> nn.Module:
     return model
 
 
+def model_argument(p: argparse.ArgumentParser) -> None:
+    """The positional MODEL_OR_CHECKPOINT of the commands that change or convert a model."""
+    p.add_argument(
+        "model",
+        metavar="MODEL_OR_CHECKPOINT",
+        help="a checkpoint, a .sqz file, a module:callable factory (package.module:function "
+        "building your own model; give --input-shape), or a zoo name (random weights)",
+    )
+
+
 def model_options(p: argparse.ArgumentParser, *, files: bool = True) -> None:
     """``--input-shape`` and (for commands reading files) ``--model``."""
     p.add_argument(

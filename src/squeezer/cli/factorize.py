@@ -11,6 +11,7 @@ from typing import Any
 from squeezer.cli.common import (
     UsageError,
     info,
+    model_argument,
     transform_command,
     transform_options,
 )
@@ -31,12 +32,7 @@ def add_parser(sub: Any) -> None:
         "times fewer FLOPs per layer). Example: squeezer factorize lenet5.pt --method "
         "tucker,svd --rank vbmf --finetune-epochs 1",
     )
-    p.add_argument(
-        "model",
-        metavar="MODEL_OR_CHECKPOINT",
-        help="a checkpoint, a .sqz file, a module:callable factory (package.module:function "
-        "building your own model; give --input-shape), or a zoo name (random weights)",
-    )
+    model_argument(p)
     p.add_argument(
         "--method",
         default="tucker,svd",

@@ -10,6 +10,7 @@ from typing import Any
 
 from squeezer.cli.common import (
     UsageError,
+    model_argument,
     positive,
     transform_command,
     transform_options,
@@ -25,12 +26,7 @@ def add_parser(sub: Any) -> None:
         "flatten), optionally fine-tune, and print FLOPs, parameters and measured "
         "latency before and after.",
     )
-    p.add_argument(
-        "model",
-        metavar="MODEL_OR_CHECKPOINT",
-        help="a checkpoint, a .sqz file, a module:callable factory (package.module:function "
-        "building your own model; give --input-shape), or a zoo name (random weights)",
-    )
+    model_argument(p)
     p.add_argument(
         "--ratio",
         type=float,

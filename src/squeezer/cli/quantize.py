@@ -17,6 +17,7 @@ from squeezer.cli.common import (
     info,
     json_option,
     load_model,
+    model_argument,
     model_options,
     parse_ints,
     positive,
@@ -39,12 +40,7 @@ def add_parser(sub: Any) -> None:
         "Example: squeezer quantize resnet20.pt --backend onnxruntime --observer entropy "
         "--out r20-int8.onnx",
     )
-    p.add_argument(
-        "model",
-        metavar="MODEL_OR_CHECKPOINT",
-        help="a checkpoint, a .sqz file, a module:callable factory (package.module:function "
-        "building your own model; give --input-shape), or a zoo name (random weights)",
-    )
+    model_argument(p)
     p.add_argument(
         "--method",
         choices=METHODS,

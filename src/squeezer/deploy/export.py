@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,29 @@ def export_form(model: nn.Module) -> nn.Module:
     return model
 
 
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence the warnings, log lines and prints of the exporters and torchao (deprecations,
+    CUDA libraries they cannot load on a CPU machine), so the user sees only squeezer's."""
+    loggers = [
+        logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "torchao")
+    ]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 def to_onnx(model: nn.Module, inputs: tuple[Tensor, ...], path: Path) -> None:
     """Write ``model`` as ONNX to ``path`` (batch dimension dynamic), quietly.
 
@@ -89,17 +112,8 @@ def to_onnx(model: nn.Module, inputs: tuple[Tensor, ...], path: Path) -> None:
     plain = export_form(baked_copy(model)).eval()
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     dynamic = tuple({0: batch} for _ in inputs)
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript")]
-    levels = [lg.level for lg in loggers]
     try:
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        with (
-            warnings.catch_warnings(),
-            contextlib.redirect_stdout(io.StringIO()),
-            torch.no_grad(),
-        ):
-            warnings.simplefilter("ignore")
+        with quiet(), torch.no_grad():
             try:
                 torch.onnx.export(
                     plain, inputs, str(path), dynamo=True, dynamic_shapes=dynamic,
@@ -115,9 +129,6 @@ def to_onnx(model: nn.Module, inputs: tuple[Tensor, ...], path: Path) -> None:
         ) from None
     except Exception as exc:  # the exporter raises many types
         raise ExportError(f"cannot export {type(model).__name__} to ONNX: {_cause(exc)}") from None
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
 
 
 def session(path: str | Path, threads: int | None = None) -> Any:

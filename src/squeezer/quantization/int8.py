@@ -27,14 +27,9 @@ Because the whole graph is rewritten, :func:`squeezer.quantize` returns a new mo
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import sys
 import tempfile
 import time
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +42,7 @@ from squeezer.config import check
 from squeezer.core import LayerSelection, Report, register_handler
 from squeezer.core.inputs import as_tuple, batch_of
 from squeezer.core.modules import baked_copy
+from squeezer.deploy.export import quiet
 from squeezer.errors import BackendError, ConfigError, ExportError, ModelError
 from squeezer.quantization.observers import OBSERVERS, observer_class
 
@@ -181,36 +177,13 @@ class QuantizedModel(nn.Module):
 def require_torchao() -> Any:
     """torchao's PT2E quantization, or a :class:`BackendError` saying how to install it."""
     try:
-        with _quiet():
+        with quiet():
             from torchao.quantization.pt2e import quantize_pt2e
     except ImportError as exc:
         raise BackendError(
             f"int8 quantization needs torchao ({exc}): pip install --no-deps torchao"
         ) from None
     return quantize_pt2e
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence the warnings and log lines torchao and the exporters print on a CPU machine
-    (CUDA libraries they cannot load, deprecations) so the user sees only squeezer's."""
-    loggers = [
-        logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "torchao")
-    ]
-    levels = [lg.level for lg in loggers]
-    try:
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        with (
-            warnings.catch_warnings(),
-            contextlib.redirect_stdout(io.StringIO()),
-            contextlib.redirect_stderr(io.StringIO()),
-        ):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
 
 
 def calibration_batches(data: Any, limit: int) -> list[tuple[Tensor, ...]]:
@@ -260,7 +233,7 @@ def _program(model: nn.Module, inputs: tuple[Tensor, ...]) -> Any:
 
 def _export(model: nn.Module, inputs: tuple[Tensor, ...]) -> torch.fx.GraphModule:
     try:
-        with _quiet():
+        with quiet():
             program = _program(model, inputs)
     except Exception as exc:  # torch.export raises many types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -273,7 +246,7 @@ def _export(model: nn.Module, inputs: tuple[Tensor, ...]) -> torch.fx.GraphModul
 
 
 def _quantizer(config: Int8, model: nn.Module) -> tuple[Any, list[str], list[str]]:
-    with _quiet():
+    with quiet():
         import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
         from torchao.quantization.pt2e.observer import MinMaxObserver
         from torchao.quantization.pt2e.quantizer import QuantizationSpec
@@ -407,17 +380,17 @@ def _calibrate(
     quantize_pt2e = require_torchao()
     gm = _export(float_model, inputs)
     try:
-        with _quiet():
+        with quiet():
             prepared = quantize_pt2e.prepare_pt2e(gm, quantizer)
     except Exception as exc:  # the quantizer's pattern matching raises several types
         raise ExportError(f"int8: the x86 quantizer cannot annotate this model: {exc}") from None
     n = 0
-    quiet = not sys.stderr.isatty() if progress is None else not progress
+    no_bar = not sys.stderr.isatty() if progress is None else not progress
     with torch.no_grad():
-        for xs in tqdm(batches or [inputs], desc="calibrate", disable=quiet, leave=False):
+        for xs in tqdm(batches or [inputs], desc="calibrate", disable=no_bar, leave=False):
             prepared(*xs)
             n += int(xs[0].shape[0]) if batches else 0
-    with _quiet():
+    with quiet():
         converted = quantize_pt2e.convert_pt2e(prepared)
     return converted, n
 
@@ -485,12 +458,12 @@ def _to_backend(
 
         with tempfile.TemporaryDirectory(prefix="squeezer-int8-") as folder:
             path = Path(folder) / "int8.onnx"
-            with _quiet():
+            with quiet():
                 to_onnx(converted, inputs, path)
             data = path.read_bytes()
             runner = OnnxRuntimeModule(path, torch.get_num_threads())
         return runner, data, None
-    with _quiet():
+    with quiet():
         program = _program(converted, inputs)
         runner = _Frozen(converted)
         runner(*batch_of(inputs, 1))  # compile now, not at the user's first call
@@ -508,7 +481,7 @@ class _DynamicOrt:
 
         with tempfile.TemporaryDirectory(prefix="squeezer-int8-") as folder:
             src, dst = Path(folder) / "float.onnx", Path(folder) / "int8.onnx"
-            with _quiet():
+            with quiet():
                 to_onnx(float_model, inputs, src)
                 quantize_dynamic(
                     str(src), str(dst), weight_type=QuantType.QInt8,
@@ -536,7 +509,7 @@ def load_int8(path: str | Path, threads: int | None = None) -> nn.Module:
 
         return OnnxRuntimeModule(path, threads)
     try:
-        with _quiet():
+        with quiet():
             program = torch.export.load(str(path))
     except Exception as exc:  # torch.export.load raises several types
         raise ExportError(f"{path}: not an int8 model squeezer saved ({exc})") from None
