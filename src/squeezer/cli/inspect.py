@@ -18,8 +18,9 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "inspect",
         help="what a .sqz file holds, tensor by tensor",
-        description="Per tensor: shape, encoding, sparsity, codebook index "
-        "width, codebook size, Huffman average code length beside "
+        description="Per tensor: shape, encoding (raw, dense or sparse codebook, "
+        "intK for k-bit quantized weights, whose scales and zero points follow the table), "
+        "sparsity, codebook index width, codebook size, Huffman average code length beside "
         "the entropy, relative-index width, bytes.",
     )
     p.add_argument("file", metavar="FILE", help="a .sqz file")
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             (
                 r.name,
                 "x".join(map(str, r.shape)) or "scalar",
-                r.encoding,
+                f"int{r.index_bits}" if r.encoding == "qint" else r.encoding,
                 f"{r.sparsity:.3f}",
                 str(r.index_bits or ""),
                 str(r.codebook or ""),
@@ -91,8 +92,18 @@ def run(args: argparse.Namespace) -> int:
         f"{contents.file_bytes:,} bytes; the same tensors as float32: {float_bytes:,} bytes "
         f"({float_bytes / contents.file_bytes:.1f}x)"
     )
+    quantized = [r for r in contents.reports if r.encoding == "qint"]
+    if quantized:
+        print("k-bit weights: value = (code - zero point) * scale, per output channel or tensor")
+        for r in quantized:
+            sc, zp, lo_hi = r.scales or [0.0], r.zero_points or [0.0], r.code_range or [0, 0]
+            zps = f"{zp[0]:g}" if len(set(zp)) == 1 else f"{min(zp):g}..{max(zp):g}"
+            print(
+                f"  {r.name}: {r.index_bits}-bit codes in [{lo_hi[0]}, {lo_hi[1]}], "
+                f"{len(sc)} scale(s) {min(sc):.4g}..{max(sc):.4g}, zero point(s) {zps}"
+            )
     print(
-        "bits: idx = codebook index width before Huffman, gap = relative-index field width; "
+        "bits: idx = codebook index width (k-bit code width for intK) before Huffman, gap = relative-index field width; "
         "huffman/entropy = average Huffman code length / Shannon entropy, bits per symbol"
     )
     write_json(

@@ -59,6 +59,9 @@ class TensorReport:
     gap_avg_bits: float | None = None
     gap_entropy: float | None = None
     stored: int = 0  # entries written (non-zeros plus fillers) for sparse tensors
+    code_range: list[int] | None = None  # qint: the smallest and largest integer code
+    scales: list[float] | None = None  # qint: per output channel (or one)
+    zero_points: list[float] | None = None
 
     @property
     def sparsity(self) -> float:
@@ -82,10 +85,15 @@ def encode_model(
     """The bytes of ``model``'s ``.sqz`` file (see :func:`save`)."""
     from squeezer import __version__
 
+    from squeezer.quantization.qat import frozen_copy, quantized_layers, weight_codes
+
+    if quantized_layers(model):  # k-bit weights: stored as their codes
+        model = frozen_copy(model)
+    codes = weight_codes(model)
     arch = describe(model, input_shape)
     entries, sections, offset = [], [], 0
     for name, tensor in plain_state_dict(model).items():
-        enc = encode_tensor(tensor, coding)
+        enc = encode_tensor(tensor, coding, codes.get(name))
         crc = zlib.crc32(enc.payload)
         entries.append(
             {"name": name, **enc.header, "off": offset, "len": len(enc.payload), "crc": crc}
@@ -285,6 +293,11 @@ def _report(
     )
     if r.codebook:
         r.index_bits = max(1, int(np.ceil(np.log2(r.codebook + 1))))
+    if r.encoding == "qint":
+        r.index_bits = int(entry["bits"])
+        r.code_range = [int(entry["lo"]), int(entry["lo"]) + 2 ** int(entry["bits"]) - 1]
+        r.scales = [float(v) for v in streams.get("scales", [])]
+        r.zero_points = [float(v) for v in streams.get("zero_points", [])]
     if "gw" in entry:
         r.gap_bits = int(entry["gw"])
     for key, attr in (("sym", "index"), ("gap", "gap")):

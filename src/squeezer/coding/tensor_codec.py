@@ -9,6 +9,11 @@ Per tensor the coder picks whichever is smallest of:
   codebook indices (shared weights) or float32 values (pruned only), trying every gap width
   from 1 to 8 bits.
 
+A weight that k-bit quantization froze (:func:`squeezer.quantization.freeze_`) is stored as
+``qint``: its integer codes packed at their bit-width (or Huffman coded), with the per-channel
+scales and zero points before them; decoding computes ``(q - zero_point) * scale`` in float32,
+exactly as the layer did, so the weight comes back bit for bit.
+
 Index and gap streams are Huffman coded (``coding="huffman"``) or packed at fixed width
 (``coding="fixed"``, what the paper's "pruning + quantization" column stores).
 """
@@ -110,8 +115,90 @@ def _bits_for(k: int) -> int:
     return max(1, int(np.ceil(np.log2(k + 1))))
 
 
-def encode_tensor(tensor: torch.Tensor, coding: str = "huffman") -> Encoded:
-    """Encode ``tensor`` in the smallest of the raw, dense and sparse forms."""
+MAX_QINT_BITS = 32
+
+
+def _qint_values(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor) -> torch.Tensor:
+    """``(q - zero_point) * scale`` in float32, per output channel (dimension 0) or per tensor:
+    the one formula both the quantized layers and the decoder use."""
+    view = (-1,) + (1,) * (q.dim() - 1)
+    return (q.to(torch.float32) - zero_point.reshape(view)) * scale.reshape(view)
+
+
+def encode_qint(
+    tensor: torch.Tensor,
+    bits: int,
+    lo: int,
+    scale: torch.Tensor,
+    zero_point: torch.Tensor,
+    coding: str = "huffman",
+) -> Encoded | None:
+    """``tensor`` as k-bit codes with scales and zero points, or None if it is not exactly
+    ``(q - zero_point) * scale`` for integer codes ``q`` in ``[lo, lo + 2^bits - 1]``."""
+    t = tensor.detach().cpu().contiguous()
+    if t.dtype != torch.float32 or t.dim() == 0 or not 1 <= bits <= MAX_QINT_BITS:
+        return None
+    scale = scale.detach().cpu().to(torch.float32).reshape(-1)
+    zero_point = zero_point.detach().cpu().to(torch.float32).reshape(-1)
+    if scale.numel() not in (1, t.shape[0]) or zero_point.numel() != scale.numel():
+        return None
+    view = (-1,) + (1,) * (t.dim() - 1)
+    q = torch.round(t / scale.reshape(view) + zero_point.reshape(view))
+    if not torch.equal(_qint_values(q, scale, zero_point), t):
+        return None
+    codes = q.to(torch.int64).numpy().ravel() - lo
+    if codes.size and (codes.min() < 0 or codes.max() >= 2**bits):
+        return None
+    part, data, st = _stream(codes, coding if bits <= 8 else "fixed", bits)
+    head = {
+        "shape": list(t.shape),
+        "dtype": "float32",
+        "enc": "qint",
+        "bits": bits,
+        "lo": lo,
+        "ch": int(scale.numel()),
+        "sym": part,
+    }
+    payload = scale.numpy().astype("<f4").tobytes() + zero_point.numpy().astype("<f4").tobytes()
+    return Encoded(head, payload + data, {"stored": int(codes.size), "sym": st, "bits": bits})
+
+
+def _decode_qint(header: dict[str, Any], payload: bytes, shape: list[int], numel: int,
+                 streams: dict[str, np.ndarray] | None) -> torch.Tensor:  # fmt: skip
+    bits, channels = _int(header, "bits"), _int(header, "ch")
+    lo = header.get("lo")
+    if not isinstance(lo, int) or isinstance(lo, bool) or abs(lo) > 2**MAX_QINT_BITS:
+        raise ValueError("field 'lo' must be an integer")
+    if not 1 <= bits <= MAX_QINT_BITS:
+        raise ValueError("bad bit-width")
+    if not shape or channels not in (1, shape[0]):
+        raise ValueError("scales do not fit the shape")
+    if len(payload) < 8 * channels:
+        raise ValueError("scales truncated")
+    scale = np.frombuffer(payload[: 4 * channels], dtype="<f4").astype(np.float32)
+    zero_point = np.frombuffer(payload[4 * channels : 8 * channels], dtype="<f4").astype(np.float32)
+    rest = payload[8 * channels :]
+    codes, used = _read_stream(_dict(header, "sym"), rest, numel)
+    if codes.size and codes.max() >= 2**bits:
+        raise ValueError("code out of range")
+    if len(rest) != used:
+        raise ValueError(f"{len(rest) - used} unexpected bytes after the data")
+    if streams is not None:
+        streams.update(sym=codes, scales=scale, zero_points=zero_point)
+    q = torch.from_numpy((codes.astype(np.int64) + lo).reshape(shape))
+    return _qint_values(q, torch.from_numpy(scale.copy()), torch.from_numpy(zero_point.copy()))
+
+
+def encode_tensor(
+    tensor: torch.Tensor, coding: str = "huffman", codes: tuple[Any, ...] | None = None
+) -> Encoded:
+    """Encode ``tensor`` in the smallest of the raw, dense and sparse forms; with ``codes``
+    (``(bits, lo, scale, zero_point)`` of a frozen k-bit weight) as k-bit codes, when they
+    reproduce it exactly."""
+    if codes is not None:
+        packed = encode_qint(tensor, *codes, coding=coding)
+        if packed is not None:
+            return packed
     name = TORCH_TO_NAME.get(tensor.dtype)
     if name is None:
         raise ValueError(f"cannot store tensors of dtype {tensor.dtype}")
@@ -224,6 +311,8 @@ def decode_tensor(
         if torch_dtype == torch.bfloat16:
             t = t.view(torch.bfloat16)
         return t.reshape(shape)
+    if dtype_name == "float32" and enc == "qint":
+        return _decode_qint(header, payload, shape, numel, streams)
     if dtype_name != "float32" or enc not in ("dense", "sparse"):
         raise ValueError(f"unknown encoding {enc!r} for {dtype_name}")
     k = _int(header, "k")

@@ -1,7 +1,9 @@
-"""Weight sharing and quantization: trained k-means sharing (Deep Compression) and int8.
+"""Weight sharing and quantization: trained k-means sharing (Deep Compression), int8 on
+integer kernels, and k-bit quantization-aware training (QAT, LSQ, DoReFa, fixed point).
 
 sq.quantize_(model, sq.quantization.KMeansSharing(fc_bits=5, conv_bits=8))
 q = sq.quantize(model, sq.quantization.Int8(backend="inductor"), x, calibration=batches)
+sq.quantize_(model, sq.quantization.LSQ(bits=4), data=batches); sq.fit(model, train)
 """
 
 from __future__ import annotations
@@ -17,10 +19,32 @@ from squeezer.quantization.kmeans import (
     share_weights_,
 )
 from squeezer.quantization.observers import OBSERVERS
+from squeezer.quantization.qat import (
+    LSQ,
+    QAT,
+    DoReFa,
+    FixedPoint,
+    KBit,
+    calibrate,
+    dequantize_,
+    freeze_,
+    frozen_copy,
+    quantized_layers,
+)
 from squeezer.quantization.verb import quantize, quantize_
 
 __all__ = [
+    "LSQ",
     "OBSERVERS",
+    "QAT",
+    "DoReFa",
+    "FixedPoint",
+    "KBit",
+    "calibrate",
+    "dequantize_",
+    "freeze_",
+    "frozen_copy",
+    "quantized_layers",
     "Int8",
     "Int8Report",
     "KMeansSharing",

@@ -330,7 +330,9 @@ def quantize_int8(
     try:
         from squeezer.deploy.export import export_form
 
-        float_model = export_form(baked_copy(model)).eval()
+        from squeezer.quantization.qat import dequantize_
+
+        float_model = export_form(dequantize_(baked_copy(model))).eval()
     finally:
         model.train(was)
     if config.backend == "inductor":
