@@ -103,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{len(sc)} scale(s) {min(sc):.4g}..{max(sc):.4g}, zero point(s) {zps}"
             )
     print(
-        "bits: idx = codebook index width (k-bit code width for intK) before Huffman, gap = relative-index field width; "
+        "bits: idx = codebook index width (k-bit code width for intK) before Huffman, "
+        "gap = relative-index field width; "
         "huffman/entropy = average Huffman code length / Shannon entropy, bits per symbol"
     )
     write_json(

@@ -1,4 +1,5 @@
-"""``squeezer quantize``: int8 post-training quantization on a real integer backend.
+"""``squeezer quantize``: int8 on a real integer backend, or k-bit quantization-aware training
+(QAT, LSQ, DoReFa, fixed point) stored packed in ``.sqz``.
 
 One module per command: its options (:func:`add_parser`) beside its body (:func:`run`).
 """
@@ -25,7 +26,8 @@ from squeezer.cli.common import (
     write_json,
 )
 
-METHODS = ("int8",)
+METHODS = ("int8", "qat", "lsq", "dorefa", "fixed")
+KBIT = {"qat": "QAT", "lsq": "LSQ", "dorefa": "DoReFa", "fixed": "FixedPoint"}
 
 
 def add_parser(sub: Any) -> None:
@@ -33,21 +35,60 @@ def add_parser(sub: Any) -> None:
 
     p = sub.add_parser(
         "quantize",
-        help="int8 quantization on integer kernels (torch.compile or ONNX Runtime)",
-        description="Quantize a trained model to int8 (weights per channel, activations per "
-        "tensor, ranges calibrated on --dataset), then report accuracy, size and latency of "
-        "the int8 model against float32 on the same backend and against eager float32. "
-        "Example: squeezer quantize resnet20.pt --backend onnxruntime --observer entropy "
-        "--out r20-int8.onnx",
+        help="int8 on integer kernels, or k-bit quantization-aware training (QAT, LSQ, DoReFa)",
+        description="--method int8 (default): quantize a trained model to int8 (weights per "
+        "channel, activations per tensor, ranges calibrated on --dataset), then report "
+        "accuracy, size and latency of the int8 model against float32 on the same backend and "
+        "against eager float32. --method qat|lsq|dorefa|fixed: fake-quantize weights and layer "
+        "inputs to --bits, calibrate, report the accuracy right after (post-training "
+        "quantization at that width), fine-tune --finetune-epochs with the straight-through "
+        "estimator, and write a .sqz with the weights packed at --bits; 8-bit qat is then "
+        "converted to --backend and timed as int8 is. Examples: squeezer quantize resnet20.pt "
+        "--backend onnxruntime --out r20-int8.onnx; squeezer quantize resnet20.pt --method lsq "
+        "--bits 4 --finetune-epochs 2",
     )
     model_argument(p)
     p.add_argument(
         "--method",
         choices=METHODS,
         default="int8",
-        help="int8: post-training quantization with calibration (default)",
+        help="int8: post-training quantization with calibration (default); qat: uniform "
+        "fake quantization (per-channel weights); lsq: learned step size; dorefa: DoReFa-Net; "
+        "fixed: Gupta et al.'s fixed point with stochastic rounding",
     )
-    p.add_argument("--bits", type=int, default=8, help="weight and activation bits (int8: 8)")
+    p.add_argument(
+        "--bits",
+        type=int,
+        help="weight and activation bits: int8 8; qat and lsq 2-8; dorefa 1-8; fixed: the "
+        "word length, 2-32 (default 8, fixed 16)",
+    )
+    p.add_argument(
+        "--layer-bits",
+        metavar="PATTERN=BITS[,...]",
+        help="k-bit methods: bits per layer name or pattern (mixed precision), e.g. "
+        "'layer3.*=2,fc=8'",
+    )
+    p.add_argument(
+        "--first-last-bits",
+        type=int,
+        metavar="N",
+        help="k-bit methods: bits of the first and last layers (default 8; fixed: as --bits); "
+        "0: as --bits",
+    )
+    p.add_argument(
+        "--fraction-bits", type=int, default=None, metavar="N",
+        help="fixed: bits after the binary point (default: --bits minus 2)",
+    )  # fmt: skip
+    p.add_argument(
+        "--rounding", choices=("stochastic", "nearest"), default="stochastic",
+        help="fixed: how updates and activations are rounded (default stochastic)",
+    )  # fmt: skip
+    p.add_argument(
+        "--finetune-epochs", type=int, default=0, metavar="N",
+        help="k-bit methods: quantization-aware training epochs (default 0: post-training)",
+    )  # fmt: skip
+    p.add_argument("--lr", type=positive_float, default=0.01, help="fine-tuning learning rate")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     p.add_argument(
         "--backend",
         choices=("inductor", "onnxruntime"),
@@ -91,8 +132,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--out",
         metavar="FILE",
-        help="the int8 model: .onnx for onnxruntime, .pt2 for inductor (default "
-        "NAME-int8.onnx or NAME-int8.pt2)",
+        help="int8: the int8 model, .onnx for onnxruntime, .pt2 for inductor (default "
+        "NAME-int8.onnx or NAME-int8.pt2); k-bit methods: a .sqz (default NAME-METHODBITS.sqz) "
+        "or, for 8-bit qat, the converted .onnx/.pt2",
     )
     model_options(p)
     data_options(p)
@@ -101,17 +143,19 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import copy
+    if args.method != "int8":
+        return run_kbit(args)
+    return run_int8(args)
 
+
+def run_int8(args: argparse.Namespace) -> int:
     import torch
 
     import squeezer as sq
-    from squeezer.analysis import time_models
     from squeezer.data import canonical_name
-    from squeezer.deploy import prepare
     from squeezer.errors import ConfigError
 
-    if args.method == "int8" and args.bits != 8:
+    if args.bits is not None and args.bits != 8:
         raise UsageError(f"--bits {args.bits}: int8 quantization is 8 bits")
     suffix = ".onnx" if args.backend == "onnxruntime" else ".pt2"
     if args.out and Path(args.out).suffix != suffix:
@@ -158,38 +202,172 @@ def run(args: argparse.Namespace) -> int:
             " points)"
         )
     if not args.no_latency:
-        same = "compile" if args.backend == "inductor" else "onnxruntime"
-        one = x[:1]
-        info(f"timing int8 against float32 on {same} and eager float32")
-        eager = copy.deepcopy(model).eval()
-        on_backend = prepare(copy.deepcopy(model).eval(), same, one, torch.get_num_threads())
-        rows = []
-        for b in parse_ints(args.batch_sizes, "--batch-sizes"):
-            lat = time_models(
-                [eager, on_backend.module, q], one, b, torch.get_num_threads(),
-                min_run_time=args.min_run_time,
-            )  # fmt: skip
-            rows.append({
-                "batch_size": b, "threads": torch.get_num_threads(),
-                "eager_float32_ms": lat[0].median_ms, f"{same}_float32_ms": lat[1].median_ms,
-                "int8_ms": lat[2].median_ms,
-                "speedup_over_eager": lat[0].median_ms / lat[2].median_ms,
-                "speedup_over_same_backend": lat[1].median_ms / lat[2].median_ms,
-            })  # fmt: skip
-        print(
-            f"latency (ms, median, {torch.get_num_threads()} thread(s)): int8 on {args.backend} "
-            f"against float32 on {same} and eager float32"
-        )
-        for r in rows:
-            print(
-                f"  batch {r['batch_size']:>4}: eager float32 {r['eager_float32_ms']:.2f}, "
-                f"{same} float32 {r[f'{same}_float32_ms']:.2f}, int8 {r['int8_ms']:.2f}  "
-                f"({r['speedup_over_eager']:.2f}x over eager, "
-                f"{r['speedup_over_same_backend']:.2f}x over {same})"
-            )
-        result["latency"] = rows
+        result["latency"] = time_int8(args, model, q, x)
     out = Path(args.out or f"{Path(args.model.split(':')[-1]).stem}-int8{suffix}")
     q.save(out)
     info(f"wrote {out}")
+    write_json(args.json, {**result, "out": str(out)})
+    return 0
+
+
+def time_int8(args: argparse.Namespace, model: Any, q: Any, x: Any) -> list[dict[str, Any]]:
+    """Time ``q`` against ``model`` eager and on the same backend; print and return rows."""
+    import copy
+
+    import torch
+
+    from squeezer.analysis import time_models
+    from squeezer.deploy import prepare
+
+    same = "compile" if args.backend == "inductor" else "onnxruntime"
+    one = x[:1]
+    info(f"timing int8 against float32 on {same} and eager float32")
+    eager = copy.deepcopy(model).eval()
+    on_backend = prepare(copy.deepcopy(model).eval(), same, one, torch.get_num_threads())
+    rows = []
+    for b in parse_ints(args.batch_sizes, "--batch-sizes"):
+        lat = time_models(
+            [eager, on_backend.module, q], one, b, torch.get_num_threads(),
+            min_run_time=args.min_run_time,
+        )  # fmt: skip
+        rows.append({
+            "batch_size": b, "threads": torch.get_num_threads(),
+            "eager_float32_ms": lat[0].median_ms, f"{same}_float32_ms": lat[1].median_ms,
+            "int8_ms": lat[2].median_ms,
+            "speedup_over_eager": lat[0].median_ms / lat[2].median_ms,
+            "speedup_over_same_backend": lat[1].median_ms / lat[2].median_ms,
+        })  # fmt: skip
+    print(
+        f"latency (ms, median, {torch.get_num_threads()} thread(s)): int8 on {args.backend} "
+        f"against float32 on {same} and eager float32"
+    )
+    for r in rows:
+        print(
+            f"  batch {r['batch_size']:>4}: eager float32 {r['eager_float32_ms']:.2f}, "
+            f"{same} float32 {r[f'{same}_float32_ms']:.2f}, int8 {r['int8_ms']:.2f}  "
+            f"({r['speedup_over_eager']:.2f}x over eager, "
+            f"{r['speedup_over_same_backend']:.2f}x over {same})"
+        )
+    return rows
+
+
+def _layer_bits(text: str | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        pattern, sep, bits = item.partition("=")
+        if not sep or not pattern.strip() or not bits.strip().isdigit():
+            raise UsageError(f"--layer-bits: {item!r} is not PATTERN=BITS")
+        out[pattern.strip()] = int(bits)
+    return out
+
+
+def run_kbit(args: argparse.Namespace) -> int:
+    """Fake-quantize, calibrate, evaluate, fine-tune, evaluate, save packed (and, for 8-bit
+    QAT, convert to the int8 backend and time it)."""
+    import copy
+    import os
+    import tempfile
+
+    import torch
+
+    import squeezer as sq
+    from squeezer.data import canonical_name
+    from squeezer.errors import ConfigError
+
+    method = args.method
+    bits = args.bits if args.bits is not None else (16 if method == "fixed" else 8)
+    kwargs: dict[str, Any] = {"bits": bits, "max_batches": args.calibration}
+    kwargs["per_layer"] = _layer_bits(args.layer_bits)
+    if args.first_last_bits is not None:
+        kwargs["first_last_bits"] = args.first_last_bits or None
+    if args.exclude:
+        kwargs["exclude"] = tuple(s for s in args.exclude.split(",") if s)
+    if method == "fixed":
+        kwargs.update(
+            fraction_bits=bits - 2 if args.fraction_bits is None else args.fraction_bits,
+            rounding=args.rounding,
+        )
+    elif args.fraction_bits is not None:
+        raise UsageError("--fraction-bits is for --method fixed")
+    if method == "qat" and args.per_tensor:
+        kwargs["per_channel"] = False
+    if args.finetune_epochs < 0:
+        raise UsageError("--finetune-epochs must be >= 0")
+    try:
+        config = getattr(sq.quantization, KBIT[method])(**kwargs)
+    except ConfigError as err:
+        raise UsageError(str(err).replace("bits must", "--bits must")) from None
+    converts = method == "qat" and bits == 8
+    out = Path(args.out or f"{Path(args.model.split(':')[-1]).stem}-{method}{bits}.sqz")
+    allowed = (".sqz", ".onnx", ".pt2") if converts else (".sqz",)
+    if out.suffix not in allowed:
+        raise UsageError(f"--out: the {method} model is written as {' or '.join(allowed)}")
+    if out.suffix in (".onnx", ".pt2"):
+        want = ".onnx" if args.backend == "onnxruntime" else ".pt2"
+        if out.suffix != want:
+            raise UsageError(f"--out: the {args.backend} int8 model is written as {want}")
+    model, source = load_model(args.model, args)
+    shape = source["input_shape"]
+    if not shape:
+        raise UsageError(f"{args.model}: input shape unknown; pass --input-shape C,H,W")
+    dataset = args.dataset or source["meta"].get("dataset")
+    if not dataset:
+        raise UsageError(f"--method {method} calibrates and evaluates on data: pass --dataset")
+    dataset = canonical_name(dataset)
+    train, test = dataset_splits(dataset, args.data_dir, limit=args.limit)
+    check_fits(model, test.input_shape, test.num_classes, dataset)
+    if source["source"] == "zoo":
+        info(f"{args.model}: zoo model with random weights")
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
+    quantized = copy.deepcopy(model)
+    calib = sq.data.loader(train.without_augment(), 64, shuffle=True, seed=0)
+    info(f"{KBIT[method]} at {bits} bits, calibrating on {args.calibration} batches of {dataset}")
+    report = sq.quantize_(quantized, config, x, data=calib)
+    print(report)
+    result: dict[str, Any] = {"model": args.model, "dataset": dataset, **report.to_dict()}
+    result["bits"] = bits
+    result["top1_float"] = sq.evaluate(model, test)["top1"]
+    result["top1_ptq"] = sq.evaluate(quantized, test)["top1"]
+    steps = [
+        f"float32 {result['top1_float']:.4f}",
+        f"{bits}-bit right after {result['top1_ptq']:.4f}",
+    ]
+    if args.finetune_epochs:
+        sq.fit(
+            quantized, train, val=test, epochs=args.finetune_epochs, lr=args.lr,
+            verbose=not args.quiet,
+        )  # fmt: skip
+        result["top1_qat"] = sq.evaluate(quantized, test)["top1"]
+        steps.append(f"after {args.finetune_epochs} epoch(s) {result['top1_qat']:.4f}")
+    info(f"top-1 on {dataset}: " + ", ".join(steps))
+    with tempfile.TemporaryDirectory(prefix="squeezer-q-") as folder:
+        ref = Path(folder) / "float.sqz"
+        sq.save(model, ref)
+        result["float_sqz_bytes"] = os.path.getsize(ref)
+    meta = {"dataset": dataset, "method": method, "bits": bits}
+    if out.suffix == ".sqz":
+        sq.save(quantized, out, meta=meta)
+        result["sqz_bytes"] = os.path.getsize(out)
+        info(
+            f"wrote {out}: {result['sqz_bytes']:,} bytes; the float32 model in .sqz: "
+            f"{result['float_sqz_bytes']:,} bytes "
+            f"({result['float_sqz_bytes'] / result['sqz_bytes']:.2f}x)"
+        )
+    if converts:
+        info(f"converting the 8-bit QAT model to int8 on {args.backend}")
+        int8_config = sq.quantization.Int8(
+            backend=args.backend, observer="minmax", max_batches=args.calibration,
+            per_channel=not args.per_tensor,
+        )  # fmt: skip
+        int8 = sq.quantize(quantized, int8_config, x, calibration=train)
+        result["top1_int8"] = sq.evaluate(int8, test)["top1"]
+        info(f"top-1 of the int8 {args.backend} model: {result['top1_int8']:.4f}")
+        if not args.no_latency:
+            result["latency"] = time_int8(args, model, int8, x)
+        if out.suffix != ".sqz":
+            int8.save(out)
+            info(f"wrote {out}")
     write_json(args.json, {**result, "out": str(out)})
     return 0

@@ -84,7 +84,6 @@ def encode_model(
 ) -> bytes:
     """The bytes of ``model``'s ``.sqz`` file (see :func:`save`)."""
     from squeezer import __version__
-
     from squeezer.quantization.qat import frozen_copy, quantized_layers, weight_codes
 
     if quantized_layers(model):  # k-bit weights: stored as their codes

@@ -170,7 +170,9 @@ class LSQWeight(WeightQuantizer):
 
     def init_from(self, w: Tensor) -> None:
         with torch.no_grad():
-            flat = w.detach().abs().flatten(1) if self.per_channel else w.detach().abs().reshape(1, -1)
+            flat = (
+                w.detach().abs().flatten(1) if self.per_channel else w.detach().abs().reshape(1, -1)
+            )
             self.step.copy_((2 * flat.mean(1) / math.sqrt(self.hi)).clamp(min=1e-8))
             self.initialized.fill_(True)
 

@@ -329,7 +329,6 @@ def quantize_int8(
     model.eval()
     try:
         from squeezer.deploy.export import export_form
-
         from squeezer.quantization.qat import dequantize_
 
         float_model = export_form(dequantize_(baked_copy(model))).eval()

@@ -173,7 +173,9 @@ class FixedPoint(KBit):
             "method": "fixed",
             "per_channel": False,
             "fraction_bits": fl,
-            "input_fraction_bits": fl if self.input_fraction_bits is None else self.input_fraction_bits,
+            "input_fraction_bits": fl
+            if self.input_fraction_bits is None
+            else self.input_fraction_bits,
             "rounding": self.rounding,
         }
 
@@ -241,7 +243,11 @@ def prepare_kbit_(
     for i, (name, module, cls) in enumerate(chosen):
         wb, ib = config.bits_for(name, end=i in (0, last))
         quantize_input = config.quantize_inputs and (i > 0 or config.model_input)
-        args = {**config.layer_args(), "weight_bits": wb, "input_bits": ib if quantize_input else None}
+        args = {
+            **config.layer_args(),
+            "weight_bits": wb,
+            "input_bits": ib if quantize_input else None,
+        }
         replace(model, name, _quantized_twin(module, cls, args))
         report[name] = {"weight_bits": wb, "input_bits": args["input_bits"]}
     batches = _calibration(data, example_inputs, config.max_batches)
