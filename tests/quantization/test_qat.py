@@ -301,3 +301,27 @@ def test_kbit_quantize_from_the_command_line(tmp_path, capsys, real_data):
         assert main(["quantize", "lenet5", "--dataset", "mnist", *argv]) != 0
         err = capsys.readouterr().err
         assert fragment in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------------- recipes
+def test_a_recipe_quantizes_fine_tunes_and_packs(tmp_path):
+    from squeezer.data import ImageDataset
+    from squeezer.pipeline import Recipe, run_recipe
+
+    gen = torch.Generator().manual_seed(3)
+    images = torch.randint(0, 256, (96, 1, 12, 12), generator=gen, dtype=torch.uint8)
+    labels = torch.randint(0, 10, (96,), generator=gen)
+    data = ImageDataset(images, labels, name="toy", mean=[0.5], std=[0.25],
+                        classes=[str(i) for i in range(10)])  # fmt: skip
+    recipe = Recipe.from_dict({
+        "name": "lsq4", "batch_size": 32,
+        "stages": [{"quantize": {"method": "lsq", "bits": 4, "batches": 2}},
+                   {"fine-tune": {"epochs": 1, "lr": 0.01}}, {"code": {}}],
+    })  # fmt: skip
+    model = _net()
+    result = run_recipe(model, data, data, recipe)
+    assert isinstance(model.conv2, QuantConv2d) and model.conv2.weight_bits == 4
+    contents = sq.coding.parse(result.sqz)
+    assert {r.name for r in contents.reports if r.encoding == "qint"} >= {"conv2.weight"}
+    with pytest.raises(ConfigError, match="method must be one of"):
+        Recipe.from_dict({"name": "x", "stages": [{"quantize": {"method": "int3"}}]})

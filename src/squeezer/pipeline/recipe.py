@@ -18,6 +18,10 @@ Each stage is one tag and the fields of that stage's config:
   the criteria that read it);
 - ``factorize``: ``method`` (``tucker``, ``svd``, ...) plus that method's config fields;
 - ``share``: :class:`~squeezer.quantization.KMeansSharing`;
+- ``quantize``: ``method`` (``qat``, ``lsq``, ``dorefa``, ``fixed``) plus that method's config
+  fields (``bits``, ``per_layer``...) and ``batches`` (calibration batches, default 8); a
+  ``fine-tune`` stage after it is quantization-aware training, and ``code`` packs the weights
+  at their bit-width;
 - ``fine-tune``: :class:`FineTune`, training the current model;
 - ``code``: :class:`Code`, writing the ``.sqz`` file and measuring the model it holds.
 
@@ -145,6 +149,22 @@ def _factorize(fields: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
     return METHODS[method].from_dict(fields), {}
 
 
+KBIT_METHODS = {"qat": "QAT", "lsq": "LSQ", "dorefa": "DoReFa", "fixed": "FixedPoint"}
+
+
+def _quantize(fields: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
+    import squeezer.quantization as q
+
+    method = fields.pop("method", None)
+    if method not in KBIT_METHODS:
+        raise ConfigError(
+            f"quantize: method must be one of {', '.join(KBIT_METHODS)} (got {method!r})"
+        )
+    batches = fields.pop("batches", 8)
+    check(isinstance(batches, int) and batches >= 1, "quantize: batches must be >= 1")
+    return getattr(q, KBIT_METHODS[method]).from_dict(fields), {"batches": batches}
+
+
 def _builtin_stages() -> None:
     if _PARSERS:
         return
@@ -156,6 +176,8 @@ def _builtin_stages() -> None:
     _PARSERS["factorize"] = _factorize
     STAGE_VERBS["factorize"] = "factorize"
     register_stage("share", KMeansSharing, verb="quantize")
+    _PARSERS["quantize"] = _quantize
+    STAGE_VERBS["quantize"] = "quantize"
     register_stage("fine-tune", FineTune)
     register_stage("code", Code)
 

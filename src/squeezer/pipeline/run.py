@@ -126,7 +126,9 @@ def run_stage(
         return None  # run_recipe writes the file
     needs = getattr(c, "criterion", None)
     data = None
-    if needs is not None:
+    if stage.tag == "quantize":  # activation ranges calibrated on training batches
+        data = _batches(train, o["batches"], 64, recipe.seed)
+    elif needs is not None:
         from squeezer.pruning.criteria import criterion_class
 
         if criterion_class(needs).needs_data:

@@ -25,8 +25,9 @@ def recalibrate_bn_(
 ) -> nn.Module:
     """Reset and re-estimate every BatchNorm layer's running statistics from ``data``.
 
-    Uses a cumulative average over up to ``max_batches`` batches; weights are unchanged and the
-    model's train/eval mode is restored.
+    Uses a cumulative average over up to ``max_batches`` batches; weights are unchanged, every
+    other module runs in eval mode (no dropout, no quantizer range updates) and each module's
+    train/eval mode is restored.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
@@ -37,15 +38,18 @@ def recalibrate_bn_(
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average: every batch counts equally
-    was = model.training
-    model.train()
+    modes = {m: m.training for m in model.modules()}
+    model.eval()  # only the BatchNorm layers estimate; dropout, quantizer ranges stay fixed
+    for m in norms:
+        m.train()
     try:
         for i, (x, _) in enumerate(data):
             if i >= max_batches:
                 break
             model(x)
     finally:
-        model.train(was)
+        for m, training in modes.items():
+            m.training = training
         for m, momentum in zip(norms, momenta, strict=True):
             m.momentum = momentum
     return model
