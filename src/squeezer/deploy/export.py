@@ -83,7 +83,8 @@ def quiet() -> Iterator[None]:
     """Silence the warnings, log lines and prints of the exporters and torchao (deprecations,
     CUDA libraries they cannot load on a CPU machine), so the user sees only squeezer's."""
     loggers = [
-        logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "torchao")
+        logging.getLogger(n)
+        for n in ("torch.onnx", "torch.export", "onnxscript", "torchao", "torch.utils._pytree")
     ]
     levels = [lg.level for lg in loggers]
     try:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -464,11 +465,27 @@ def _to_backend(
             data = path.read_bytes()
             runner = OnnxRuntimeModule(path, torch.get_num_threads())
         return runner, data, None
+    _drop_unused_tensors_(converted)
     with quiet():
         program = _program(converted, inputs)
         runner = _Frozen(converted)
         runner(*batch_of(inputs, 1))  # compile now, not at the user's first call
     return runner, None, program
+
+
+def _drop_unused_tensors_(gm: torch.fx.GraphModule) -> None:
+    """Delete the parameters and buffers the converted graph no longer reads: conversion
+    folds each float weight into an int8 constant but leaves the float tensor registered,
+    and ``torch.export`` would then store both in the ``.pt2`` file."""
+    used = {str(n.target) for n in gm.graph.nodes if n.op == "get_attr"}
+    for name, _ in [*gm.named_parameters(), *gm.named_buffers()]:
+        if name in used or any(u.startswith(name + ".") for u in used):
+            continue
+        owner_name, _, attr = name.rpartition(".")
+        owner = gm.get_submodule(owner_name) if owner_name else gm
+        owner._parameters.pop(attr, None)
+        owner._buffers.pop(attr, None)
+    gm.delete_all_unused_submodules()
 
 
 class _DynamicOrt:
@@ -531,7 +548,9 @@ class _Frozen:
     def __call__(self, *inputs: Tensor) -> Tensor:
         import torch._inductor.config as inductor_config
 
-        with inductor_config.patch(freezing=True), torch.no_grad():
+        with inductor_config.patch(freezing=True), torch.no_grad(), warnings.catch_warnings():
+            # Inductor's int8 lowering copies a tensor with torch.tensor() at each new shape
+            warnings.filterwarnings("ignore", "To copy construct", UserWarning)
             return self.compiled(*inputs)
 
 
