@@ -337,6 +337,11 @@ def main() -> None:
                 kept = [r for r in earlier.get(part, []) if (r["method"], r["bits"]) not in again]
             elif part == "fixed":
                 kept = []
+            elif part == "accuracy":  # replaces the rows of the observers and backends rerun
+                again = {(m, b, o) for m in rerun for b in args.backends.split(",")
+                         for o in args.observers.split(",")}  # fmt: skip
+                kept = [r for r in earlier.get(part, [])
+                        if (r["model"], r["backend"], r["observer"]) not in again]  # fmt: skip
             report[part] = kept + report[part]
     if earlier:
         for part in parts:

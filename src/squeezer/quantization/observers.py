@@ -12,7 +12,10 @@ differently:
   (PyTorch's ``HistogramObserver``, the x86 default).
 - ``entropy``: the clipping threshold that minimizes the KL divergence between the observed
   distribution and its 8-bit quantized form (Migacz 2017, TensorRT's calibration); tensors
-  with both signs get a symmetric threshold on ``|x|``.
+  with both signs get a symmetric threshold on ``|x|`` (128 levels a side). As NVIDIA's
+  calibrator does, the first bin's count is replaced by the second's before the search: the
+  spike of exact zeros a ReLU leaves would otherwise dominate the divergence and push the
+  threshold down to an eighth or a quarter of the range (ResNet-20 lost 14 points that way).
 
 All but ``minmax`` keep a 2048-bin histogram of every observed tensor (torchao's
 ``HistogramObserver`` merges batches with differing ranges); the choice is made once, when
@@ -95,6 +98,13 @@ def kl_threshold(hist: np.ndarray, levels: int = 256) -> int:
     return best
 
 
+def _without_zero_spike(hist: np.ndarray) -> np.ndarray:
+    out = hist.astype(np.float64).copy()
+    if len(out) > 1:
+        out[0] = out[1]
+    return out
+
+
 def entropy_range(hist: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
     """The KL-optimal clipping range for a histogram over ``[lo, hi]``: one-sided for
     non-negative tensors, symmetric on ``|x|`` for tensors of both signs."""
@@ -102,14 +112,14 @@ def entropy_range(hist: np.ndarray, lo: float, hi: float) -> tuple[float, float]
         return lo, hi
     width = (hi - lo) / len(hist)
     if lo >= 0:  # one-sided: clip the top only (the range always includes zero)
-        return 0.0, min(hi, lo + kl_threshold(hist) * width)
+        return 0.0, min(hi, lo + kl_threshold(_without_zero_spike(hist)) * width)
     centres = lo + (np.arange(len(hist)) + 0.5) * width
     mags = np.abs(centres)
     top = max(-lo, hi)
     n = int(np.ceil(top / width))
     folded = np.zeros(max(n, 1))
     np.add.at(folded, np.minimum((mags / width).astype(int), len(folded) - 1), hist)
-    keep = kl_threshold(folded)
+    keep = kl_threshold(_without_zero_spike(folded), levels=128)  # 256 levels over [-t, t]
     t = keep * width
     return max(lo, -t), min(hi, t)
 
