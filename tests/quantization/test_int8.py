@@ -63,6 +63,16 @@ def test_percentile_range_clips_the_outliers_minmax_would_keep():
     assert 3.0 < hi < 5.0 and -5.0 < lo < -3.0
 
 
+def test_entropy_threshold_is_not_pulled_down_by_the_spike_of_relu_zeros():
+    # Half of a ReLU's outputs are exact zeros; left in the first bin they dominated the KL
+    # search, which then clipped a half-normal at 1.74 (of 4.73), 37% of its range.
+    rng = np.random.default_rng(0)
+    values = np.maximum(rng.standard_normal(200_000), 0)
+    hist, _ = np.histogram(values, bins=2048, range=(0, values.max()))
+    _, hi = entropy_range(hist.astype(np.float64), 0.0, float(values.max()))
+    assert 0.75 * values.max() < hi <= values.max()
+
+
 def test_entropy_threshold_clips_a_long_tail_and_keeps_a_compact_distribution():
     rng = np.random.default_rng(0)
     tail = np.concatenate([np.abs(rng.standard_normal(200_000)), np.linspace(5, 80, 40)])
