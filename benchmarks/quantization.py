@@ -156,6 +156,7 @@ def part_kbit(args: argparse.Namespace) -> list[dict]:
                 "bits": bits, "top1_float": top1, "top1_right_after": ptq,
                 "epochs": 0 if method == "ptq" else args.qat_epochs,
                 "train_images": 0 if method == "ptq" else len(subset),
+                "lr": args.qat_lr,
             }  # fmt: skip
             if method != "ptq":
                 sq.fit(model, subset, epochs=args.qat_epochs, lr=args.qat_lr, verbose=True)
@@ -261,8 +262,9 @@ def to_markdown(report: dict[str, Any]) -> str:
             "Weights and layer inputs at the bit-width, first and last layers at 8 bits; PTQ = "
             "QAT's quantizer calibrated on 8 batches with BatchNorm re-estimated, no training. "
             "QAT, LSQ and DoReFa start from the float model and fine-tune the stated epochs over "
-            "a random subset of the training images (this machine's budget: one epoch of "
-            "fake-quantized ResNet-20 over all 60,000 takes about 10 minutes on 2 cores). "
+            "a random subset of the training images (SGD, momentum 0.9, cosine from lr "
+            f"{kbit[-1].get('lr', 0.002)}; the subset keeps the twelve runs near ten minutes "
+            "on this machine's 2 cores). "
             "Size: the `.sqz` file with the weights packed at their width (Huffman coded).",
             "",
             "| bits | method | epochs x images | top-1 | drop (points) | vs PTQ "
