@@ -325,3 +325,24 @@ def test_a_recipe_quantizes_fine_tunes_and_packs(tmp_path):
     assert {r.name for r in contents.reports if r.encoding == "qint"} >= {"conv2.weight"}
     with pytest.raises(ConfigError, match="method must be one of"):
         Recipe.from_dict({"name": "x", "stages": [{"quantize": {"method": "int3"}}]})
+
+
+def test_qat_keeps_the_calibrated_activation_range_and_tracks_it_without_calibration():
+    calibrated, lazy = _net(), _net()
+    sq.quantize_(calibrated, QAT(bits=4), data=_batches())
+    sq.quantize_(lazy, QAT(bits=4))
+    before = calibrated.conv2.input_quantizer.max_val.clone()
+    big = [(x * 3, y) for x, y in _batches(2)]
+    for model in (calibrated, lazy):
+        model.train()
+        with torch.no_grad():
+            for x, _ in big:
+                model(x)
+    assert torch.equal(calibrated.conv2.input_quantizer.max_val, before)
+    first = lazy.conv2.input_quantizer
+    assert bool(first.initialized) and not bool(first.calibrated)
+    # without calibration the moving average follows the batches' maxima
+    start = first.max_val.clone()
+    with torch.no_grad():
+        lazy.train()(big[0][0] * 10)
+    assert first.max_val > start

@@ -293,8 +293,11 @@ class QATInput(InputQuantizer):
     """Affine per-tensor activations in ``[0, 2^b - 1]`` over the range ``[min, max]``.
 
     Calibration picks the clipping range that minimizes the squared rounding-plus-clipping
-    error on a sample of the calibration activations (an MSE observer); in training the
-    range follows a moving average (0.01) of each batch's min and max, as PyTorch's QAT does.
+    error on a sample of the calibration activations (an MSE observer), and training keeps
+    that range. Without calibration the range starts at the first batch's min and max and
+    follows a moving average (0.01) of each batch's, as PyTorch's QAT observers do; on
+    ResNet-20 at 2 bits that drifted to the batch maxima and cost 41 points (43.6% against
+    84.6% with the calibrated range kept).
     """
 
     def __init__(self, bits: int) -> None:
@@ -303,6 +306,7 @@ class QATInput(InputQuantizer):
         self.register_buffer("min_val", torch.zeros(()))
         self.register_buffer("max_val", torch.zeros(()))
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("calibrated", torch.zeros((), dtype=torch.bool))
         self._sample: list[Tensor] = []
 
     def scale_zero_point(self) -> tuple[Tensor, Tensor]:
@@ -322,6 +326,8 @@ class QATInput(InputQuantizer):
             elif self.calibrating:
                 self.min_val.copy_(torch.minimum(self.min_val, mn))
                 self.max_val.copy_(torch.maximum(self.max_val, mx))
+            elif bool(self.calibrated):
+                return  # the calibrated range is kept through training
             else:
                 self.min_val.lerp_(mn, 0.01)
                 self.max_val.lerp_(mx, 0.01)
@@ -347,6 +353,7 @@ class QATInput(InputQuantizer):
                 best, best_err = (a, b), err
         self.min_val.fill_(best[0])
         self.max_val.fill_(best[1])
+        self.calibrated.fill_(True)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.training or self.calibrating or not bool(self.initialized):
