@@ -474,6 +474,12 @@ class QuantLayer:
     weight_quantizer: WeightQuantizer
     input_quantizer: InputQuantizer | None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """The float layer's arguments plus the quantization ones (see ``quant_args``)."""
+        quant = {k: kwargs.pop(k, v) for k, v in _QUANT_DEFAULTS.items()}
+        super().__init__(*args, **kwargs)  # the float layer, next in the MRO
+        self._setup(**quant)
+
     def _setup(
         self,
         method: str,
@@ -535,50 +541,31 @@ _QUANT_DEFAULTS: dict[str, Any] = {
 }
 
 
+class _QuantConv(QuantLayer):
+    """The forward and spec of the quantized convolutions (before the float class in the MRO)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(self.quantized_input(x), self.quantized_weight(), self.bias)  # type: ignore[attr-defined]
+
+    def spec_args(self) -> dict[str, Any]:
+        from squeezer.core.spec import _conv_args
+
+        return {**_conv_args(self), **self.quant_args()}  # type: ignore[arg-type]
+
+
 @register_layer
-class QuantConv2d(QuantLayer, nn.Conv2d):
+class QuantConv2d(_QuantConv, nn.Conv2d):
     """``nn.Conv2d`` computing with a quantized weight and a quantized input."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        quant = {k: kwargs.pop(k, v) for k, v in _QUANT_DEFAULTS.items()}
-        nn.Conv2d.__init__(self, *args, **kwargs)
-        self._setup(**quant)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self._conv_forward(self.quantized_input(x), self.quantized_weight(), self.bias)
-
-    def spec_args(self) -> dict[str, Any]:
-        from squeezer.core.spec import _conv_args
-
-        return {**_conv_args(self), **self.quant_args()}
-
 
 @register_layer
-class QuantConv1d(QuantLayer, nn.Conv1d):
+class QuantConv1d(_QuantConv, nn.Conv1d):
     """``nn.Conv1d`` computing with a quantized weight and a quantized input."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        quant = {k: kwargs.pop(k, v) for k, v in _QUANT_DEFAULTS.items()}
-        nn.Conv1d.__init__(self, *args, **kwargs)
-        self._setup(**quant)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self._conv_forward(self.quantized_input(x), self.quantized_weight(), self.bias)
-
-    def spec_args(self) -> dict[str, Any]:
-        from squeezer.core.spec import _conv_args
-
-        return {**_conv_args(self), **self.quant_args()}
 
 
 @register_layer
 class QuantLinear(QuantLayer, nn.Linear):
     """``nn.Linear`` computing with a quantized weight and a quantized input."""
-
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, **kwargs: Any):
-        quant = {k: kwargs.pop(k, v) for k, v in _QUANT_DEFAULTS.items()}
-        nn.Linear.__init__(self, in_features, out_features, bias, **kwargs)
-        self._setup(**quant)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(self.quantized_input(x), self.quantized_weight(), self.bias)

@@ -34,11 +34,10 @@ from squeezer.core import LayerSelection, PerLayerReport, register_handler
 from squeezer.core.arch import record, replace, replacement
 from squeezer.core.inputs import as_tuple
 from squeezer.core.modules import set_module
-from squeezer.errors import ConfigError, ModelError
+from squeezer.errors import ModelError
 from squeezer.quantization.fake import (
     QUANT_LAYERS,
     ROUNDINGS,
-    FixedPointWeight,
     FrozenWeight,
     InputQuantizer,
     QuantLayer,
@@ -374,14 +373,3 @@ def weight_codes(model: nn.Module) -> dict[str, tuple[int, int, Tensor, Tensor]]
             key = f"{name}.weight" if name else "weight"
             out[key] = (wq.bits, wq.lo, wq.scale.detach().clone(), wq.zero_point.detach().clone())
     return out
-
-
-def check_bits(method: str, bits: int) -> None:
-    """Raise ConfigError when ``bits`` is outside what ``method`` supports."""
-    lo = 1 if method == "dorefa" else 2
-    if not lo <= bits <= 8:
-        raise ConfigError(f"{method}: bits must be in {lo}..8, got {bits}")
-
-
-def is_fixed_point(module: nn.Module) -> bool:
-    return isinstance(module, QuantLayer) and isinstance(module.weight_quantizer, FixedPointWeight)
