@@ -131,6 +131,63 @@ def test_onnxruntime_int8_saves_as_qdq_onnx_and_loads(tmp_path):
     assert torch.equal(load_int8(path, threads=1)(x), q(x))
 
 
+def _ort_graph(q, tmp_path):
+    """The saved int8 ONNX and the graph ONNX Runtime actually runs after its fusions."""
+    import onnx
+    import onnxruntime as ort
+
+    path = q.save(tmp_path / "net.onnx")
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return onnx.load(str(path)), onnx.load(str(tmp_path / "optimized.onnx"))
+
+
+def test_onnxruntime_int8_runs_every_conv_and_the_residual_add_on_integer_kernels(tmp_path):
+    import collections
+
+    q = sq.quantize(_net(), Int8(backend="onnxruntime"), _batches(1, 2)[0],
+                    calibration=_batches())  # fmt: skip
+    _, optimized = _ort_graph(q, tmp_path)
+    ops = collections.Counter(n.op_type for n in optimized.graph.node)
+    # stem conv, two block convs: all integer; the residual sum too; nothing float left
+    assert ops["QLinearConv"] == 3 and ops["QLinearAdd"] == 1, ops
+    assert ops["Conv"] == 0 and ops["Add"] == 0, ops
+    assert sorted(q.report.quantized_layers) == ["block.conv1", "block.conv2", "fc", "stem.0"]
+
+
+@pytest.mark.parametrize(("reduce_range", "top"), [(None, 64), (False, 128)])
+def test_onnxruntime_weights_are_seven_bit_unless_asked_for_full_range(
+    tmp_path, reduce_range, top
+):
+    from onnx import numpy_helper
+
+    q = sq.quantize(_net(), Int8(backend="onnxruntime", reduce_range=reduce_range),
+                    _batches(1, 2)[0], calibration=_batches())  # fmt: skip
+    saved, _ = _ort_graph(q, tmp_path)
+    codes = [numpy_helper.to_array(t) for t in saved.graph.initializer if t.data_type == 3]
+    assert codes  # int8 weights are stored
+    largest = max(int(abs(c.astype(int)).max()) for c in codes)
+    assert top // 2 < largest <= top  # per-channel scales use the whole range they are given
+    assert q.report.weight_bits == (7 if top == 64 else 8)
+
+
+def test_onnxruntime_activation_ranges_come_from_squeezers_observer(tmp_path):
+    from onnx import numpy_helper
+
+    batches = _batches()
+    q = sq.quantize(_net(), Int8(backend="onnxruntime", observer="minmax"), batches[0][:2],
+                    calibration=batches)  # fmt: skip
+    saved, _ = _ort_graph(q, tmp_path)
+    weights = {t.name: numpy_helper.to_array(t) for t in saved.graph.initializer}
+    model_input = saved.graph.input[0].name
+    first = next(n for n in saved.graph.node
+                 if n.op_type == "QuantizeLinear" and n.input[0] == model_input)  # fmt: skip
+    x = torch.cat(batches)
+    expected = (float(x.max()) - float(x.min())) / 255  # the observed min and max, 256 levels
+    assert float(weights[first.input[1]]) == pytest.approx(expected, rel=1e-3)
+
+
 def test_quantized_model_evaluates_and_measures_against_float():
     net = _net()
     x = _batches(1, 2)[0]
@@ -180,7 +237,8 @@ def test_in_place_verb_points_to_quantize():
 @pytest.mark.parametrize(
     ("fields", "match"),
     [({"backend": "tflite"}, "backend"), ({"observer": "l1"}, "observer"),
-     ({"percentile": 40}, "percentile"), ({"max_batches": 0}, "max_batches")],
+     ({"percentile": 40}, "percentile"), ({"max_batches": 0}, "max_batches"),
+     ({"reduce_range": True}, "reduce_range applies to backend='onnxruntime'")],
 )  # fmt: skip
 def test_bad_configs_fail_clearly(fields, match):
     with pytest.raises(ConfigError, match=match):
@@ -193,7 +251,11 @@ def test_a_model_without_layers_to_quantize_fails_clearly():
                     calibration=[torch.randn(2, 3)])  # fmt: skip
 
 
-def test_an_untraceable_model_fails_with_the_reason():
+@pytest.mark.parametrize(
+    ("backend", "message"),
+    [("inductor", "cannot trace DataDependent"), ("onnxruntime", "cannot export DataDependent")],
+)
+def test_an_untraceable_model_fails_with_the_reason(backend: str, message: str):
     class DataDependent(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -204,8 +266,8 @@ def test_an_untraceable_model_fails_with_the_reason():
                 return self.fc(x)
             return -self.fc(x)
 
-    with pytest.raises(ExportError, match="cannot trace DataDependent"):
-        sq.quantize(DataDependent(), Int8(backend="onnxruntime"), torch.randn(2, 4),
+    with pytest.raises(ExportError, match=message):
+        sq.quantize(DataDependent(), Int8(backend=backend), torch.randn(2, 4),
                     calibration=[torch.randn(2, 4)])  # fmt: skip
 
 

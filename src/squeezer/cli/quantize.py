@@ -119,6 +119,12 @@ def add_parser(sub: Any) -> None:
         help="quantize Linear layers only, activations at run time (no calibration data)",
     )
     p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor")
+    p.add_argument(
+        "--full-range",
+        action="store_true",
+        help="onnxruntime: 8-bit weights instead of the default 7 (ONNX Runtime's x86 "
+        "uint8 x int8 kernels can saturate at 8 bits and lose accuracy)",
+    )
     p.add_argument("--exclude", metavar="PATTERNS", help="comma-separated layers left float32")
     p.add_argument(
         "--dataset", metavar="NAME", help="calibration and test data (default: the checkpoint's)"
@@ -168,6 +174,7 @@ def run_int8(args: argparse.Namespace) -> int:
         config = sq.quantization.Int8(
             backend=args.backend, observer=args.observer, percentile=args.percentile,
             per_channel=not args.per_tensor, dynamic=args.dynamic, max_batches=args.calibration,
+            reduce_range=False if args.full_range else None,
             exclude=tuple(s for s in (args.exclude or "").split(",") if s),
         )  # fmt: skip
     except ConfigError as err:
@@ -359,6 +366,7 @@ def run_kbit(args: argparse.Namespace) -> int:
         info(f"converting the 8-bit QAT model to int8 on {args.backend}")
         int8_config = sq.quantization.Int8(
             backend=args.backend, observer="minmax", max_batches=args.calibration,
+            reduce_range=False if args.full_range else None,
             per_channel=not args.per_tensor,
         )  # fmt: skip
         int8 = sq.quantize(quantized, int8_config, x, calibration=train)
