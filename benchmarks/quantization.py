@@ -236,8 +236,9 @@ def to_markdown(report: dict[str, Any]) -> str:
             "## Speed (MSE observer; medians, the three models alternating in one run)",
             "",
             "Same backend: torch.compile for Inductor int8, ONNX Runtime for ONNX Runtime "
-            "int8. Targets: >= 2.5x over eager float32 and >= 1.5x over float32 on the same "
-            "backend.",
+            "int8. ONNX Runtime int8 is ONNX Runtime's QDQ quantizer with squeezer's ranges "
+            "and 7-bit weights (see `Int8.reduce_range`). Targets: >= 2.5x over eager float32 "
+            "and >= 1.5x over float32 on the same backend.",
             "",
             "| model | backend | batch | eager float32 ms | same-backend float32 ms | int8 ms | "
             "over eager | over same backend | weights float32 -> int8 bytes | int8 file bytes |",
@@ -262,16 +263,17 @@ def to_markdown(report: dict[str, Any]) -> str:
             "Weights and layer inputs at the bit-width, first and last layers at 8 bits; PTQ = "
             "QAT's quantizer calibrated on 8 batches with BatchNorm re-estimated, no training. "
             "QAT, LSQ and DoReFa start from the float model and fine-tune the stated epochs over "
-            "a random subset of the training images (SGD, momentum 0.9, cosine from lr "
-            f"{kbit[-1].get('lr', 0.002)}; the subset keeps the twelve runs near ten minutes "
-            "on this machine's 2 cores). "
+            "the stated number of training images (a random subset where fewer than 60,000, "
+            "to keep a full sweep near ten minutes on this machine's 2 cores; SGD, momentum "
+            f"0.9, cosine from lr {kbit[-1].get('lr', 0.002)}). "
             "Size: the `.sqz` file with the weights packed at their width (Huffman coded).",
             "",
             "| bits | method | epochs x images | top-1 | drop (points) | vs PTQ "
             "(points) | .sqz bytes | smaller than float32 .sqz |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
-        for r in kbit:
+        order = {m: i for i, m in enumerate(KBIT)}
+        for r in sorted(kbit, key=lambda r: (-r["bits"], order.get(r["method"], 9))):
             vs = 100 * (r["top1"] - ptq[r["bits"]]) if r["bits"] in ptq else float("nan")
             lines.append(
                 f"| {r['bits']} | {r['method']} | {r['epochs']} x {r['train_images']:,} | "

@@ -157,9 +157,7 @@ def test_onnxruntime_int8_runs_every_conv_and_the_residual_add_on_integer_kernel
 
 
 @pytest.mark.parametrize(("reduce_range", "top"), [(None, 64), (False, 128)])
-def test_onnxruntime_weights_are_seven_bit_unless_asked_for_full_range(
-    tmp_path, reduce_range, top
-):
+def test_onnxruntime_weights_are_seven_bit_unless_asked_for_full_range(tmp_path, reduce_range, top):
     from onnx import numpy_helper
 
     q = sq.quantize(_net(), Int8(backend="onnxruntime", reduce_range=reduce_range),

@@ -4,15 +4,20 @@ Weights are quantized per output channel (symmetric int8), activations per tenso
 uint8) with ranges from calibration batches and one of four observers (see
 :mod:`squeezer.quantization.observers`). BatchNorm is folded into the convolutions first.
 
-The calibration is PyTorch 2's export-based flow, as torchao ships it: the model is traced
-with ``torch.export``, annotated by the x86 quantizer (``X86InductorQuantizer``), observed
-on the calibration batches and converted to a graph of quantize / dequantize pairs around
-each convolution and linear layer. That one graph then runs on either backend:
+Each backend is quantized by the tool that knows its integer kernels:
 
-- ``"inductor"``: ``torch.compile`` with weight freezing, which fuses each
-  dequantize-conv-quantize into a oneDNN int8 convolution (VNNI on this kind of CPU);
-- ``"onnxruntime"``: exported to ONNX as QuantizeLinear / DequantizeLinear pairs (QDQ),
-  which ONNX Runtime fuses into its integer convolutions and matrix products.
+- ``"inductor"``: PyTorch 2's export-based flow, as torchao ships it. The model is traced
+  with ``torch.export``, annotated by the x86 quantizer (``X86InductorQuantizer``), observed
+  on the calibration batches and converted to a graph of quantize / dequantize pairs, which
+  ``torch.compile`` with weight freezing fuses into oneDNN int8 convolutions (VNNI on this
+  kind of CPU).
+- ``"onnxruntime"``: the float model exported to ONNX and quantized by ONNX Runtime's own QDQ
+  quantizer, with the activation ranges chosen by squeezer's observer (see
+  :mod:`squeezer.quantization.ort_static`); ONNX Runtime fuses the pairs into
+  ``QLinearConv``, ``QLinearAdd`` and ``QGemm``. Weights are 7-bit there by default
+  (``reduce_range``).
+
+Both calibrate with the same four observers on the same batches.
 
 ``dynamic=True`` quantizes only Linear layers, with activation ranges computed at run time
 (no calibration): the usual choice for MLPs and transformers. On ONNX Runtime it is ONNX
