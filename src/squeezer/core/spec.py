@@ -81,6 +81,7 @@ for _cls, _describe in (
     (nn.BatchNorm2d, _bn_args),
     (nn.Identity, lambda m: {}),
     (nn.ReLU, lambda m: {"inplace": m.inplace}),
+    (nn.Hardtanh, lambda m: {"min_val": m.min_val, "max_val": m.max_val}),
     (nn.Flatten, lambda m: {"start_dim": m.start_dim, "end_dim": m.end_dim}),
 ):
     _BUILDERS[_cls.__name__] = _cls

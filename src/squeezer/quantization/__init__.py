@@ -8,6 +8,7 @@ sq.quantize_(model, sq.quantization.LSQ(bits=4), data=batches); sq.fit(model, tr
 
 from __future__ import annotations
 
+from squeezer.quantization.binary import TTQ, TWN, XNOR, BinaryConnect, BinaryNet
 from squeezer.quantization.int8 import Int8, Int8Report, QuantizedModel, load_int8
 from squeezer.quantization.kmeans import (
     KMeansSharing,
@@ -37,6 +38,11 @@ __all__ = [
     "LSQ",
     "OBSERVERS",
     "QAT",
+    "TTQ",
+    "TWN",
+    "XNOR",
+    "BinaryConnect",
+    "BinaryNet",
     "DoReFa",
     "FixedPoint",
     "Int8",

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from squeezer.core.spec import register_layer
 
-METHODS = ("qat", "lsq", "dorefa", "fixed")
+METHODS = ("qat", "lsq", "dorefa", "fixed", "binaryconnect", "binarynet", "xnor", "twn", "ttq")
 ROUNDINGS = ("nearest", "stochastic")
 MSE_SAMPLE = 1 << 18  # activation values kept for the calibration range search
 
@@ -439,9 +439,35 @@ class FixedPointInput(InputQuantizer):
 # --------------------------------------------------------------------------- layers
 
 
+class FrozenValues(WeightQuantizer):
+    """A weight already stored as its values when those are no affine grid (TTQ's
+    ``{-W_n, 0, W_p}``): the forward is the identity and ``.sqz`` stores the few distinct
+    values as a codebook."""
+
+    affine = False
+
+    def __init__(self, bits: int) -> None:
+        super().__init__()
+        self.bits, self.lo, self.hi = bits, 0, 2**bits - 1
+
+    def forward(self, w: Tensor) -> Tensor:
+        return w
+
+
 def make_weight_quantizer(
-    method: str, bits: int, channels: int, per_channel: bool, fraction_bits: int, rounding: str
+    method: str,
+    bits: int,
+    channels: int,
+    per_channel: bool,
+    fraction_bits: int,
+    rounding: str,
+    stochastic: bool = False,
+    threshold: float = 0.0,
 ) -> WeightQuantizer:
+    from squeezer.quantization import binary
+
+    if binary.binary_method(method):
+        return binary.make_weight(method, stochastic, threshold)
     if method == "qat":
         return QATWeight(bits, per_channel)
     if method == "lsq":
@@ -456,6 +482,10 @@ def make_weight_quantizer(
 def make_input_quantizer(
     method: str, bits: int, fraction_bits: int, rounding: str
 ) -> InputQuantizer:
+    from squeezer.quantization import binary
+
+    if binary.binary_method(method):
+        return binary.BinaryInput() if bits == 1 else QATInput(bits)
     if method == "qat":
         return QATInput(bits)
     if method == "lsq":
@@ -490,19 +520,26 @@ class QuantLayer:
         input_fraction_bits: int,
         rounding: str,
         frozen_lo: int | None,
+        stochastic: bool,
+        threshold: float,
+        frozen_values: bool,
     ) -> None:
         self.method, self.weight_bits, self.input_bits = method, weight_bits, input_bits
         self.per_channel, self.rounding = per_channel, rounding
         self.fraction_bits, self.input_fraction_bits = fraction_bits, input_fraction_bits
-        self.frozen_lo = frozen_lo
+        self.frozen_lo, self.frozen_values = frozen_lo, frozen_values
+        self.stochastic, self.threshold = stochastic, threshold
         channels = self.weight.shape[0]
-        if frozen_lo is not None:
-            scales = channels if per_channel and method in ("qat", "lsq") else 1
+        if frozen_values:
+            self.weight_quantizer = FrozenValues(weight_bits)
+        elif frozen_lo is not None:
+            scales = channels if per_channel and method in ("qat", "lsq", "xnor") else 1
             self.weight_quantizer = FrozenWeight(weight_bits, frozen_lo, scales)
         else:
             self.weight_quantizer = make_weight_quantizer(
-                method, weight_bits, channels, per_channel, fraction_bits, rounding
-            )
+                method, weight_bits, channels, per_channel, fraction_bits, rounding,
+                stochastic, threshold,
+            )  # fmt: skip
         self.input_quantizer = (
             None
             if input_bits is None
@@ -519,6 +556,9 @@ class QuantLayer:
             "input_fraction_bits": self.input_fraction_bits,
             "rounding": self.rounding,
             "frozen_lo": self.frozen_lo,
+            "stochastic": self.stochastic,
+            "threshold": self.threshold,
+            "frozen_values": self.frozen_values,
         }
 
     def quantized_weight(self) -> Tensor:
@@ -527,6 +567,20 @@ class QuantLayer:
 
     def quantized_input(self, x: Tensor) -> Tensor:
         return x if self.input_quantizer is None else self.input_quantizer(x)
+
+    def input_scale(self, x: Tensor) -> Tensor | None:
+        """XNOR-Net's ``K``: with binary inputs, the mean magnitude of the input over its
+        channels, averaged over each receptive field (None for every other method)."""
+        if self.method != "xnor" or self.input_bits != 1:
+            return None
+        a = x.abs().mean(1, keepdim=True)
+        if isinstance(self, nn.Linear):
+            return a
+        conv = self  # a Conv1d or Conv2d
+        kernel = torch.ones(1, 1, *conv.kernel_size, dtype=x.dtype, device=x.device)  # type: ignore[attr-defined]
+        kernel = kernel / kernel.numel()
+        fn = F.conv2d if x.dim() == 4 else F.conv1d
+        return fn(a, kernel, None, conv.stride, conv.padding, conv.dilation)  # type: ignore[attr-defined]
 
 
 _QUANT_DEFAULTS: dict[str, Any] = {
@@ -538,6 +592,9 @@ _QUANT_DEFAULTS: dict[str, Any] = {
     "input_fraction_bits": 0,
     "rounding": "nearest",
     "frozen_lo": None,
+    "stochastic": False,
+    "threshold": 0.0,
+    "frozen_values": False,
 }
 
 
@@ -545,7 +602,12 @@ class _QuantConv(QuantLayer):
     """The forward and spec of the quantized convolutions (before the float class in the MRO)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._conv_forward(self.quantized_input(x), self.quantized_weight(), self.bias)  # type: ignore[attr-defined]
+        k = self.input_scale(x)
+        if k is None:
+            return self._conv_forward(self.quantized_input(x), self.quantized_weight(), self.bias)  # type: ignore[attr-defined]
+        out = self._conv_forward(self.quantized_input(x), self.quantized_weight(), None)  # type: ignore[attr-defined]
+        out = out * k
+        return out if self.bias is None else out + _channel_view(self.bias, out.dim() - 1)  # type: ignore[attr-defined]
 
     def spec_args(self) -> dict[str, Any]:
         from squeezer.core.spec import _conv_args
@@ -568,7 +630,11 @@ class QuantLinear(QuantLayer, nn.Linear):
     """``nn.Linear`` computing with a quantized weight and a quantized input."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(self.quantized_input(x), self.quantized_weight(), self.bias)
+        k = self.input_scale(x)
+        if k is None:
+            return F.linear(self.quantized_input(x), self.quantized_weight(), self.bias)
+        out = F.linear(self.quantized_input(x), self.quantized_weight()) * k
+        return out if self.bias is None else out + self.bias
 
     def spec_args(self) -> dict[str, Any]:
         return {

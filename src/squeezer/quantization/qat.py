@@ -38,6 +38,7 @@ from squeezer.errors import ModelError
 from squeezer.quantization.fake import (
     QUANT_LAYERS,
     ROUNDINGS,
+    FrozenValues,
     FrozenWeight,
     InputQuantizer,
     QuantLayer,
@@ -102,6 +103,11 @@ class KBit(LayerSelection):
 
     def layer_args(self) -> dict[str, Any]:
         return {"method": self.method}
+
+    def args_for(self, weight_bits: int) -> dict[str, Any]:
+        """The layer arguments of a layer at ``weight_bits`` (binary and ternary methods
+        hand layers at other bits to uniform QAT)."""
+        return self.layer_args()
 
 
 @dataclass(frozen=True)
@@ -243,20 +249,45 @@ def prepare_kbit_(
         wb, ib = config.bits_for(name, end=i in (0, last))
         quantize_input = config.quantize_inputs and (i > 0 or config.model_input)
         args = {
-            **config.layer_args(),
+            **config.args_for(wb),
             "weight_bits": wb,
             "input_bits": ib if quantize_input else None,
         }
         replace(model, name, _quantized_twin(module, cls, args))
         report[name] = {"weight_bits": wb, "input_bits": args["input_bits"]}
+    binary_inputs = config.quantize_inputs and getattr(config, "binary_inputs", False)
+    replace_relu = binary_inputs and getattr(config, "replace_relu", False)
+    replaced = _relus_to_hardtanh(model) if replace_relu else []
     batches = _calibration(data, example_inputs, config.max_batches)
     if batches:
         calibrate(model, batches)
-    return PerLayerReport(
-        f"{type(config).__name__} fake quantization",
-        report,
-        calibration_batches=len(batches),
-    )
+    warnings = []
+    for name, _, _ in chosen:
+        layer = model.get_submodule(name)
+        seen = getattr(layer.input_quantizer, "saw_negative", None)
+        if batches and seen is not None and not bool(seen):
+            warnings.append(
+                f"{name}: its input was never negative in calibration, so binarized it is "
+                "constant (a ReLU applied as a function before it?)"
+            )
+    extra: dict[str, Any] = {"calibration_batches": len(batches)}
+    if replaced:
+        extra["relu_to_hardtanh"] = replaced
+    if warnings:
+        extra["warnings"] = warnings
+    return PerLayerReport(f"{type(config).__name__} fake quantization", report, **extra)
+
+
+def _relus_to_hardtanh(model: nn.Module) -> list[str]:
+    """Replace every ``nn.ReLU`` / ``nn.ReLU6`` module by ``nn.Hardtanh`` (binary inputs need
+    signed activations); returns the names."""
+    names = []
+    for name, module in list(model.named_modules()):
+        if name and type(module) in (nn.ReLU, nn.ReLU6):
+            new = nn.Hardtanh()
+            replace(model, name, new)
+            names.append(name)
+    return names
 
 
 def _calibration(data: Any, example_inputs: Any, max_batches: int) -> list[tuple[Tensor, ...]]:
@@ -310,6 +341,19 @@ def freeze_(model: nn.Module) -> nn.Module:
         if isinstance(layer.weight_quantizer, FrozenWeight):
             continue
         wq = layer.weight_quantizer
+        if not getattr(wq, "affine", True):  # TTQ: store the values, a small codebook
+            if isinstance(wq, FrozenValues):
+                continue
+            was = wq.training
+            wq.eval()
+            with torch.no_grad():
+                values = layer.quantized_weight().detach().clone()
+                layer.weight.copy_(values)
+            wq.train(was)
+            layer.weight_quantizer = FrozenValues(wq.bits)
+            layer.frozen_values = True
+            record(model, [replacement(name, layer)])  # type: ignore[arg-type]
+            continue
         was = wq.training
         wq.eval()  # fixed point: round to nearest, do not edit the latent weight
         with torch.no_grad():

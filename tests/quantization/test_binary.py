@@ -1,0 +1,255 @@
+"""Binary and ternary weights, binary activations: BinaryConnect, BinaryNet, XNOR-Net / BWN,
+TWN and TTQ — their forward and gradient rules, training through sq.fit, packed .sqz storage
+that loads back exactly, the ReLU replacement, and bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import squeezer as sq
+from squeezer.errors import ConfigError
+from squeezer.quantization import (
+    TTQ,
+    TWN,
+    XNOR,
+    BinaryConnect,
+    BinaryNet,
+    frozen_copy,
+    quantized_layers,
+)
+from squeezer.quantization.binary import (
+    BinaryConnectWeight,
+    BinaryInput,
+    TTQWeight,
+    TWNWeight,
+    XNORWeight,
+    glorot_bound,
+)
+from squeezer.quantization.fake import FrozenValues, FrozenWeight
+
+
+class Net(nn.Module):
+    """A user's model with ReLU modules (which binary inputs replace) and a BN after each
+    convolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.act1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(8, 16, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.act2 = nn.ReLU()
+        self.fc = nn.Linear(16 * 4 * 4, 32)
+        self.act3 = nn.ReLU()
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act1(self.bn1(self.conv1(x)))
+        x = self.act2(self.bn2(self.conv2(x)))
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 4), 1)
+        return self.head(self.act3(self.fc(x)))
+
+
+def _net() -> Net:
+    torch.manual_seed(0)
+    return Net()
+
+
+def _batches(n: int = 3) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(1)
+    return [
+        (torch.randn(16, 1, 12, 12, generator=gen), torch.randint(0, 10, (16,), generator=gen))
+        for _ in range(n)
+    ]
+
+
+CONFIGS = [
+    BinaryConnect(),
+    BinaryConnect(stochastic=True),
+    BinaryNet(),
+    XNOR(),
+    XNOR(quantize_inputs=False),
+    TWN(),
+    TTQ(),
+]
+
+
+def _id(c: object) -> str:
+    extra = "-stochastic" if getattr(c, "stochastic", False) else ""
+    extra += "-bwn" if isinstance(c, XNOR) and not c.quantize_inputs else ""
+    return type(c).__name__ + extra
+
+
+# ----------------------------------------------------------------------------- quantizers
+def test_binaryconnect_weights_are_plus_minus_the_glorot_bound_and_the_latent_is_clipped():
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.randn(16, 8, 3, 3))
+    h = math.sqrt(1.5 / (8 * 9 + 16 * 9))
+    assert glorot_bound(w) == pytest.approx(h)
+    q = BinaryConnectWeight().train()
+    out = q(w)
+    assert set(out.unique().tolist()) == pytest.approx([-h, h])
+    assert float(w.detach().abs().max()) == pytest.approx(h)  # clipped in place to [-H, H]
+    out.sum().backward()
+    assert torch.equal(w.grad, torch.ones_like(w))  # straight through
+
+
+def test_stochastic_binarization_is_unbiased_and_inference_is_deterministic():
+    torch.manual_seed(0)
+    h = glorot_bound(torch.empty(64, 64))
+    w = nn.Parameter(torch.empty(64, 64).uniform_(-h, h))
+    q = BinaryConnectWeight(stochastic=True).train()
+    mean = torch.stack([q(w).detach() for _ in range(400)]).mean(0)
+    assert (mean - w.detach()).abs().mean() < 0.1 * h  # E[b H] = w
+    q.eval()
+    assert torch.equal(q(w), q(w)) and torch.equal(q(w).sign(), torch.where(w >= 0, 1.0, -1.0))
+
+
+def test_binary_inputs_use_sign_and_cancel_the_gradient_outside_minus_one_one():
+    x = torch.tensor([-2.0, -0.5, 0.0, 0.3, 1.5], requires_grad=True)
+    y = BinaryInput()(x)
+    assert y.tolist() == [-1.0, -1.0, 1.0, 1.0, 1.0]
+    y.sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
+
+
+def test_xnor_weights_scale_each_filter_by_its_mean_magnitude():
+    torch.manual_seed(0)
+    w = torch.randn(4, 3, 3, 3)
+    out = XNORWeight()(w)
+    alpha = w.abs().flatten(1).mean(1)
+    assert torch.allclose(out, torch.where(w >= 0, 1.0, -1.0) * alpha.view(-1, 1, 1, 1))
+
+
+def test_xnor_conv_is_a_binary_conv_rescaled_by_alpha_and_the_k_map():
+    torch.manual_seed(0)
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1))
+    sq.quantize_(conv, XNOR(first_last_bits=None, model_input=True), data=[torch.randn(2, 3, 9, 9)])
+    layer = conv[0]
+    x = torch.randn(2, 3, 9, 9)
+    w = layer.weight.detach()
+    alpha = w.abs().flatten(1).mean(1).view(1, -1, 1, 1)
+    binary = F.conv2d(torch.where(x >= 0, 1.0, -1.0), torch.where(w >= 0, 1.0, -1.0),
+                      stride=2, padding=1)  # fmt: skip
+    k = F.avg_pool2d(x.abs().mean(1, keepdim=True), 3, stride=2, padding=1)
+    expected = binary * alpha * k + layer.bias.view(1, -1, 1, 1)
+    assert torch.allclose(layer(x), expected, atol=1e-5)
+
+
+def test_twn_threshold_and_scale_follow_the_paper():
+    torch.manual_seed(0)
+    w = torch.randn(32, 16)
+    out = TWNWeight()(w)
+    delta = 0.7 * w.abs().mean()
+    keep = w.abs() > delta
+    alpha = w.abs()[keep].mean()
+    assert torch.allclose(out, torch.sign(w) * keep * alpha)
+    assert len(out.unique()) == 3
+
+
+def test_ttq_trains_both_scales_and_scales_the_latent_gradient_per_set():
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.randn(8, 8))
+    q = TTQWeight(threshold=0.05)
+    out = q(w)
+    delta = 0.05 * w.detach().abs().max()
+    pos, neg = w.detach() > delta, w.detach() < -delta
+    assert set(out.detach().unique().tolist()) <= {-float(q.w_n), 0.0, float(q.w_p)}
+    grad = torch.randn(8, 8)
+    out.backward(grad)
+    assert float(q.w_p.grad) == pytest.approx(float(grad[pos].sum()), rel=1e-5)
+    assert float(q.w_n.grad) == pytest.approx(float(-grad[neg].sum()), rel=1e-5)
+    scale = torch.where(pos, q.w_p.detach(), torch.where(neg, q.w_n.detach(), torch.ones(())))
+    assert torch.allclose(w.grad, grad * scale)
+
+
+# ------------------------------------------------------------------------------ the layers
+@pytest.mark.parametrize("config", CONFIGS, ids=_id)
+def test_every_method_trains_through_fit_and_lowers_the_loss(config):
+    model = _net()
+    data = _batches(4)
+    sq.quantize_(model, config, data=data)
+    before = sq.evaluate(model, data)["loss"]
+    sq.fit(model, data, epochs=8, lr=0.05, progress=False)
+    assert sq.evaluate(model, data)["loss"] < before
+
+
+def test_first_and_last_layers_stay_at_8_bits_and_the_rest_are_binary():
+    model = _net()
+    report = sq.quantize_(model, BinaryNet(), data=_batches())
+    assert report["conv1"] == {"weight_bits": 8, "input_bits": None}
+    assert report["conv2"] == {"weight_bits": 1, "input_bits": 1}
+    assert report["fc"] == {"weight_bits": 1, "input_bits": 1}
+    assert report["head"] == {"weight_bits": 8, "input_bits": 8}
+    assert model.conv1.method == "qat" and model.conv2.method == "binarynet"
+    assert report.totals["relu_to_hardtanh"] == ["act1", "act2", "act3"]
+    assert isinstance(model.act1, nn.Hardtanh)
+
+
+def test_weight_only_methods_keep_the_relus():
+    for config in (BinaryConnect(), XNOR(quantize_inputs=False), TWN(), TTQ()):
+        model = _net()
+        report = sq.quantize_(model, config, data=_batches())
+        assert "relu_to_hardtanh" not in report.totals and isinstance(model.act1, nn.ReLU)
+
+
+def test_a_binarized_input_that_is_never_negative_is_reported():
+    class FunctionalRelu(Net):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = torch.relu(self.bn1(self.conv1(x)))  # not a module: cannot be replaced
+            x = self.act2(self.bn2(self.conv2(x)))
+            x = torch.flatten(F.adaptive_avg_pool2d(x, 4), 1)
+            return self.head(self.act3(self.fc(x)))
+
+    torch.manual_seed(0)
+    report = sq.quantize_(FunctionalRelu(), XNOR(), data=_batches())
+    assert any(w.startswith("conv2:") for w in report.totals["warnings"])
+
+
+# -------------------------------------------------------------------------------- storage
+@pytest.mark.parametrize("config", CONFIGS, ids=_id)
+def test_sqz_stores_binary_and_ternary_weights_compactly_and_loads_them_exactly(config, tmp_path):
+    model = _net()
+    sq.quantize_(model, config, data=_batches())
+    sq.fit(model, _batches(), epochs=1, lr=0.01, progress=False)
+    model.eval()
+    x = _batches(1)[0][0]
+    path = sq.save(model, tmp_path / "b.sqz")
+    loaded = sq.load(path, model=Net())  # a fresh float model: rebuilt with Hardtanh too
+    assert torch.equal(loaded(x), model(x))
+    frozen = frozen_copy(model)
+    for name, layer in quantized_layers(loaded):
+        assert torch.equal(layer.weight, frozen.get_submodule(name).weight)
+    fc = {r.name: r for r in sq.coding.read(path).reports}["fc.weight"]
+    bits = 1 if config.bits == 1 else 2
+    # 1 bit a binary weight, at most 2 a ternary one (Huffman), plus a float32 scale and
+    # zero point per output channel (32) at most, and headers
+    assert fc.bytes <= fc.numel * bits / 8 + 8 * 32 + 64
+    if isinstance(config, TTQ):
+        assert isinstance(loaded.fc.weight_quantizer, FrozenValues)
+        assert len(loaded.fc.weight.unique()) == 3
+    else:
+        assert isinstance(loaded.fc.weight_quantizer, FrozenWeight)
+        assert fc.encoding == "qint"
+
+
+# ------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: BinaryConnect(bits=2), "bits is 1"),
+        (lambda: TWN(bits=1), "bits is 2"),
+        (lambda: TWN(threshold=0), "threshold"),
+        (lambda: TTQ(threshold=1.5), "threshold"),
+        (lambda: XNOR(per_layer={"fc": 12}), "1..8"),
+    ],
+)
+def test_impossible_settings_are_config_errors(make, match):
+    with pytest.raises(ConfigError, match=match):
+        make()
