@@ -253,3 +253,41 @@ def test_sqz_stores_binary_and_ternary_weights_compactly_and_loads_them_exactly(
 def test_impossible_settings_are_config_errors(make, match):
     with pytest.raises(ConfigError, match=match):
         make()
+
+
+# ------------------------------------------------------------------ command line and recipes
+def test_binary_methods_from_the_command_line(tmp_path, capsys, real_data):
+    import json
+
+    from squeezer.cli import main
+
+    out = tmp_path / "l5.sqz"
+    argv = [
+        "quantize", "lenet5", "--method", "xnor", "--dataset", "mnist",
+        "--data-dir", str(real_data / "mnist"), "--limit", "512", "--calibration", "2",
+        "--finetune-epochs", "1", "--quiet", "--out", str(out), "--json", "-",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out[captured.out.index("{") :])
+    assert result["layers"]["conv2"] == {"weight_bits": 1, "input_bits": 1}
+    assert result["sqz_bytes"] == out.stat().st_size < result["float_sqz_bytes"] / 8
+    assert main(["inspect", str(out)]) == 0
+    assert "int1" in capsys.readouterr().out
+    for argv, fragment in [
+        (["--method", "twn", "--bits", "4"], "bits is 2"),
+        (["--method", "lsq", "--stochastic"], "--stochastic is for --method binaryconnect"),
+    ]:
+        assert main(["quantize", "lenet5", "--dataset", "mnist", *argv]) != 0
+        err = capsys.readouterr().err
+        assert fragment in err and "Traceback" not in err
+
+
+def test_a_recipe_stage_binarizes():
+    from squeezer.pipeline import Recipe
+
+    recipe = Recipe.from_dict(
+        {"name": "ttq", "stages": [{"quantize": {"method": "ttq", "threshold": 0.1}}]}
+    )
+    config = recipe.stages[0].config
+    assert isinstance(config, TTQ) and config.threshold == 0.1

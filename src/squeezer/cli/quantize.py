@@ -26,8 +26,13 @@ from squeezer.cli.common import (
     write_json,
 )
 
-METHODS = ("int8", "qat", "lsq", "dorefa", "fixed")
-KBIT = {"qat": "QAT", "lsq": "LSQ", "dorefa": "DoReFa", "fixed": "FixedPoint"}
+KBIT = {
+    "qat": "QAT", "lsq": "LSQ", "dorefa": "DoReFa", "fixed": "FixedPoint",
+    "binaryconnect": "BinaryConnect", "binarynet": "BinaryNet", "xnor": "XNOR", "bwn": "XNOR",
+    "twn": "TWN", "ttq": "TTQ",
+}  # fmt: skip
+METHODS = ("int8", *KBIT)
+NATIVE_BITS = {"binaryconnect": 1, "binarynet": 1, "xnor": 1, "bwn": 1, "twn": 2, "ttq": 2}
 
 
 def add_parser(sub: Any) -> None:
@@ -35,7 +40,8 @@ def add_parser(sub: Any) -> None:
 
     p = sub.add_parser(
         "quantize",
-        help="int8 on integer kernels, or k-bit quantization-aware training (QAT, LSQ, DoReFa)",
+        help="int8 on integer kernels, or k-bit quantization-aware training (QAT, LSQ, DoReFa, "
+        "binary and ternary)",
         description="--method int8 (default): quantize a trained model to int8 (weights per "
         "channel, activations per tensor, ranges calibrated on --dataset), then report "
         "accuracy, size and latency of the int8 model against float32 on the same backend and "
@@ -54,13 +60,22 @@ def add_parser(sub: Any) -> None:
         default="int8",
         help="int8: post-training quantization with calibration (default); qat: uniform "
         "fake quantization (per-channel weights); lsq: learned step size; dorefa: DoReFa-Net; "
-        "fixed: Gupta et al.'s fixed point with stochastic rounding",
+        "fixed: Gupta et al.'s fixed point with stochastic rounding; binaryconnect: +-H "
+        "weights (--stochastic for stochastic binarization); binarynet: binary weights and "
+        "inputs; xnor: XNOR-Net (binary weights scaled per filter, binary inputs with the K "
+        "map); bwn: XNOR-Net's weights only; twn: ternary weight networks; ttq: trained "
+        "ternary quantization",
     )
     p.add_argument(
         "--bits",
         type=int,
         help="weight and activation bits: int8 8; qat and lsq 2-8; dorefa 1-8; fixed: the "
-        "word length, 2-32 (default 8, fixed 16)",
+        "word length, 2-32 (default 8, fixed 16); binary methods 1 and ternary 2 (fixed)",
+    )
+    p.add_argument(
+        "--stochastic",
+        action="store_true",
+        help="binaryconnect: stochastic binarization in training (deterministic at inference)",
     )
     p.add_argument(
         "--layer-bits",
@@ -284,8 +299,15 @@ def run_kbit(args: argparse.Namespace) -> int:
     from squeezer.errors import ConfigError
 
     method = args.method
-    bits = args.bits if args.bits is not None else (16 if method == "fixed" else 8)
+    default_bits = 16 if method == "fixed" else NATIVE_BITS.get(method, 8)
+    bits = args.bits if args.bits is not None else default_bits
     kwargs: dict[str, Any] = {"bits": bits, "max_batches": args.calibration}
+    if method == "bwn":
+        kwargs["quantize_inputs"] = False
+    if args.stochastic:
+        if method != "binaryconnect":
+            raise UsageError("--stochastic is for --method binaryconnect")
+        kwargs["stochastic"] = True
     kwargs["per_layer"] = _layer_bits(args.layer_bits)
     if args.first_last_bits is not None:
         kwargs["first_last_bits"] = args.first_last_bits or None

@@ -149,7 +149,11 @@ def _factorize(fields: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
     return METHODS[method].from_dict(fields), {}
 
 
-KBIT_METHODS = {"qat": "QAT", "lsq": "LSQ", "dorefa": "DoReFa", "fixed": "FixedPoint"}
+KBIT_METHODS = {
+    "qat": "QAT", "lsq": "LSQ", "dorefa": "DoReFa", "fixed": "FixedPoint",
+    "binaryconnect": "BinaryConnect", "binarynet": "BinaryNet", "xnor": "XNOR", "twn": "TWN",
+    "ttq": "TTQ",
+}  # fmt: skip
 
 
 def _quantize(fields: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
