@@ -1,0 +1,196 @@
+"""Binary and ternary networks (issue 13): BinaryConnect, BinaryNet, XNOR-Net / BWN, TWN and
+TTQ fine-tuned from trained float models, test error and `.sqz` size beside float32 and the
+published figures.
+
+    python benchmarks/low_bit.py --parts lenet5              # LeNet-5 on MNIST
+    python benchmarks/low_bit.py --parts fmnist --update     # ResNet-20, VGG-11 Fashion-MNIST
+
+Each method starts from the same trained float model, fine-tunes the stated epochs (SGD,
+momentum 0.9, cosine; first and last layers at 8 bits, the squeezer default), and is read on
+a validation split carved from the training set after every epoch; the test set is read once,
+at the end. Writes benchmarks/results/low_bit.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import squeezer as sq
+from baselines import RECIPES as BASELINE_RECIPES
+from harness import CHECKPOINTS, elapsed, provenance, read_report, trained, write_report
+from squeezer.quantization import TTQ, TWN, XNOR, BinaryConnect, BinaryNet
+
+METHODS = {
+    "binaryconnect": BinaryConnect(),
+    "binaryconnect-stochastic": BinaryConnect(stochastic=True),
+    "binarynet": BinaryNet(),
+    "bwn": XNOR(quantize_inputs=False),
+    "xnor": XNOR(),
+    "twn": TWN(),
+    "ttq": TTQ(),
+}
+# Published figures (METHODS.md and the papers); different architectures where noted.
+PUBLISHED = {
+    ("lenet5", "binaryconnect"): "1.29% (MNIST MLP, Courbariaux 2015)",
+    ("lenet5", "binarynet"): "0.96% (MNIST MLP, Courbariaux 2016)",
+    ("lenet5", "twn"): "0.65% (LeNet-5, Li & Liu 2016)",
+    ("resnet20", "ttq"): "8.87% (ResNet-20 CIFAR-10, Zhu 2017)",
+}
+
+
+def log(msg: str) -> None:
+    print(f"[{elapsed():6.0f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def _sqz_bytes(model: torch.nn.Module) -> int:
+    with tempfile.TemporaryDirectory() as folder:
+        return sq.save(model, Path(folder) / "m.sqz").stat().st_size
+
+
+def _split(train: Any, val_size: int) -> tuple[Any, Any]:
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+    return train.subset(order[val_size:]), train.subset(order[:val_size])
+
+
+def _lenet5(train: Any) -> torch.nn.Module:
+    path = CHECKPOINTS / "lenet5-mnist.pt"
+    if path.exists():
+        log(f"   baseline from {path}")
+        return sq.load_checkpoint(path)
+    torch.manual_seed(0)
+    model = sq.models.create("lenet5")
+    log("   training lenet5 on mnist")
+    sq.fit(model, train, BASELINE_RECIPES["lenet5"], verbose=True)
+    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
+    sq.save_checkpoint(model, path, meta={"dataset": "mnist"})
+    return model
+
+
+def run_model(name: str, dataset: str, args: argparse.Namespace) -> list[dict]:
+    train, test = sq.data.load(dataset)
+    base = _lenet5(train) if name == "lenet5" else trained(name, dataset, train, 4, log)
+    base.eval()
+    fit_part, val = _split(train, args.val_images)
+    if args.train_images and args.train_images < len(fit_part):
+        fit_part = fit_part.subset(range(args.train_images))
+    x = sq.data.example_inputs(test)
+    float_error = 1 - sq.evaluate(base, test)["top1"]
+    float_bytes = _sqz_bytes(base)
+    log(f"{name}: float32 test error {100 * float_error:.2f}%, .sqz {float_bytes:,} bytes")
+    rows = [{
+        "model": name, "dataset": dataset, "method": "float32", "epochs": 0,
+        "test_error": float_error, "val_error_per_epoch": [], "sqz_bytes": float_bytes,
+        "float_sqz_bytes": float_bytes, "published": "",
+    }]  # fmt: skip
+    epochs = args.epochs if name == "lenet5" else args.fmnist_epochs
+    for method in args.methods.split(","):
+        model = copy.deepcopy(base)
+        t0 = elapsed()
+        report = sq.quantize_(model, METHODS[method], x, data=train)
+        if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            sq.train.recalibrate_bn_(model, train, max_batches=20)
+        right_after = 1 - sq.evaluate(model, val)["top1"]
+        result = sq.fit(model, fit_part, epochs=epochs, lr=args.lr, val=val, verbose=True,
+                        schedule="cosine")  # fmt: skip
+        val_errors = [1 - h["val_top1"] for h in result.history]
+        row = {
+            "model": name, "dataset": dataset, "method": method, "epochs": epochs,
+            "train_images": len(fit_part), "lr": args.lr,
+            "val_error_right_after": right_after, "val_error_per_epoch": val_errors,
+            "test_error": 1 - sq.evaluate(model, test)["top1"],
+            "sqz_bytes": _sqz_bytes(model), "float_sqz_bytes": float_bytes,
+            "layers": dict(report.layers), "seconds": elapsed() - t0,
+            "published": PUBLISHED.get((name, method.split("-")[0]), ""),
+        }  # fmt: skip
+        rows.append(row)
+        log(f"   {method}: test error {100 * row['test_error']:.2f}%, "
+            f".sqz {row['sqz_bytes']:,} bytes ({float_bytes / row['sqz_bytes']:.1f}x)")  # fmt: skip
+    return rows
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# Binary and ternary networks",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Date: {report['date']}; torch {report['torch']}; {report['threads']} threads; "
+        f"total {report['seconds'] / 60:.1f} min (last run).",
+        "",
+        "Every method starts from the same trained float32 model and fine-tunes the stated "
+        "epochs (SGD, momentum 0.9, cosine from the stated lr) on the training images left "
+        "after a validation split; first and last layers stay at 8 bits (squeezer's default; "
+        "the papers keep them full precision or binarize them, see each). The validation "
+        "error is read after every epoch, the test error once at the end. Size: the whole "
+        "`.sqz` file (binary weights 1 bit, ternary 2 bits before Huffman coding, per-channel "
+        "or per-layer scales beside them, 8-bit first and last layers, float32 biases and "
+        "BatchNorm).",
+        "",
+        "| model | dataset | method | epochs x images | val error after quantizing | val "
+        "error per epoch | test error | .sqz bytes | smaller than float32 | published |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in report.get("runs", []):
+        per = ", ".join(f"{100 * v:.2f}" for v in r["val_error_per_epoch"])
+        after = r.get("val_error_right_after")
+        lines.append(
+            f"| {r['model']} | {r['dataset']} | {r['method']} | "
+            f"{r['epochs']} x {r.get('train_images', 0):,} | "
+            f"{'' if after is None else f'{100 * after:.2f}%'} | {per} | "
+            f"{100 * r['test_error']:.2f}% | {r['sqz_bytes']:,} | "
+            f"{r['float_sqz_bytes'] / r['sqz_bytes']:.1f}x | {r['published']} |"
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", default="lenet5,fmnist")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--epochs", type=int, default=4, help="LeNet-5 fine-tuning epochs")
+    parser.add_argument("--fmnist-epochs", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--val-images", type=int, default=5000)
+    parser.add_argument(
+        "--train-images", type=int, default=0, help="fine-tune on at most this many (0: all)"
+    )
+    parser.add_argument("--fmnist-models", default="resnet20,vgg11_bn")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--update", action="store_true", help="keep other models' rows")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    report: dict[str, Any] = {**provenance("low_bit.py")}
+    runs: list[dict] = []
+    done = set()
+    for part in args.parts.split(","):
+        models = [("lenet5", "mnist")] if part == "lenet5" else [
+            (m, "fashion-mnist") for m in args.fmnist_models.split(",")
+        ]  # fmt: skip
+        for name, dataset in models:
+            runs += run_model(name, dataset, args)
+            done.add(name)
+    earlier = read_report("low_bit") if args.update else None
+    if earlier:
+        again = set(args.methods.split(",")) | {"float32"}
+        kept = [r for r in earlier.get("runs", [])
+                if r["model"] not in done or r["method"] not in again]  # fmt: skip
+        runs = kept + runs
+        report["command"] = f"{earlier['command']}; then {report['command']}"
+        report["date"] = f"{earlier['date']}; updated {report['date']}"
+    order = {m: i for i, m in enumerate(["float32", *METHODS])}
+    report["runs"] = sorted(runs, key=lambda r: (r["model"], order.get(r["method"], 99)))
+    report["seconds"] = elapsed()
+    print(write_report("low_bit", report, to_markdown))
+
+
+if __name__ == "__main__":
+    main()
