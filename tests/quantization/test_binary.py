@@ -291,3 +291,61 @@ def test_a_recipe_stage_binarizes():
     )
     config = recipe.stages[0].config
     assert isinstance(config, TTQ) and config.threshold == 0.1
+
+
+# ------------------------------------------------------------------ packed binary inference
+def _binary_layer(layer: nn.Module, x: torch.Tensor, config) -> nn.Module:
+    model = nn.Sequential(layer)
+    sq.quantize_(model, config, data=[x])
+    return model.eval()
+
+
+@pytest.mark.parametrize("config", [XNOR(first_last_bits=None, model_input=True),
+                                    BinaryNet(first_last_bits=None, model_input=True)],
+                         ids=["xnor", "binarynet"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("layer", "shape"),
+    [
+        (lambda: nn.Conv2d(70, 33, 3, stride=2, padding=1), (3, 70, 11, 9)),
+        (lambda: nn.Conv2d(64, 16, (3, 1), padding=(2, 0), dilation=2, bias=False), (2, 64, 7, 7)),
+        (lambda: nn.Linear(130, 20), (5, 130)),
+        (lambda: nn.Linear(64, 8), (2, 3, 64)),
+    ],
+    ids=["conv-stride-pad", "conv-dilated", "linear", "linear-3d"],
+)
+def test_xnor_popcount_fallback_computes_what_the_binary_layer_computes(config, layer, shape):
+    from squeezer.quantization.xnor_kernel import packed_twin
+
+    torch.manual_seed(0)
+    x = torch.randn(*shape)
+    model = _binary_layer(layer(), x, config)
+    packed = packed_twin(model[0], use_cpp=False)
+    assert torch.allclose(packed(x), model(x), atol=1e-5)
+
+
+def test_the_cpp_kernel_gives_the_fallbacks_integers_or_warns():
+    from squeezer.quantization.xnor_kernel import extension, packed_twin
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 96, 9, 9)
+    model = _binary_layer(nn.Conv2d(96, 40, 3, padding=1), x, XNOR(first_last_bits=None,
+                                                                   model_input=True))  # fmt: skip
+    ext = extension()  # built at first use (tens of seconds), or None with a warning
+    if ext is None:
+        pytest.skip("no C++ toolchain: the fallback is tested above")
+    fast, slow = packed_twin(model[0], use_cpp=True), packed_twin(model[0], use_cpp=False)
+    assert torch.equal(fast.dots(x), slow.dots(x))
+    assert torch.allclose(fast(x), model(x), atol=1e-5)
+
+
+def test_pack_binary_swaps_only_the_fully_binary_layers_and_keeps_the_outputs():
+    from squeezer.quantization.xnor_kernel import PackedBinaryConv2d, pack_binary_
+
+    model = _net()
+    sq.quantize_(model, XNOR(), data=_batches())
+    model.eval()
+    x = _batches(1)[0][0]
+    ref = model(x)
+    assert pack_binary_(model, use_cpp=False) == ["conv2", "fc"]
+    assert isinstance(model.conv2, PackedBinaryConv2d)
+    assert torch.allclose(model(x), ref, atol=1e-4)

@@ -573,9 +573,9 @@ class QuantLayer:
         channels, averaged over each receptive field (None for every other method)."""
         if self.method != "xnor" or self.input_bits != 1:
             return None
-        a = x.abs().mean(1, keepdim=True)
         if isinstance(self, nn.Linear):
-            return a
+            return x.abs().mean(-1, keepdim=True)
+        a = x.abs().mean(1, keepdim=True)
         conv = self  # a Conv1d or Conv2d
         kernel = torch.ones(1, 1, *conv.kernel_size, dtype=x.dtype, device=x.device)  # type: ignore[attr-defined]
         kernel = kernel / kernel.numel()
