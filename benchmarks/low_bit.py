@@ -4,6 +4,7 @@ published figures.
 
     python benchmarks/low_bit.py --parts lenet5              # LeNet-5 on MNIST
     python benchmarks/low_bit.py --parts fmnist --update     # ResNet-20, VGG-11 Fashion-MNIST
+    python benchmarks/low_bit.py --parts kernel --update     # XNOR popcount vs float32 layers
 
 Each method starts from the same trained float model, fine-tunes the stated epochs (SGD,
 momentum 0.9, cosine; first and last layers at 8 bits, the squeezer default), and is read on
@@ -117,6 +118,48 @@ def run_model(name: str, dataset: str, args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def run_kernel(args: argparse.Namespace) -> list[dict]:
+    """The packed XNOR layers against the float32 layer they replace, alternating, medians."""
+    from squeezer.analysis import time_models
+    from squeezer.quantization.xnor_kernel import extension, packed_twin
+
+    t0 = elapsed()
+    built = extension() is not None
+    log(f"C++ kernel {'built' if built else 'NOT built: pure-PyTorch fallback'} "
+        f"({elapsed() - t0:.0f} s)")  # fmt: skip
+    cases = [
+        ("fc 4096 x 4096", lambda: torch.nn.Linear(4096, 4096), (4096,)),
+        ("conv 256 -> 256, 3x3, 28x28", lambda: torch.nn.Conv2d(256, 256, 3, padding=1),
+         (256, 28, 28)),
+    ]  # fmt: skip
+    rows = []
+    for label, make, shape in cases:
+        torch.manual_seed(0)
+        layer = torch.nn.Sequential(make()).eval()
+        x = torch.randn(2, *shape)
+        sq.quantize_(layer, XNOR(first_last_bits=None, model_input=True), data=[x])
+        layer.eval()
+        float_layer = torch.nn.Sequential(make()).eval()
+        float_layer.load_state_dict({k: v for k, v in layer.state_dict().items()
+                                     if k in float_layer.state_dict()})  # fmt: skip
+        packed = packed_twin(layer[0], use_cpp=True)
+        ok = torch.allclose(packed(x), layer(x), atol=1e-4)
+        for batch in (1, 32):
+            f, p = time_models([float_layer, packed], x[:1], batch, args.threads,
+                               min_run_time=args.kernel_time)  # fmt: skip
+            rows.append({
+                "layer": label, "batch": batch, "threads": args.threads,
+                "float32_ms": f.median_ms, "xnor_ms": p.median_ms,
+                "speedup": f.median_ms / p.median_ms, "cpp_kernel": built,
+                "matches_fake_quantized_layer": ok,
+                "weight_bytes_float32": layer[0].weight.numel() * 4,
+                "weight_bytes_packed": packed.weight_words.numel() * 8,
+            })  # fmt: skip
+            log(f"   {label} batch {batch}: float32 {f.median_ms:.3f} ms, XNOR "
+                f"{p.median_ms:.3f} ms ({f.median_ms / p.median_ms:.2f}x)")  # fmt: skip
+    return rows
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Binary and ternary networks",
@@ -138,6 +181,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         "error per epoch | test error | .sqz bytes | smaller than float32 | published |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    kernel = report.get("kernel", [])
     for r in report.get("runs", []):
         per = ", ".join(f"{100 * v:.2f}" for v in r["val_error_per_epoch"])
         after = r.get("val_error_right_after")
@@ -149,12 +193,32 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"{r['float_sqz_bytes'] / r['sqz_bytes']:.1f}x | {r['published']} |"
         )
     lines.append("")
+    if kernel:
+        lines += [
+            "## Binary inference: XNOR and popcount against the float32 layer",
+            "",
+            "Eager float32 `nn.Linear` / `nn.Conv2d` against the packed XNOR layer (inputs "
+            "binarized and packed at run time, included in its time; C++ kernel built with "
+            "`-march=native`), alternating, medians; threads as stated.",
+            "",
+            "| layer | batch | threads | float32 ms | XNOR ms | speedup | weights float32 -> "
+            "packed bytes | equals the fake-quantized layer | C++ kernel |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in kernel:
+            lines.append(
+                f"| {r['layer']} | {r['batch']} | {r['threads']} | {r['float32_ms']:.3f} | "
+                f"{r['xnor_ms']:.3f} | {r['speedup']:.2f}x | {r['weight_bytes_float32']:,} -> "
+                f"{r['weight_bytes_packed']:,} | {r['matches_fake_quantized_layer']} | "
+                f"{r['cpp_kernel']} |"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", default="lenet5,fmnist")
+    parser.add_argument("--parts", default="lenet5,fmnist,kernel")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--epochs", type=int, default=4, help="LeNet-5 fine-tuning epochs")
     parser.add_argument("--fmnist-epochs", type=int, default=1)
@@ -165,6 +229,7 @@ def main() -> None:
     )
     parser.add_argument("--fmnist-models", default="resnet20,vgg11_bn")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--kernel-time", type=float, default=1.0, help="kernel: seconds a case")
     parser.add_argument("--update", action="store_true", help="keep other models' rows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -172,6 +237,9 @@ def main() -> None:
     runs: list[dict] = []
     done = set()
     for part in args.parts.split(","):
+        if part == "kernel":
+            report["kernel"] = run_kernel(args)
+            continue
         models = [("lenet5", "mnist")] if part == "lenet5" else [
             (m, "fashion-mnist") for m in args.fmnist_models.split(",")
         ]  # fmt: skip
@@ -186,6 +254,7 @@ def main() -> None:
         runs = kept + runs
         report["command"] = f"{earlier['command']}; then {report['command']}"
         report["date"] = f"{earlier['date']}; updated {report['date']}"
+        report.setdefault("kernel", earlier.get("kernel", []))
     order = {m: i for i, m in enumerate(["float32", *METHODS])}
     report["runs"] = sorted(runs, key=lambda r: (r["model"], order.get(r["method"], 99)))
     report["seconds"] = elapsed()

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import squeezer as sq
+from squeezer.errors import ConfigError, ModelError
 from squeezer.pruning import Magnitude, prune_
 from squeezer.quantization import KMeansSharing, codebook_of, initial_centroids, quantize_
 
@@ -94,3 +95,50 @@ def test_bias_sharing_is_opt_in_and_round_trips(tmp_path) -> None:
     assert torch.equal(loaded.fc1.bias, model.fc1.bias.detach())
     kinds = {r.name: r.encoding for r in sq.coding.read(path).reports}
     assert kinds["fc1.bias"] == "dense" and kinds["fc3.bias"] == "raw"  # 10 values: raw
+
+
+# ------------------------------------------------------------- Hessian-weighted k-means (S5)
+def test_hutchinson_estimate_matches_the_exact_hessian_diagonal() -> None:
+    from squeezer.quantization.kmeans import loss_curvature
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 3))
+    x, y = torch.randn(32, 5), torch.randint(0, 3, (32,))
+    batches = [(x, y)] * 600  # the same batch: the estimate converges to its diagonal
+    estimate = loss_curvature(model, batches, "hessian", max_batches=600)["0.weight"]
+
+    def loss(w: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(x @ w.t() + model[0].bias.detach(), y)
+
+    exact = torch.autograd.functional.hessian(loss, model[0].weight.detach())
+    diagonal = exact.reshape(15, 15).diagonal().reshape(3, 5)
+    assert torch.allclose(estimate, diagonal, rtol=0.2, atol=2e-3)
+    fisher = loss_curvature(model, [(x, y)], "fisher")["0.weight"]
+    grad = torch.autograd.grad(loss(model[0].weight), model[0].weight)[0]
+    assert torch.allclose(fisher, grad**2)
+
+
+def test_important_weights_get_their_own_centroids() -> None:
+    from squeezer.quantization.kmeans import share_weights
+
+    torch.manual_seed(0)
+    layer = nn.Linear(64, 16)
+    w = layer.weight.detach().clone()
+    importance = torch.full_like(w, 1e-6)
+    important = torch.zeros_like(w, dtype=torch.bool)
+    important[0, :3] = True
+    importance[important] = 1.0
+    share_weights(layer, 2, importance=importance)  # 3 centroids, 3 weights that matter
+    weighted_error = (layer.weight.detach() - w)[important].abs().mean()
+    plain = nn.Linear(64, 16)
+    plain.weight.data.copy_(w)
+    share_weights(plain, 2)
+    plain_error = (plain.weight.detach() - w)[important].abs().mean()
+    assert weighted_error < 0.1 * plain_error
+
+
+def test_hessian_weighting_needs_labelled_data() -> None:
+    with pytest.raises(ModelError, match="needs data"):
+        sq.quantize_(nn.Sequential(nn.Linear(4, 2)), KMeansSharing(bits=2, weighting="hessian"))
+    with pytest.raises(ConfigError, match="weighting"):
+        KMeansSharing(weighting="exact")

@@ -33,6 +33,7 @@ from squeezer.quantization.qat import (
     quantized_layers,
 )
 from squeezer.quantization.verb import quantize, quantize_
+from squeezer.quantization.xnor_kernel import pack_binary_
 
 __all__ = [
     "LSQ",
@@ -59,6 +60,7 @@ __all__ = [
     "initial_centroids",
     "kmeans_1d",
     "load_int8",
+    "pack_binary_",
     "quantize",
     "quantize_",
     "quantized_layers",

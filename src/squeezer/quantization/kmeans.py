@@ -7,6 +7,14 @@ gradients of the weights that share it, assignments stay fixed, and pruned weigh
 
 The paper compares three ways to initialize the centroids; linear (evenly spaced between the
 smallest and largest weight) works best because it keeps centroids for the rare large weights.
+
+Hessian-weighted k-means (Choi, El-Khamy & Lee 2017, method S5): the loss grows with a
+weight's quantization error in proportion to that weight's diagonal Hessian, so the k-means
+objective weights each squared error by it (``weighting="hessian"``: Hutchinson's estimate
+``E[z * Hz]`` with Rademacher ``z``, by double backpropagation over the given batches), or by
+the mean squared minibatch gradient (``weighting="fisher"``: the empirical Fisher diagonal,
+what Adam's second moment estimates, the paper's cheaper alternative). The centroids then
+become the weighted means of their clusters.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from squeezer.core.modules import remove_parametrization_
 from squeezer.errors import ModelError
 
 INITS = ("linear", "density", "random")
+WEIGHTINGS = ("none", "hessian", "fisher")
 MAX_BITS = 8
 
 
@@ -70,6 +79,9 @@ class KMeansSharing(LayerSelection):
             float32, as in the paper).
         init: centroid initialization, ``"linear"``, ``"density"`` or ``"random"``.
         seed: for ``"random"`` initialization.
+        weighting: ``"none"`` (plain k-means, the paper), ``"hessian"`` or ``"fisher"``
+            (Hessian-weighted k-means, see the module documentation; needs ``data``).
+        max_batches: batches of ``data`` used to estimate the weighting.
         layers, exclude, layer_types: which layers (see :class:`squeezer.core.LayerSelection`;
             by default every Linear and Conv).
 
@@ -84,6 +96,8 @@ class KMeansSharing(LayerSelection):
     bias_bits: int | None = None
     init: str = "linear"
     seed: int = 0
+    weighting: str = "none"
+    max_batches: int = 8
 
     def validate(self) -> None:
         super().validate()
@@ -96,6 +110,11 @@ class KMeansSharing(LayerSelection):
         ]:
             check(b is None or 1 <= b <= MAX_BITS, f"KMeansSharing: {where} must be in 1..8")
         check(self.init in INITS, f"KMeansSharing: init must be one of {', '.join(INITS)}")
+        check(
+            self.weighting in WEIGHTINGS,
+            f"KMeansSharing: weighting must be one of {', '.join(WEIGHTINGS)}",
+        )
+        check(self.max_batches >= 1, "KMeansSharing: max_batches must be >= 1")
 
     def bits_for(self, name: str, module: nn.Module) -> int:
         if self.bits is not None:
@@ -117,9 +136,14 @@ def initial_centroids(values: np.ndarray, k: int, init: str, seed: int = 0) -> n
 
 
 def kmeans_1d(
-    values: np.ndarray, k: int, init: str, seed: int = 0
+    values: np.ndarray,
+    k: int,
+    init: str,
+    seed: int = 0,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cluster ``values`` into at most ``k`` groups; returns ``(centroids, labels)``."""
+    """Cluster ``values`` into at most ``k`` groups, each squared error weighted by
+    ``sample_weight`` (default: all 1); returns ``(centroids, labels)``."""
     from sklearn.cluster import KMeans
 
     distinct = np.unique(values)
@@ -128,14 +152,84 @@ def kmeans_1d(
         return distinct.astype(np.float64), labels
     start = np.unique(initial_centroids(values, k, init, seed))
     km = KMeans(n_clusters=start.size, init=start.reshape(-1, 1), n_init=1, random_state=seed)
-    labels = km.fit_predict(values.reshape(-1, 1).astype(np.float64))
+    labels = km.fit_predict(values.reshape(-1, 1).astype(np.float64), sample_weight=sample_weight)
     return km.cluster_centers_.ravel(), labels
 
 
+def _labelled_batches(data: object, limit: int) -> list[tuple[Tensor, Tensor]]:
+    from squeezer.data import ImageDataset, loader
+
+    if isinstance(data, ImageDataset):
+        data = loader(data.without_augment(), 64, shuffle=True, seed=0)
+    elif isinstance(data, torch.utils.data.Dataset):
+        data = torch.utils.data.DataLoader(data, batch_size=64)
+    out = []
+    for batch in data:  # type: ignore[attr-defined]
+        if isinstance(batch, tuple | list) and len(batch) >= 2 and isinstance(batch[1], Tensor):
+            out.append((batch[0], batch[1]))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def loss_curvature(
+    model: nn.Module, data: object, kind: str, max_batches: int = 8, seed: int = 0
+) -> dict[str, Tensor]:
+    """Per parameter name, a non-negative estimate of the loss's diagonal curvature over
+    ``max_batches`` batches of ``(inputs, labels)``: ``"hessian"`` (Hutchinson's
+    ``E[z * Hz]``, one Rademacher ``z`` a batch, clamped at zero) or ``"fisher"`` (the mean
+    squared minibatch gradient)."""
+    batches = _labelled_batches(data, max_batches)
+    if not batches:
+        raise ModelError("Hessian-weighted k-means needs (inputs, labels) batches as data=")
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    sums = {n: torch.zeros_like(p) for n, p in params.items()}
+    gen = torch.Generator().manual_seed(seed)
+    was = model.training
+    model.eval()
+    try:
+        for inputs, labels in batches:
+            loss = nn.functional.cross_entropy(model(inputs), labels)
+            if kind == "fisher":
+                grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+                for (n, _), g in zip(params.items(), grads, strict=True):
+                    if g is not None:
+                        sums[n] += g.detach() ** 2
+                continue
+            grads = torch.autograd.grad(
+                loss, list(params.values()), create_graph=True, allow_unused=True
+            )
+            pairs = [(n, g) for (n, _), g in zip(params.items(), grads, strict=True)
+                     if g is not None]  # fmt: skip
+            zs = [torch.randint(0, 2, g.shape, generator=gen).to(g.dtype) * 2 - 1
+                  for _, g in pairs]  # fmt: skip
+            hz = torch.autograd.grad(
+                [g for _, g in pairs], [params[n] for n, _ in pairs], grad_outputs=zs,
+                allow_unused=True,
+            )  # fmt: skip
+            for (n, _), z, h in zip(pairs, zs, hz, strict=True):
+                if h is not None:
+                    sums[n] += (z * h).detach()
+    finally:
+        model.train(was)
+    # a parametrized weight (a pruning mask) is "<layer>.parametrizations.weight.original"
+    return {
+        n.replace(".parametrizations.weight.original", ".weight"): (s / len(batches)).clamp(min=0)
+        for n, s in sums.items()
+    }
+
+
 def share_weights(
-    module: nn.Module, bits: int, init: str = "linear", seed: int = 0, tensor: str = "weight"
+    module: nn.Module,
+    bits: int,
+    init: str = "linear",
+    seed: int = 0,
+    tensor: str = "weight",
+    importance: Tensor | None = None,
 ) -> int:
-    """Replace ``module.<tensor>`` by a shared-value parametrization; returns the cluster count."""
+    """Replace ``module.<tensor>`` by a shared-value parametrization; returns the cluster
+    count. ``importance`` (shaped like the tensor) weights each value's squared error in the
+    k-means (Hessian-weighted k-means)."""
     with torch.no_grad():
         w = getattr(module, tensor).detach().clone()
     nonzero = w != 0
@@ -144,7 +238,12 @@ def share_weights(
     if values.size == 0:
         centroids = np.zeros(1)
     else:
-        centroids, labels = kmeans_1d(values, 2**bits - 1, init, seed)
+        weight = None
+        if importance is not None:
+            imp = importance.detach()[nonzero].double()
+            # a floor keeps weights with no measured curvature in the objective
+            weight = (imp + 1e-3 * float(imp.mean()) + 1e-30).numpy()
+        centroids, labels = kmeans_1d(values, 2**bits - 1, init, seed, weight)
         indices[nonzero] = torch.from_numpy(labels.astype(np.int64)) + 1
     if parametrize.is_parametrized(module, tensor):
         remove_parametrization_(module, tensor)  # the mask's zeros stay in the values
@@ -167,12 +266,21 @@ def share_weights_(
         Per layer: ``bits`` and ``clusters`` (fewer than 2^bits - 1 when the layer has fewer
         distinct values), as ``report["fc1"]``.
     """
+    curvature: dict[str, Tensor] = {}
+    if config.weighting != "none":
+        if data is None:
+            raise ModelError(
+                f"quantize_: KMeansSharing(weighting={config.weighting!r}) needs data= "
+                "batches of (inputs, labels) to estimate the curvature"
+            )
+        curvature = loss_curvature(model, data, config.weighting, config.max_batches, config.seed)
     report = {}
     for name, module in config.select(model):
         if not isinstance(getattr(module, "weight", None), Tensor):
             continue
         bits = config.bits_for(name, module)
-        clusters = share_weights(module, bits, config.init, config.seed)
+        importance = curvature.get(f"{name}.weight" if name else "weight")
+        clusters = share_weights(module, bits, config.init, config.seed, importance=importance)
         report[name] = {"bits": bits, "clusters": clusters}
         if config.bias_bits is not None and isinstance(getattr(module, "bias", None), Tensor):
             share_weights(module, config.bias_bits, config.init, config.seed, tensor="bias")
