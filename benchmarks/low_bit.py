@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import squeezer as sq
 from baselines import RECIPES as BASELINE_RECIPES
 from harness import CHECKPOINTS, elapsed, provenance, read_report, trained, write_report
-from squeezer.quantization import TTQ, TWN, XNOR, BinaryConnect, BinaryNet
+from squeezer.quantization import LAB, TTQ, TWN, XNOR, BinaryConnect, BinaryNet
 
 METHODS = {
     "binaryconnect": BinaryConnect(),
@@ -37,6 +37,7 @@ METHODS = {
     "binarynet": BinaryNet(),
     "bwn": XNOR(quantize_inputs=False),
     "xnor": XNOR(),
+    "lab": LAB(),
     "twn": TWN(),
     "ttq": TTQ(),
 }

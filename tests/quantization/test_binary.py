@@ -14,6 +14,7 @@ from torch import nn
 import squeezer as sq
 from squeezer.errors import ConfigError
 from squeezer.quantization import (
+    LAB,
     TTQ,
     TWN,
     XNOR,
@@ -24,6 +25,7 @@ from squeezer.quantization import (
 )
 from squeezer.quantization.binary import (
     BinaryConnectWeight,
+    LABWeight,
     BinaryInput,
     TTQWeight,
     TWNWeight,
@@ -75,6 +77,7 @@ CONFIGS = [
     BinaryNet(),
     XNOR(),
     XNOR(quantize_inputs=False),
+    LAB(),
     TWN(),
     TTQ(),
 ]
@@ -142,6 +145,22 @@ def test_xnor_conv_is_a_binary_conv_rescaled_by_alpha_and_the_k_map():
     assert torch.allclose(layer(x), expected, atol=1e-5)
 
 
+def test_lab_scale_is_the_curvature_weighted_mean_magnitude_from_the_gradients_seen():
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.randn(6, 5))
+    q = LABWeight(beta2=0.5).train()
+    first = q(w)
+    assert torch.allclose(first.detach().abs(), w.detach().abs().mean().expand(6, 5))  # d = 1
+    grads = [torch.randn(6, 5), torch.randn(6, 5)]
+    for g in grads:
+        q(w).backward(g.clone())  # w.grad may adopt and then accumulate into g
+    v = 0.5 * (0.5 * 0 + 0.5 * grads[0] ** 2) + 0.5 * grads[1] ** 2
+    d = (v / (1 - 0.5**2)).sqrt() + 1e-8
+    alpha = (d * w.detach().abs()).sum() / d.sum()
+    q.eval()
+    assert torch.allclose(q(w).detach(), torch.where(w >= 0, 1.0, -1.0) * alpha)
+
+
 def test_twn_threshold_and_scale_follow_the_paper():
     torch.manual_seed(0)
     w = torch.randn(32, 16)
@@ -193,7 +212,7 @@ def test_first_and_last_layers_stay_at_8_bits_and_the_rest_are_binary():
 
 
 def test_weight_only_methods_keep_the_relus():
-    for config in (BinaryConnect(), XNOR(quantize_inputs=False), TWN(), TTQ()):
+    for config in (BinaryConnect(), XNOR(quantize_inputs=False), LAB(), TWN(), TTQ()):
         model = _net()
         report = sq.quantize_(model, config, data=_batches())
         assert "relu_to_hardtanh" not in report.totals and isinstance(model.act1, nn.ReLU)

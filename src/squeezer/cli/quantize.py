@@ -29,10 +29,13 @@ from squeezer.cli.common import (
 KBIT = {
     "qat": "QAT", "lsq": "LSQ", "dorefa": "DoReFa", "fixed": "FixedPoint",
     "binaryconnect": "BinaryConnect", "binarynet": "BinaryNet", "xnor": "XNOR", "bwn": "XNOR",
+    "lab": "LAB",
     "twn": "TWN", "ttq": "TTQ",
 }  # fmt: skip
 METHODS = ("int8", *KBIT)
-NATIVE_BITS = {"binaryconnect": 1, "binarynet": 1, "xnor": 1, "bwn": 1, "twn": 2, "ttq": 2}
+NATIVE_BITS = {
+    "binaryconnect": 1, "binarynet": 1, "xnor": 1, "bwn": 1, "lab": 1, "twn": 2, "ttq": 2,
+}  # fmt: skip
 
 
 def add_parser(sub: Any) -> None:
@@ -63,8 +66,8 @@ def add_parser(sub: Any) -> None:
         "fixed: Gupta et al.'s fixed point with stochastic rounding; binaryconnect: +-H "
         "weights (--stochastic for stochastic binarization); binarynet: binary weights and "
         "inputs; xnor: XNOR-Net (binary weights scaled per filter, binary inputs with the K "
-        "map); bwn: XNOR-Net's weights only; twn: ternary weight networks; ttq: trained "
-        "ternary quantization",
+        "map); bwn: XNOR-Net's weights only; lab: loss-aware binarization; twn: ternary "
+        "weight networks; ttq: trained ternary quantization",
     )
     p.add_argument(
         "--bits",

@@ -151,7 +151,8 @@ def _factorize(fields: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
 
 KBIT_METHODS = {
     "qat": "QAT", "lsq": "LSQ", "dorefa": "DoReFa", "fixed": "FixedPoint",
-    "binaryconnect": "BinaryConnect", "binarynet": "BinaryNet", "xnor": "XNOR", "twn": "TWN",
+    "binaryconnect": "BinaryConnect", "binarynet": "BinaryNet", "xnor": "XNOR", "lab": "LAB",
+    "twn": "TWN",
     "ttq": "TTQ",
 }  # fmt: skip
 

@@ -8,7 +8,7 @@ sq.quantize_(model, sq.quantization.LSQ(bits=4), data=batches); sq.fit(model, tr
 
 from __future__ import annotations
 
-from squeezer.quantization.binary import TTQ, TWN, XNOR, BinaryConnect, BinaryNet
+from squeezer.quantization.binary import LAB, TTQ, TWN, XNOR, BinaryConnect, BinaryNet
 from squeezer.quantization.int8 import Int8, Int8Report, QuantizedModel, load_int8
 from squeezer.quantization.kmeans import (
     KMeansSharing,
@@ -36,6 +36,7 @@ from squeezer.quantization.verb import quantize, quantize_
 from squeezer.quantization.xnor_kernel import pack_binary_
 
 __all__ = [
+    "LAB",
     "LSQ",
     "OBSERVERS",
     "QAT",

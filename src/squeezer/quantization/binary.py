@@ -19,6 +19,8 @@ their configs, run like the other k-bit methods::
   magnitude of output channel ``c`` (BWN when ``binary_inputs=False``); with binary inputs
   the output is rescaled by the map ``K``, the mean magnitude of the input over channels
   averaged over each receptive field.
+- :class:`LAB` (Hou et al. 2017): loss-aware binarization, ``alpha`` weighted by the
+  diagonal curvature estimate from the gradient's second moment (Adam's ``v``).
 - :class:`TWN` (Li & Liu 2016): ternary weights ``alpha * {-1, 0, 1}``, threshold
   ``0.7 mean|w|`` and ``alpha`` the mean magnitude above it, per layer.
 - :class:`TTQ` (Zhu et al. 2017): ternary weights ``{-W_n, 0, W_p}`` with the two scales
@@ -213,6 +215,54 @@ class TTQWeight(WeightQuantizer):
         return f"bits=2 (ternary), threshold={self.threshold} max|w|"
 
 
+class LABWeight(WeightQuantizer):
+    """Loss-aware binarization (Hou, Yao & Kwok 2017): ``alpha sign(w)`` with ``alpha =
+    ||d * w||_1 / ||d||_1``, ``d`` the diagonal Hessian estimate Adam uses, ``sqrt(v_hat) +
+    eps`` of the second moment ``v`` of the latent weight's gradient. That is the closed-form
+    proximal Newton step of the paper (Proposition 3.1), per layer. ``v`` is kept here, from
+    the gradients that reach the weight (a hook on each forward), with Adam's ``beta2``, so it
+    is the same whatever optimizer trains the latent weight. Before any gradient, ``d = 1``:
+    BWN's mean magnitude. Stored as 1-bit codes with the scale ``2 alpha``."""
+
+    def __init__(self, beta2: float = 0.999, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.bits, self.lo, self.hi = 1, 0, 1
+        self.beta2, self.eps = beta2, eps
+        self.register_buffer("second_moment", torch.zeros(0))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def _record(self, grad: Tensor) -> None:
+        g = grad.detach()
+        if self.second_moment.shape != g.shape:
+            self.second_moment = torch.zeros_like(g)
+        self.second_moment.mul_(self.beta2).add_(g * g, alpha=1 - self.beta2)
+        self.steps += 1
+
+    def curvature(self, w: Tensor) -> Tensor:
+        """``d``: ``sqrt(v / (1 - beta2^t)) + eps``, or ones before the first gradient."""
+        if int(self.steps) == 0 or self.second_moment.shape != w.shape:
+            return torch.ones_like(w)
+        v_hat = self.second_moment / (1 - self.beta2 ** int(self.steps))
+        return v_hat.sqrt() + self.eps
+
+    def _alpha(self, w: Tensor) -> Tensor:
+        d = self.curvature(w.detach())
+        return ((d * w.detach().abs()).sum() / d.sum()).reshape(1).clamp(min=1e-12)
+
+    def forward(self, w: Tensor) -> Tensor:
+        if self.training and w.requires_grad:
+            w = w.view_as(w)  # a node of this forward's graph, to see its gradient
+            w.register_hook(self._record)
+        return straight_through(w, _sign(w.detach()) * self._alpha(w))
+
+    def integer(self, weight: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        q = (weight.detach() >= 0).long()
+        return q, 2 * self._alpha(weight), torch.full((1,), 0.5)
+
+    def extra_repr(self) -> str:
+        return f"bits=1, beta2={self.beta2}"
+
+
 class BinaryInput(InputQuantizer):
     """``sign(x)`` (``sign(0) = +1``), gradient cancelled outside ``[-1, 1]``. Calibration
     only records whether the input ever goes negative (see the module documentation)."""
@@ -237,6 +287,8 @@ def make_weight(method: str, stochastic: bool, threshold: float) -> WeightQuanti
         return BinaryConnectWeight(stochastic)
     if method == "xnor":
         return XNORWeight()
+    if method == "lab":
+        return LABWeight()
     if method == "twn":
         return TWNWeight(threshold or 0.7)
     if method == "ttq":
@@ -318,6 +370,18 @@ class XNOR(_LowBit):
 
 
 @dataclass(frozen=True)
+class LAB(_LowBit):
+    """Loss-aware binarization: binary weights ``alpha sign(w)`` with the curvature-weighted
+    ``alpha`` of the proximal Newton step (see :class:`LABWeight`); float activations. Train
+    with Adam, as the paper does (``sq.fit(..., optimizer="adam")``)."""
+
+    method: ClassVar[str] = "lab"
+
+    def layer_args(self) -> dict[str, Any]:
+        return {"method": "lab", "per_channel": False}
+
+
+@dataclass(frozen=True)
 class TWN(_LowBit):
     """Ternary weight networks: ``alpha {-1, 0, 1}``, threshold ``threshold * mean|w|``."""
 
@@ -352,7 +416,7 @@ class TTQ(_LowBit):
         return {"method": "ttq", "per_channel": False, "threshold": self.threshold}
 
 
-BINARY_METHODS = ("binaryconnect", "binarynet", "xnor", "twn", "ttq")
-CONFIGS = {c.method: c for c in (BinaryConnect, BinaryNet, XNOR, TWN, TTQ)}
+BINARY_METHODS = ("binaryconnect", "binarynet", "xnor", "lab", "twn", "ttq")
+CONFIGS = {c.method: c for c in (BinaryConnect, BinaryNet, XNOR, LAB, TWN, TTQ)}
 for _config in CONFIGS.values():
     register_handler("quantize", _config)(prepare_kbit_)
