@@ -102,8 +102,16 @@ def run_model(name: str, dataset: str, args: argparse.Namespace) -> list[dict]:
         if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
             sq.train.recalibrate_bn_(model, train, max_batches=20)
         right_after = 1 - sq.evaluate(model, val)["top1"]
-        result = sq.fit(model, fit_part, epochs=epochs, lr=args.lr, val=val, verbose=True,
-                        schedule="cosine")  # fmt: skip
+        try:
+            result = sq.fit(model, fit_part, epochs=epochs, lr=args.lr, val=val, verbose=True,
+                            schedule="cosine")  # fmt: skip
+        except FloatingPointError as err:  # reported as it is, the other methods go on
+            log(f"   {method}: {err}")
+            rows.append({"model": name, "dataset": dataset, "method": method, "epochs": epochs,
+                         "diverged": str(err), "published": "", "val_error_per_epoch": [],
+                         "test_error": float("nan"), "sqz_bytes": 0,
+                         "float_sqz_bytes": float_bytes})  # fmt: skip
+            continue
         val_errors = [1 - h["val_top1"] for h in result.history]
         row = {
             "model": name, "dataset": dataset, "method": method, "epochs": epochs,
@@ -213,6 +221,10 @@ def to_markdown(report: dict[str, Any]) -> str:
     ]
     kernel = report.get("kernel", [])
     for r in report.get("runs", []):
+        if r.get("diverged"):
+            lines.append(f"| {r['model']} | {r['dataset']} | {r['method']} | {r['epochs']} | "
+                         f"| {r['diverged']} | | | | |")  # fmt: skip
+            continue
         per = ", ".join(f"{100 * v:.2f}" for v in r["val_error_per_epoch"])
         after = r.get("val_error_right_after")
         lines.append(

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from squeezer.config import check
 from squeezer.core import register_handler
-from squeezer.quantization.fake import InputQuantizer, WeightQuantizer, _channel_view
+from squeezer.quantization.fake import InputQuantizer, WeightQuantizer, _channel_view, _GradScale
 from squeezer.quantization.qat import KBit, prepare_kbit_
 
 
@@ -172,8 +172,10 @@ class TWNWeight(WeightQuantizer):
 
 class TTQWeight(WeightQuantizer):
     """Trained ternary quantization: ``W_p`` above ``delta = t max|w|``, ``-W_n`` below
-    ``-delta``, 0 between (Zhu et al. 2017). ``W_p`` and ``W_n`` are parameters (gradients:
-    the sums of the gradients over their sets); the latent weight's gradient is scaled by
+    ``-delta``, 0 between (Zhu et al. 2017). ``W_p`` and ``W_n`` are parameters; their
+    gradients are the paper's sums of the gradients over their sets divided by the sets'
+    sizes (with the plain sums, SGD at lr 0.01 diverged on LeNet-5, whose fc1 has 400,000
+    weights: one learning rate cannot suit both). The latent weight's gradient is scaled by
     ``W_p``, 1 and ``W_n`` on the three sets. The two scales differ, so the values are not
     an affine grid: frozen, the weight is stored as a three-value codebook (2-bit symbols)."""
 
@@ -204,7 +206,9 @@ class TTQWeight(WeightQuantizer):
         if not bool(self.initialized):
             self.init_from(w)
         pos, neg = self._masks(w)
-        values = self.w_p * pos - self.w_n * neg
+        w_p = _GradScale.apply(self.w_p, 1.0 / max(float(pos.sum()), 1.0))
+        w_n = _GradScale.apply(self.w_n, 1.0 / max(float(neg.sum()), 1.0))
+        values = w_p * pos - w_n * neg
         grad_scale = (self.w_p * pos + self.w_n * neg + (1 - pos - neg)).detach()
         return values + grad_scale * (w - w.detach())
 
