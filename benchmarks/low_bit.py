@@ -210,7 +210,9 @@ def to_markdown(report: dict[str, Any]) -> str:
         "epochs (SGD, momentum 0.9, cosine from the stated lr) on the training images left "
         "after a validation split; first and last layers stay at 8 bits (squeezer's default; "
         "the papers keep them full precision or binarize them, see each). The validation "
-        "error is read after every epoch, the test error once at the end. Size: the whole "
+        "error is read after every epoch (on images the float baseline was trained on, so "
+        "it is optimistic; no setting was chosen by it), the test error once at the end. "
+        "Size: the whole "
         "`.sqz` file (binary weights 1 bit, ternary 2 bits before Huffman coding, per-channel "
         "or per-layer scales beside them, 8-bit first and last layers, float32 biases and "
         "BatchNorm).",
