@@ -497,6 +497,15 @@ def make_input_quantizer(
     raise ValueError(f"unknown quantization method {method!r}")
 
 
+def xnor_k_map(x: Tensor, kernel_size: Any, stride: Any, padding: Any, dilation: Any) -> Tensor:
+    """XNOR-Net's ``K`` for a convolution's input ``x``: the mean magnitude over channels,
+    averaged over each receptive field (zero padding counted, as the paper's box filter)."""
+    a = x.abs().mean(1, keepdim=True)
+    kernel = torch.ones(1, 1, *kernel_size, dtype=x.dtype, device=x.device)
+    fn = F.conv2d if x.dim() == 4 else F.conv1d
+    return fn(a, kernel / kernel.numel(), None, stride, padding, dilation)
+
+
 class QuantLayer:
     """What the quantized Conv and Linear layers share (a mixin over the float layer)."""
 
@@ -575,12 +584,7 @@ class QuantLayer:
             return None
         if isinstance(self, nn.Linear):
             return x.abs().mean(-1, keepdim=True)
-        a = x.abs().mean(1, keepdim=True)
-        conv = self  # a Conv1d or Conv2d
-        kernel = torch.ones(1, 1, *conv.kernel_size, dtype=x.dtype, device=x.device)  # type: ignore[attr-defined]
-        kernel = kernel / kernel.numel()
-        fn = F.conv2d if x.dim() == 4 else F.conv1d
-        return fn(a, kernel, None, conv.stride, conv.padding, conv.dilation)  # type: ignore[attr-defined]
+        return xnor_k_map(x, self.kernel_size, self.stride, self.padding, self.dilation)  # type: ignore[attr-defined]
 
 
 _QUANT_DEFAULTS: dict[str, Any] = {

@@ -23,6 +23,7 @@ when the compiler is missing or the build fails, with a warning.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import warnings
 from typing import Any
@@ -30,6 +31,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from squeezer.quantization.fake import xnor_k_map
 
 WORD = 64
 
@@ -125,6 +128,10 @@ def extension() -> Any | None:
 
             from squeezer.deploy.export import quiet
 
+            print(  # the one slow step a user waits for without a bar
+                "squeezer: building the XNOR C++ kernel (once per machine, about a minute)",
+                file=sys.stderr, flush=True,
+            )  # fmt: skip
             with quiet():
                 _ext = load_inline(
                     "squeezer_xnor", cpp_sources=_SOURCE,
@@ -218,10 +225,9 @@ class PackedBinaryConv2d(nn.Module):
         self.register_buffer("scale", scale.detach().float().clone())
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
 
-    def _pack(self, x: Tensor) -> Tensor:
+    def _pack(self, x: Tensor, ext: Any) -> Tensor:
         n, c, h, w = x.shape
         pixels = x.permute(0, 2, 3, 1).reshape(-1, c)
-        ext = extension() if self.use_cpp else None
         packed = ext.pack_signs(pixels) if ext is not None else pack_signs_torch(pixels)
         return packed.reshape(n, h, w, -1)
 
@@ -233,8 +239,8 @@ class PackedBinaryConv2d(nn.Module):
         )  # fmt: skip
         oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
         ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-        packed = self._pack(x.detach().float())
         ext = extension() if self.use_cpp else None
+        packed = self._pack(x.detach().float(), ext)
         if ext is not None:
             return ext.xnor_conv(packed, self.weight_words, self.channel_mask,
                                  self.in_channels, sh, sw, ph, pw, dh, dw, oh, ow)  # fmt: skip
@@ -245,11 +251,7 @@ class PackedBinaryConv2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = self.dots(x).float() * self.scale.view(1, -1, 1, 1)
         if self.k_map:
-            a = x.abs().mean(1, keepdim=True)
-            kernel = torch.full(
-                (1, 1, *self.kernel_size), 1.0 / (self.kernel_size[0] * self.kernel_size[1])
-            )
-            out = out * F.conv2d(a, kernel, None, self.stride, self.padding, self.dilation)
+            out = out * xnor_k_map(x, self.kernel_size, self.stride, self.padding, self.dilation)
         return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
 
 
