@@ -18,6 +18,7 @@ evaluated, ever.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import struct
@@ -85,7 +86,11 @@ def encode_model(
     """The bytes of ``model``'s ``.sqz`` file (see :func:`save`)."""
     from squeezer import __version__
     from squeezer.quantization.qat import frozen_copy, quantized_layers, weight_codes
+    from squeezer.train.penalty import finish_, has_trained_parametrizations
 
+    if has_trained_parametrizations(model):  # sparse VD, soft sharing: their deployed form
+        model = copy.deepcopy(model)
+        finish_(model)
     if quantized_layers(model):  # k-bit weights: stored as their codes
         model = frozen_copy(model)
     codes = weight_codes(model)

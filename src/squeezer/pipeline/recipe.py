@@ -22,6 +22,9 @@ Each stage is one tag and the fields of that stage's config:
   fields (``bits``, ``per_layer``...) and ``batches`` (calibration batches, default 8); a
   ``fine-tune`` stage after it is quantization-aware training, and ``code`` packs the weights
   at their bit-width;
+- ``sparse-vd``: :class:`~squeezer.pruning.SparseVD` plus ``epochs``, ``lr`` and ``warmup``
+  (epochs of KL warm-up): variational training with Adam, then the weights whose log alpha
+  exceeds the threshold are removed (a mask, as after ``prune``);
 - ``fine-tune``: :class:`FineTune`, training the current model;
 - ``code``: :class:`Code`, writing the ``.sqz`` file and measuring the model it holds.
 
@@ -104,6 +107,7 @@ class Stage:
 
 _LABELS = {
     "prune": "pruning",
+    "sparse-vd": "sparse VD",
     "channel-prune": "channel pruning",
     "share": "+ weight sharing",
     "fine-tune": "  fine-tuning",
@@ -173,11 +177,12 @@ def _quantize(fields: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
 def _builtin_stages() -> None:
     if _PARSERS:
         return
-    from squeezer.pruning import ChannelPruning, Magnitude
+    from squeezer.pruning import ChannelPruning, Magnitude, SparseVD
     from squeezer.quantization import KMeansSharing
 
     register_stage("prune", Magnitude, {"rounds": 1, "epochs": 0, "lr": 0.01})
     register_stage("channel-prune", ChannelPruning, {"batches": 8}, verb="prune")
+    register_stage("sparse-vd", SparseVD, {"epochs": 10, "lr": 0.001, "warmup": 2.0})
     _PARSERS["factorize"] = _factorize
     STAGE_VERBS["factorize"] = "factorize"
     register_stage("share", KMeansSharing, verb="quantize")
@@ -217,6 +222,9 @@ def parse_stage(entry: Any, where: str) -> Stage:
         config, options = _PARSERS[tag](dict(fields))
     except ConfigError as err:
         raise ConfigError(f"{where} ({tag}): {err}") from None
+    warmup = options.get("warmup")
+    if warmup is not None and not (isinstance(warmup, int | float) and warmup >= 0):
+        raise ConfigError(f"{where} ({tag}): warmup must be >= 0")
     for key in ("rounds", "epochs", "batches"):
         value = options.get(key)
         least = 1 if key == "rounds" else 0

@@ -118,6 +118,18 @@ def run_stage(
             train_config=_train(recipe, o["epochs"], o["lr"]), verbose=verbose,
         )  # fmt: skip
         return {"method": "iterative magnitude pruning", "sparsity": dict(rounds[-1]["sparsity"])}
+    if stage.tag == "sparse-vd":
+        from squeezer.pruning.variational import vd_sparsity
+        from squeezer.train import PenaltyWarmup, finish_
+
+        apply("prune", model, c)
+        config = _train(recipe, o["epochs"], o["lr"]).replace(
+            optimizer="adam", weight_decay=0.0, schedule="constant"
+        )
+        fit(model, train, config, callbacks=[PenaltyWarmup(o["warmup"])], verbose=verbose)
+        removed = vd_sparsity(model)
+        finish_(model)
+        return {"method": "sparse variational dropout", "sparsity": removed}
     if stage.tag == "fine-tune":
         extra = {"weight_decay": c.weight_decay, "momentum": c.momentum}
         fit(model, train, _train(recipe, c.epochs, c.lr, **extra), verbose=verbose)

@@ -4,6 +4,7 @@ pruning with every criterion of :mod:`squeezer.pruning.criteria`.
     sq.prune_(model, sq.pruning.Magnitude(sparsity=0.9))
     sq.prune_(model, sq.pruning.ChannelPruning(ratio=0.5, criterion="l1"), example_inputs)
     sq.prune_(model, sq.pruning.HeadPruning(heads=0.5, mlp=0.5), example_inputs)
+    sq.prune_(model, sq.pruning.SparseVD()); sq.fit(model, train); sq.train.finish_(model)
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ from squeezer.pruning.magnitude import Magnitude, WeightMask, set_mask, sparsity
 from squeezer.pruning.schedules import GradualPruning, agp_sparsity, iterative_prune, scaled
 from squeezer.pruning.slimming import BNSparsity, bn_l1
 from squeezer.pruning.sparse import SparseLinear, sparse_copy, sparsify_
+from squeezer.pruning.variational import (
+    SparseVD,
+    VariationalDropoutWeight,
+    log_alpha_of,
+    vd_sparsity,
+)
 from squeezer.pruning.verb import prune_
 
 __all__ = [
@@ -42,6 +49,8 @@ __all__ = [
     "HeadReport",
     "Magnitude",
     "SparseLinear",
+    "SparseVD",
+    "VariationalDropoutWeight",
     "WeightMask",
     "agp_sparsity",
     "bn_l1",
@@ -52,6 +61,7 @@ __all__ = [
     "iterative_prune",
     "lasso_order",
     "list_criteria",
+    "log_alpha_of",
     "merge_neurons",
     "merge_order",
     "plan_channels",
@@ -65,4 +75,5 @@ __all__ = [
     "sparsify_",
     "sparsity_of",
     "thinet_order",
+    "vd_sparsity",
 ]

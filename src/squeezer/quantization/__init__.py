@@ -32,6 +32,12 @@ from squeezer.quantization.qat import (
     frozen_copy,
     quantized_layers,
 )
+from squeezer.quantization.soft_sharing import (
+    GaussianMixturePrior,
+    SoftSharedWeight,
+    SoftWeightSharing,
+    mixture_of,
+)
 from squeezer.quantization.verb import quantize, quantize_
 from squeezer.quantization.xnor_kernel import pack_binary_
 
@@ -47,12 +53,15 @@ __all__ = [
     "BinaryNet",
     "DoReFa",
     "FixedPoint",
+    "GaussianMixturePrior",
     "Int8",
     "Int8Report",
     "KBit",
     "KMeansSharing",
     "QuantizedModel",
     "SharedWeights",
+    "SoftSharedWeight",
+    "SoftWeightSharing",
     "calibrate",
     "codebook_of",
     "dequantize_",
@@ -61,6 +70,7 @@ __all__ = [
     "initial_centroids",
     "kmeans_1d",
     "load_int8",
+    "mixture_of",
     "pack_binary_",
     "quantize",
     "quantize_",

@@ -28,6 +28,7 @@ class TrainState:
     step: int = 0  # optimizer steps taken since the run began (resumed runs included)
     batch_index: int = 0
     batches_per_epoch: int = 0
+    num_examples: int = 1  # per epoch; trained parametrizations' penalties are divided by it
     inputs: Tensor | None = None
     targets: Tensor | None = None
     outputs: Tensor | None = None

@@ -72,19 +72,40 @@ class TrainConfig(Config):
         check(self.grad_clip is None or self.grad_clip > 0, "grad_clip must be > 0")
 
 
+def param_groups(config: TrainConfig, params: list[nn.Parameter]) -> list[dict]:
+    """``params`` split by what a method asked of them: a parameter with the attribute
+    ``_sq_lr_scale`` trains at that multiple of the learning rate, one with ``_sq_no_decay``
+    set without weight decay (a log-variance or a prior's mixing weights must not be pulled
+    to zero)."""
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
+    for p in params:
+        key = (float(getattr(p, "_sq_lr_scale", 1.0)), bool(getattr(p, "_sq_no_decay", False)))
+        groups.setdefault(key, []).append(p)
+    return [
+        {
+            "params": ps,
+            "lr": config.lr * scale,
+            "lr_scale": scale,
+            "weight_decay": 0.0 if no_decay else config.weight_decay,
+        }
+        for (scale, no_decay), ps in groups.items()
+    ]
+
+
 def make_optimizer(config: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    """The optimizer ``config`` names, over ``params``."""
+    """The optimizer ``config`` names, over ``params`` (see :func:`param_groups`)."""
+    groups = param_groups(config, params)
     if config.optimizer == "sgd":
         return torch.optim.SGD(
-            params,
+            groups,
             lr=config.lr,
             momentum=config.momentum,
             nesterov=config.nesterov and config.momentum > 0,
             weight_decay=config.weight_decay,
         )
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def lr_at(config: TrainConfig, progress: float) -> float:

@@ -20,6 +20,7 @@ from squeezer.errors import CheckpointError, ConfigError
 from squeezer.train.callbacks import Callback, TrainState
 from squeezer.train.checkpoint import read_checkpoint, save_checkpoint
 from squeezer.train.config import TrainConfig, lr_at, make_optimizer
+from squeezer.train.penalty import model_penalty
 
 Batches = Iterable[tuple[Tensor, Tensor]]
 
@@ -125,6 +126,7 @@ def fit(
         start_epoch = _restore(checkpoint, model, optimizer, state, config)
     batches = _batches(train, config.batch_size, shuffle=True, seed=config.seed)
     state.batches_per_epoch = _num_batches(batches)
+    state.num_examples = _num_examples(train, batches, config.batch_size)
     started = time.perf_counter()
     for cb in callbacks:
         cb.on_fit_start(state)
@@ -171,6 +173,19 @@ def fit(
     )
 
 
+def _num_examples(train: Any, batches: Batches, batch_size: int) -> int:
+    """How many examples an epoch holds (what a per-example penalty is divided by)."""
+    source = getattr(train, "dataset", train)  # a DataLoader or a BatchLoader
+    if isinstance(source, (ImageDataset, torch.utils.data.Dataset)):
+        try:
+            return max(len(source), 1)
+        except TypeError:
+            pass
+    if isinstance(train, (list, tuple)) and train:
+        return sum(int(b[0].shape[0]) for b in train)
+    return max(_num_batches(batches) * batch_size, 1)
+
+
 def _device_of(model: nn.Module) -> torch.device:
     p = next(iter(model.parameters()), None)
     return p.device if p is not None else torch.device("cpu")
@@ -208,7 +223,7 @@ def _train_epoch(
     model, optimizer, config = state.model, state.optimizer, state.config
     model.train()
     n_batches = state.batches_per_epoch
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss, total_penalty, correct, seen = 0.0, 0.0, 0, 0
     bar = tqdm(
         batches,
         total=n_batches or None,
@@ -222,7 +237,7 @@ def _train_epoch(
         state.batch_index, state.inputs, state.targets = i, x, y
         state.lr = lr_at(config, state.epoch + i / max(n_batches, 1))
         for group in optimizer.param_groups:
-            group["lr"] = state.lr
+            group["lr"] = state.lr * group.get("lr_scale", 1.0)
         for cb in callbacks:
             cb.on_batch_start(state)
         out = model(state.inputs)
@@ -230,6 +245,10 @@ def _train_epoch(
         loss = F.cross_entropy(out, state.targets, label_smoothing=config.label_smoothing)
         for cb in callbacks:
             loss = cb.loss(state, loss)
+        penalty = model_penalty(model)
+        if penalty is not None:  # trained parametrizations: their term per training example
+            loss = loss + penalty / state.num_examples
+            total_penalty += float(penalty.detach()) * y.shape[0]
         state.loss = loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -254,11 +273,14 @@ def _train_epoch(
         if not bar.disable and i % 10 == 0:
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", lr=f"{state.lr:.3g}")
     bar.close()
-    return {
+    metrics = {
         "train_loss": total_loss / max(seen, 1),
         "train_top1": correct / max(seen, 1),
         "lr": state.lr,
     }
+    if total_penalty:
+        metrics["penalty"] = total_penalty / max(seen, 1)
+    return metrics
 
 
 def _format_epoch(m: dict[str, float], epochs: int) -> str:
@@ -267,6 +289,8 @@ def _format_epoch(m: dict[str, float], epochs: int) -> str:
         f"loss {m['train_loss']:.4f}",
         f"train top1 {m['train_top1']:.4f}",
     ]
+    if "penalty" in m:
+        parts.append(f"penalty {m['penalty']:.4g}")
     if "val_top1" in m:
         parts += [f"val top1 {m['val_top1']:.4f}", f"val loss {m['val_loss']:.4f}"]
     parts.append(f"{m['seconds']:.1f}s")
