@@ -190,6 +190,8 @@ class SoftSharedWeight(TrainedParametrization):
         with torch.no_grad():
             getattr(module, tensor).copy_(torch.cat([torch.zeros(1), centroids])[indices])
         parametrize.register_parametrization(module, tensor, SharedWeights(indices, centroids))
+        with torch.no_grad():  # the means themselves, not right_inverse's averages of them
+            module.parametrizations[tensor].original.copy_(centroids)
         return {"clusters": int(used.numel()), "zero": float((indices == 0).float().mean())}
 
     def extra_repr(self) -> str:
