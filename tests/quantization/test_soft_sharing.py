@@ -160,3 +160,44 @@ def test_bad_input() -> None:
     sq.quantize_(shared, sq.quantization.KMeansSharing(fc_bits=2))
     with pytest.raises(ModelError, match="SharedWeights"):
         sq.quantize_(shared, SoftWeightSharing())
+
+
+def test_soft_sharing_from_the_command_line(tmp_path, capsys, real_data) -> None:
+    import json
+
+    from squeezer.cli import main
+
+    out = tmp_path / "l5.sqz"
+    argv = [
+        "quantize", "lenet5", "--method", "sws", "--components", "8", "--dataset", "mnist",
+        "--data-dir", str(real_data / "mnist"), "--limit", "256", "--finetune-epochs", "1",
+        "--quiet", "--out", str(out), "--json", "-",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out[captured.out.index("{") :])
+    assert set(result["layers"]) == {"conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"}
+    assert all(v["clusters"] <= 8 for v in result["layers"].values())
+    assert result["sqz_bytes"] == out.stat().st_size < result["float_sqz_bytes"] / 4
+    back = sq.load(out)
+    assert len(torch.unique(back.conv2.weight)) <= 9
+    assert main(["quantize", "lenet5", "--method", "sws", "--dataset", "mnist"]) != 0
+    err = capsys.readouterr().err
+    assert "--finetune-epochs" in err and "Traceback" not in err
+
+
+def test_recipe_stage_soft_share_snaps() -> None:
+    from squeezer.pipeline import Recipe
+    from squeezer.pipeline.run import run_stage
+
+    recipe = Recipe.from_dict(
+        {"name": "s", "stages": [{"soft-share": {"components": 4, "epochs": 1, "lr": 0.001}}]}
+    )
+    torch.manual_seed(0)
+    model = Net()
+    x, y = torch.randn(32, 1, 8, 8), torch.randint(0, 4, (32,))
+    report = run_stage(model, recipe.stages[0], recipe, [(x, y)], (x[:1],))
+    assert report["method"] == "soft weight-sharing"
+    assert set(report["layers"]) == {"conv", "fc1", "fc2"}
+    for m in (model.conv, model.fc1, model.fc2):
+        assert len(torch.unique(m.weight)) <= 5

@@ -32,7 +32,7 @@ KBIT = {
     "lab": "LAB",
     "twn": "TWN", "ttq": "TTQ",
 }  # fmt: skip
-METHODS = ("int8", *KBIT)
+METHODS = ("int8", *KBIT, "sws")
 NATIVE_BITS = {
     "binaryconnect": 1, "binarynet": 1, "xnor": 1, "bwn": 1, "lab": 1, "twn": 2, "ttq": 2,
 }  # fmt: skip
@@ -105,7 +105,19 @@ def add_parser(sub: Any) -> None:
         "--finetune-epochs", type=int, default=0, metavar="N",
         help="k-bit methods: quantization-aware training epochs (default 0: post-training)",
     )  # fmt: skip
-    p.add_argument("--lr", type=positive_float, default=0.01, help="fine-tuning learning rate")
+    p.add_argument(
+        "--lr", type=positive_float,
+        help="fine-tuning learning rate (default 0.01 with SGD; sws: 0.0005 with Adam)",
+    )  # fmt: skip
+    p.add_argument(
+        "--components", type=positive, default=16,
+        help="sws: non-zero mixture components, the most distinct values a layer keeps "
+        "(default 16)",
+    )  # fmt: skip
+    p.add_argument(
+        "--tau", type=positive_float, default=0.005,
+        help="sws: weight of the prior against the cross-entropy (default 0.005)",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     p.add_argument(
         "--backend",
@@ -167,6 +179,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.method == "sws":
+        return run_sws(args)
     if args.method != "int8":
         return run_kbit(args)
     return run_int8(args)
@@ -368,7 +382,7 @@ def run_kbit(args: argparse.Namespace) -> int:
     ]
     if args.finetune_epochs:
         sq.fit(
-            quantized, train, val=test, epochs=args.finetune_epochs, lr=args.lr,
+            quantized, train, val=test, epochs=args.finetune_epochs, lr=args.lr or 0.01,
             verbose=not args.quiet,
         )  # fmt: skip
         result["top1_qat"] = sq.evaluate(quantized, test)["top1"]
@@ -402,5 +416,63 @@ def run_kbit(args: argparse.Namespace) -> int:
         if out.suffix != ".sqz":
             int8.save(out)
             info(f"wrote {out}")
+    write_json(args.json, {**result, "out": str(out)})
+    return 0
+
+
+def run_sws(args: argparse.Namespace) -> int:
+    """Soft weight-sharing: put the prior on, retrain, snap, evaluate, save the .sqz."""
+    import copy
+    import os
+    import tempfile
+
+    import squeezer as sq
+    from squeezer.data import canonical_name
+    from squeezer.errors import ConfigError
+
+    if args.finetune_epochs < 1:
+        raise UsageError("--method sws retrains under its prior: give --finetune-epochs N >= 1")
+    exclude = tuple(s for s in (args.exclude or "").split(",") if s)
+    try:
+        config = sq.quantization.SoftWeightSharing(
+            components=args.components, tau=args.tau, exclude=exclude
+        )
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    out = Path(args.out or f"{Path(args.model.split(':')[-1]).stem}-sws{args.components}.sqz")
+    if out.suffix != ".sqz":
+        raise UsageError("--out: the sws model is written as .sqz")
+    model, source = load_model(args.model, args)
+    dataset = args.dataset or source["meta"].get("dataset")
+    if not dataset:
+        raise UsageError("--method sws retrains on data: pass --dataset")
+    dataset = canonical_name(dataset)
+    train, test = dataset_splits(dataset, args.data_dir, limit=args.limit)
+    check_fits(model, test.input_shape, test.num_classes, dataset)
+    shared = copy.deepcopy(model)
+    print(sq.quantize_(shared, config))
+    result: dict[str, Any] = {"model": args.model, "dataset": dataset, "method": "sws"}
+    result["top1_float"] = sq.evaluate(model, test)["top1"]
+    sq.fit(
+        shared, train, val=test, epochs=args.finetune_epochs, lr=args.lr or 5e-4,
+        optimizer="adam", weight_decay=0.0, schedule="constant", verbose=not args.quiet,
+    )  # fmt: skip
+    result["layers"] = sq.train.finish_(shared)
+    result["top1_sws"] = sq.evaluate(shared, test)["top1"]
+    for key, value in result["layers"].items():
+        print(f"  {key}: {value['clusters']} values, {value['zero']:.1%} zero")
+    top1 = f"float32 {result['top1_float']:.4f}, snapped {result['top1_sws']:.4f}"
+    info(f"top-1 on {dataset}: {top1}")
+    with tempfile.TemporaryDirectory(prefix="squeezer-q-") as folder:
+        ref = Path(folder) / "float.sqz"
+        sq.save(model, ref)
+        result["float_sqz_bytes"] = os.path.getsize(ref)
+    sq.save(shared, out, meta={"dataset": dataset, "method": "sws"})
+    result["sqz_bytes"] = os.path.getsize(out)
+    rate = result["float_sqz_bytes"] / result["sqz_bytes"]
+    info(
+        f"wrote {out}: {result['sqz_bytes']:,} bytes; the float32 model in .sqz: "
+        f"{result['float_sqz_bytes']:,} bytes ({rate:.2f}x)"
+    )
     write_json(args.json, {**result, "out": str(out)})
     return 0

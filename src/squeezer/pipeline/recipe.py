@@ -25,6 +25,9 @@ Each stage is one tag and the fields of that stage's config:
 - ``sparse-vd``: :class:`~squeezer.pruning.SparseVD` plus ``epochs``, ``lr`` and ``warmup``
   (epochs of KL warm-up): variational training with Adam, then the weights whose log alpha
   exceeds the threshold are removed (a mask, as after ``prune``);
+- ``soft-share``: :class:`~squeezer.quantization.SoftWeightSharing` plus ``epochs`` and
+  ``lr``: retraining under the Gaussian-mixture prior with Adam, then every weight snapped to
+  its component's mean (shared values, as after ``share``);
 - ``fine-tune``: :class:`FineTune`, training the current model;
 - ``code``: :class:`Code`, writing the ``.sqz`` file and measuring the model it holds.
 
@@ -108,6 +111,7 @@ class Stage:
 _LABELS = {
     "prune": "pruning",
     "sparse-vd": "sparse VD",
+    "soft-share": "+ soft weight-sharing",
     "channel-prune": "channel pruning",
     "share": "+ weight sharing",
     "fine-tune": "  fine-tuning",
@@ -178,7 +182,7 @@ def _builtin_stages() -> None:
     if _PARSERS:
         return
     from squeezer.pruning import ChannelPruning, Magnitude, SparseVD
-    from squeezer.quantization import KMeansSharing
+    from squeezer.quantization import KMeansSharing, SoftWeightSharing
 
     register_stage("prune", Magnitude, {"rounds": 1, "epochs": 0, "lr": 0.01})
     register_stage("channel-prune", ChannelPruning, {"batches": 8}, verb="prune")
@@ -186,6 +190,7 @@ def _builtin_stages() -> None:
     _PARSERS["factorize"] = _factorize
     STAGE_VERBS["factorize"] = "factorize"
     register_stage("share", KMeansSharing, verb="quantize")
+    register_stage("soft-share", SoftWeightSharing, {"epochs": 10, "lr": 0.0005})
     _PARSERS["quantize"] = _quantize
     STAGE_VERBS["quantize"] = "quantize"
     register_stage("fine-tune", FineTune)

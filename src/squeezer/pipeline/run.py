@@ -130,6 +130,16 @@ def run_stage(
         removed = vd_sparsity(model)
         finish_(model)
         return {"method": "sparse variational dropout", "sparsity": removed}
+    if stage.tag == "soft-share":
+        from squeezer.train import finish_
+
+        apply("quantize", model, c)
+        config = _train(recipe, o["epochs"], o["lr"]).replace(
+            optimizer="adam", weight_decay=0.0, schedule="constant"
+        )
+        fit(model, train, config, verbose=verbose)
+        clusters = {k.rsplit(".", 1)[0]: v for k, v in finish_(model).items()}
+        return {"method": "soft weight-sharing", "layers": clusters}
     if stage.tag == "fine-tune":
         extra = {"weight_decay": c.weight_decay, "momentum": c.momentum}
         fit(model, train, _train(recipe, c.epochs, c.lr, **extra), verbose=verbose)
