@@ -127,8 +127,29 @@ def test_not_sqz(tmp_path: Path) -> None:
 
 
 def _header(good: bytes) -> dict:
+    from squeezer.coding.sqz import _unpack_header
+
     hlen = struct.unpack_from("<I", good, len(MAGIC))[0]
-    return json.loads(good[len(MAGIC) + 4 : len(MAGIC) + 4 + hlen])
+    return json.loads(_unpack_header(good[len(MAGIC) + 4 : len(MAGIC) + 4 + hlen]))
+
+
+def test_header_is_compressed_and_plain_json_headers_still_load(good: bytes) -> None:
+    hlen = struct.unpack_from("<I", good, len(MAGIC))[0]
+    header = _header(good)
+    plain = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+    assert hlen < len(plain) / 2  # zlib: the tensor entries repeat the same keys
+    old = dict(header, version=1)  # a version-1 file: plain JSON
+    contents = parse(_rebuild(good, old))
+    assert set(contents.tensors) == {t["name"] for t in header["tensors"]}
+
+
+def test_compressed_header_that_inflates_too_far_is_refused(good: bytes, monkeypatch) -> None:
+    import squeezer.coding.sqz as sqz
+
+    hlen = struct.unpack_from("<I", good, len(MAGIC))[0]
+    monkeypatch.setattr(sqz, "MAX_HEADER", hlen + 10)  # the packed header fits, not inflated
+    with pytest.raises(SqzFormatError, match="larger than allowed"):
+        parse(good)
 
 
 def test_forged_architecture_refused(good: bytes, tmp_path: Path) -> None:

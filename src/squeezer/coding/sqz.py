@@ -38,7 +38,7 @@ from squeezer.core import describe, plain_state_dict
 from squeezer.errors import ConfigError, SqzFormatError, SurgeryError
 
 MAGIC = b"\x89SQZ\r\n\x1a\n"
-VERSION = 1
+VERSION = 2  # 2: the header may be zlib-compressed JSON (1: plain JSON only)
 MAX_HEADER = 64 << 20
 
 
@@ -114,7 +114,7 @@ def encode_model(
         "payload_bytes": offset,
         "tensors": entries,
     }
-    head = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+    head = _pack_header(header)
     return b"".join(
         [MAGIC, struct.pack("<I", len(head)), head, struct.pack("<I", zlib.crc32(head)), *sections]
     )
@@ -155,6 +155,25 @@ def save(
     tmp.write_bytes(data)
     os.replace(tmp, path)
     return path
+
+
+def _pack_header(header: dict[str, Any]) -> bytes:
+    """The header as JSON, zlib-compressed when that is smaller (it usually is: the tensor
+    entries repeat the same keys; on a LeNet-5 compressed 400x it is a third of the file)."""
+    plain = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+    packed = zlib.compress(plain, 9)
+    return packed if len(packed) < len(plain) else plain
+
+
+def _unpack_header(head: bytes) -> bytes:
+    """The header's JSON bytes, from plain JSON (version 1 files) or zlib-compressed JSON."""
+    if head[:1] == b"{":
+        return head
+    inflate = zlib.decompressobj()
+    plain = inflate.decompress(head, MAX_HEADER)
+    if inflate.unconsumed_tail or not inflate.eof:
+        raise zlib.error("the compressed header is truncated or larger than allowed")
+    return plain
 
 
 def _fail(path: Path | str, message: str) -> SqzFormatError:
@@ -208,8 +227,8 @@ def parse_header(data: bytes, source: str = "<bytes>") -> dict[str, Any]:
     if zlib.crc32(head) != crc:
         raise _fail(source, "corrupted header (CRC-32 mismatch)")
     try:
-        header = json.loads(head.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        header = json.loads(_unpack_header(head).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, zlib.error) as exc:
         raise _fail(source, f"header is not valid JSON: {exc}") from None
     if not isinstance(header, dict) or header.get("format") != "sqz":
         raise _fail(source, "header does not describe a .sqz file")
