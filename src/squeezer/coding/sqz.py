@@ -93,7 +93,8 @@ def encode_model(
         finish_(model)
     if quantized_layers(model):  # k-bit weights: stored as their codes
         model = frozen_copy(model)
-    codes = weight_codes(model)
+    codes: dict[str, Any] = dict(weight_codes(model))
+    codes.update(_vector_and_hash_codes(model))
     arch = describe(model, input_shape)
     entries, sections, offset = [], [], 0
     for name, tensor in plain_state_dict(model).items():
@@ -118,6 +119,24 @@ def encode_model(
     return b"".join(
         [MAGIC, struct.pack("<I", len(head)), head, struct.pack("<I", zlib.crc32(head)), *sections]
     )
+
+
+def _vector_and_hash_codes(model: nn.Module) -> dict[str, Any]:
+    """``name.weight`` -> the codes of every vector-quantized or hashed weight."""
+    from squeezer.coding.tensor_codec import HashCodes, VQCodes
+    from squeezer.quantization.hashed import hashed_codes
+    from squeezer.quantization.vector import vq_codes
+
+    out: dict[str, Any] = {}
+    for name, module in model.named_modules():
+        key = f"{name}.weight" if name else "weight"
+        vq = vq_codes(module)
+        if vq is not None:
+            out[key] = VQCodes(*vq)
+        hashed = hashed_codes(module)
+        if hashed is not None:
+            out[key] = HashCodes(*hashed)
+    return out
 
 
 def save(

@@ -5,6 +5,9 @@ Per tensor the coder picks whichever is smallest of:
 - ``raw``: the values at their dtype (biases, BatchNorm, small or unprunable tensors);
 - ``dense``: a codebook of at most 255 distinct non-zero values plus an index per element
   (0 = exact zero), for shared-weight layers that are barely pruned;
+- ``vq``: codebooks of sub-vectors and one index per sub-vector (product and residual
+  quantization), rebuilt with the layer's own formula;
+- ``hashed``: a HashedNets bucket vector and its hash seed (the hashes are computed again);
 - ``sparse``: relative indices of the stored elements (see :mod:`relative_index`) plus either
   codebook indices (shared weights) or float32 values (pruned only), trying every gap width
   from 1 to 8 bits.
@@ -189,16 +192,141 @@ def _decode_qint(header: dict[str, Any], payload: bytes, shape: list[int], numel
     return _qint_values(q, torch.from_numpy(scale.copy()), torch.from_numpy(zero_point.copy()))
 
 
+@dataclass
+class VQCodes:
+    """A vector-quantized tensor: ``indices`` (stages x rows x segments) into ``codebooks``
+    (stages x books x 2^bits x subvector)."""
+
+    indices: torch.Tensor
+    codebooks: torch.Tensor
+    bits: int
+
+
+@dataclass
+class HashCodes:
+    """A HashedNets tensor: its bucket vector and hash seed."""
+
+    buckets: torch.Tensor
+    seed: int
+    signed: bool
+
+
+def encode_vq(tensor: torch.Tensor, codes: VQCodes, coding: str = "huffman") -> Encoded | None:
+    """``tensor`` as codebooks and indices, or None if they do not rebuild it exactly."""
+    from squeezer.quantization.vector import vq_weight
+
+    t = tensor.detach().cpu().contiguous()
+    books = codes.codebooks.detach().cpu().to(torch.float32).contiguous()
+    idx = codes.indices.detach().cpu().to(torch.int64)
+    if t.dtype != torch.float32 or idx.dim() != 3 or books.dim() != 4:
+        return None
+    if not torch.equal(vq_weight(books, idx, tuple(t.shape)), t):
+        return None
+    stages, rows, segments = idx.shape
+    part, data, st = _stream(idx.numpy().ravel(), coding, codes.bits)
+    head = {
+        "shape": list(t.shape),
+        "dtype": "float32",
+        "enc": "vq",
+        "bits": codes.bits,
+        "stages": stages,
+        "rows": rows,
+        "segs": segments,
+        "books": int(books.shape[1]),
+        "d": int(books.shape[3]),
+        "sym": part,
+    }
+    payload = books.numpy().astype("<f4").tobytes() + data
+    stats = {"stored": int(idx.numel()), "sym": st, "bits": codes.bits, "sym_width": codes.bits}
+    return Encoded(head, payload, stats)
+
+
+def _decode_vq(header: dict[str, Any], payload: bytes, shape: list[int], numel: int,
+               streams: dict[str, np.ndarray] | None) -> torch.Tensor:  # fmt: skip
+    from squeezer.quantization.vector import MAX_VQ_BITS, vq_weight
+
+    bits, stages, rows = _int(header, "bits"), _int(header, "stages"), _int(header, "rows")
+    segs, books, d = _int(header, "segs"), _int(header, "books"), _int(header, "d")
+    if not 1 <= bits <= MAX_VQ_BITS or books not in (1, segs) or stages < 1:
+        raise ValueError("bad vector-quantization fields")
+    if rows * segs * d != numel or not shape or shape[0] != rows:
+        raise ValueError("vector quantization does not fit the shape")
+    size = stages * books * (2**bits) * d
+    if size > MAX_ELEMENTS or len(payload) < 4 * size:
+        raise ValueError("codebooks truncated")
+    table = np.frombuffer(payload[: 4 * size], dtype="<f4").astype(np.float32)
+    rest = payload[4 * size :]
+    symbols, used = _read_stream(_dict(header, "sym"), rest, stages * rows * segs)
+    if symbols.size and symbols.max() >= 2**bits:
+        raise ValueError("codebook index out of range")
+    if len(rest) != used:
+        raise ValueError(f"{len(rest) - used} unexpected bytes after the data")
+    if streams is not None:
+        streams["sym"] = symbols
+    codebooks = torch.from_numpy(table.copy()).reshape(stages, books, 2**bits, d)
+    indices = torch.from_numpy(symbols.astype(np.int64)).reshape(stages, rows, segs)
+    return vq_weight(codebooks, indices, tuple(shape))
+
+
+def encode_hashed(tensor: torch.Tensor, codes: HashCodes) -> Encoded | None:
+    """``tensor`` as its hash buckets and seed, or None if they do not rebuild it exactly."""
+    from squeezer.quantization.hashed import hash_positions, hashed_weight
+
+    t = tensor.detach().cpu().contiguous()
+    buckets = codes.buckets.detach().cpu().to(torch.float32).contiguous()
+    if t.dtype != torch.float32 or buckets.dim() != 1 or not 0 < buckets.numel() <= t.numel():
+        return None
+    index, sign = hash_positions(t.numel(), buckets.numel(), codes.seed)
+    if not codes.signed:
+        sign = torch.ones_like(sign)
+    if not torch.equal(hashed_weight(buckets, index, sign, tuple(t.shape)), t):
+        return None
+    head = {
+        "shape": list(t.shape),
+        "dtype": "float32",
+        "enc": "hashed",
+        "k": int(buckets.numel()),
+        "seed": str(codes.seed),
+        "signed": bool(codes.signed),
+    }
+    return Encoded(head, buckets.numpy().astype("<f4").tobytes(), {"stored": buckets.numel()})
+
+
+def _decode_hashed(header: dict[str, Any], payload: bytes, shape: list[int],
+                   numel: int) -> torch.Tensor:  # fmt: skip
+    from squeezer.quantization.hashed import hash_positions, hashed_weight
+
+    k = _int(header, "k")
+    seed = header.get("seed")
+    if not isinstance(seed, str) or not seed.isdigit() or int(seed) >= 2**64:
+        raise ValueError("field 'seed' must be a decimal integer below 2^64")
+    if not 0 < k <= max(numel, 1) or len(payload) != 4 * k:
+        raise ValueError("bucket count does not fit the payload")
+    buckets = torch.from_numpy(np.frombuffer(payload, dtype="<f4").astype(np.float32))
+    index, sign = hash_positions(numel, k, int(seed))
+    if not header.get("signed", True):
+        sign = torch.ones_like(sign)
+    return hashed_weight(buckets, index, sign, tuple(shape))
+
+
 def encode_tensor(
-    tensor: torch.Tensor, coding: str = "huffman", codes: tuple[Any, ...] | None = None
+    tensor: torch.Tensor,
+    coding: str = "huffman",
+    codes: tuple[Any, ...] | VQCodes | HashCodes | None = None,
 ) -> Encoded:
     """Encode ``tensor`` in the smallest of the raw, dense and sparse forms; with ``codes``
-    (``(bits, lo, scale, zero_point)`` of a frozen k-bit weight) as k-bit codes, when they
-    reproduce it exactly."""
-    if codes is not None:
+    (``(bits, lo, scale, zero_point)`` of a frozen k-bit weight, :class:`VQCodes` or
+    :class:`HashCodes`) in that form instead, when it reproduces the tensor exactly."""
+    if isinstance(codes, VQCodes):
+        packed = encode_vq(tensor, codes, coding)
+    elif isinstance(codes, HashCodes):
+        packed = encode_hashed(tensor, codes)
+    elif codes is not None:
         packed = encode_qint(tensor, *codes, coding=coding)
-        if packed is not None:
-            return packed
+    else:
+        packed = None
+    if packed is not None:
+        return packed
     name = TORCH_TO_NAME.get(tensor.dtype)
     if name is None:
         raise ValueError(f"cannot store tensors of dtype {tensor.dtype}")
@@ -313,6 +441,10 @@ def decode_tensor(
         return t.reshape(shape)
     if dtype_name == "float32" and enc == "qint":
         return _decode_qint(header, payload, shape, numel, streams)
+    if dtype_name == "float32" and enc == "vq":
+        return _decode_vq(header, payload, shape, numel, streams)
+    if dtype_name == "float32" and enc == "hashed":
+        return _decode_hashed(header, payload, shape, numel)
     if dtype_name != "float32" or enc not in ("dense", "sparse"):
         raise ValueError(f"unknown encoding {enc!r} for {dtype_name}")
     k = _int(header, "k")

@@ -54,14 +54,18 @@ class SparseVD(LayerSelection):
         threshold: weights with log alpha above this are removed (the paper: 3).
         init_log_sigma2: initial log variance of every weight (small: training starts from
             the trained network's function).
+        variance_lr_scale: learning rate of the log variances relative to the weights' (above
+            1, the noise grows and weights are removed in fewer epochs).
         layers, exclude, layer_types: which layers (default: every Linear and Conv).
     """
 
     threshold: float = 3.0
     init_log_sigma2: float = -10.0
+    variance_lr_scale: float = 1.0
 
     def validate(self) -> None:
         super().validate()
+        check(self.variance_lr_scale > 0, "SparseVD: variance_lr_scale must be > 0")
         lo, hi = LOG_ALPHA_RANGE
         check(lo < self.threshold < hi, f"SparseVD: threshold must be in ({lo:g}, {hi:g})")
         check(self.init_log_sigma2 < 0, "SparseVD: init_log_sigma2 must be < 0")
@@ -75,10 +79,13 @@ class VariationalDropoutWeight(TrainedParametrization):
     ``log_alpha > threshold`` are zero.
     """
 
-    def __init__(self, weight: Tensor, threshold: float, init_log_sigma2: float) -> None:
+    def __init__(
+        self, weight: Tensor, threshold: float, init_log_sigma2: float, lr_scale: float = 1.0
+    ) -> None:
         super().__init__()
         self.log_sigma2 = nn.Parameter(torch.full_like(weight.detach(), init_log_sigma2))
         self.log_sigma2._sq_no_decay = True  # type: ignore[attr-defined]
+        self.log_sigma2._sq_lr_scale = lr_scale  # type: ignore[attr-defined]
         self.threshold = float(threshold)
 
     def log_alpha(self, theta: Tensor) -> Tensor:
@@ -209,7 +216,9 @@ def sparse_vd_(
         parametrize.register_parametrization(
             module,
             "weight",
-            VariationalDropoutWeight(weight, config.threshold, config.init_log_sigma2),
+            VariationalDropoutWeight(
+                weight, config.threshold, config.init_log_sigma2, config.variance_lr_scale
+            ),
         )
         handle = module.register_forward_hook(_local_reparameterization)
         module._sq_vd_hook = handle.id

@@ -9,6 +9,7 @@ sq.quantize_(model, sq.quantization.LSQ(bits=4), data=batches); sq.fit(model, tr
 from __future__ import annotations
 
 from squeezer.quantization.binary import LAB, TTQ, TWN, XNOR, BinaryConnect, BinaryNet
+from squeezer.quantization.hashed import HashedNets, HashedWeight
 from squeezer.quantization.int8 import Int8, Int8Report, QuantizedModel, load_int8
 from squeezer.quantization.kmeans import (
     KMeansSharing,
@@ -38,6 +39,12 @@ from squeezer.quantization.soft_sharing import (
     SoftWeightSharing,
     mixture_of,
 )
+from squeezer.quantization.vector import (
+    ProductQuantization,
+    ResidualQuantization,
+    VectorQuantizedWeight,
+    kmeans_vectors,
+)
 from squeezer.quantization.verb import quantize, quantize_
 from squeezer.quantization.xnor_kernel import pack_binary_
 
@@ -54,14 +61,19 @@ __all__ = [
     "DoReFa",
     "FixedPoint",
     "GaussianMixturePrior",
+    "HashedNets",
+    "HashedWeight",
     "Int8",
     "Int8Report",
     "KBit",
     "KMeansSharing",
+    "ProductQuantization",
     "QuantizedModel",
+    "ResidualQuantization",
     "SharedWeights",
     "SoftSharedWeight",
     "SoftWeightSharing",
+    "VectorQuantizedWeight",
     "calibrate",
     "codebook_of",
     "dequantize_",
@@ -69,6 +81,7 @@ __all__ = [
     "frozen_copy",
     "initial_centroids",
     "kmeans_1d",
+    "kmeans_vectors",
     "load_int8",
     "mixture_of",
     "pack_binary_",

@@ -1,0 +1,170 @@
+"""Product and residual quantization (Gong 2014) and HashedNets (Chen 2015): what the layers
+compute, that their codebooks or buckets train, exact .sqz storage at the expected size,
+and bad input."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import squeezer as sq
+from squeezer.coding import build, encode_model, parse
+from squeezer.errors import ConfigError, ModelError
+from squeezer.quantization import (
+    HashedNets,
+    HashedWeight,
+    ProductQuantization,
+    ResidualQuantization,
+    VectorQuantizedWeight,
+    kmeans_vectors,
+)
+from squeezer.quantization.hashed import hash_positions
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3)
+        self.fc1 = nn.Linear(4 * 6 * 6, 64)
+        self.fc2 = nn.Linear(64, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(torch.relu(self.conv(x)).flatten(1))))
+
+
+def _roundtrip(model: nn.Module, x: torch.Tensor) -> tuple[bytes, nn.Module]:
+    data = encode_model(model)
+    back = build(parse(data), model=sq.surgery.baked_copy(Net()))
+    assert torch.equal(back(x), model(x))
+    return data, back
+
+
+def test_kmeans_vectors_finds_separated_clusters() -> None:
+    torch.manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [5.0, 5.0], [-5.0, 5.0]])
+    x = torch.cat([c + 0.1 * torch.randn(50, 2) for c in centres])
+    found, labels = kmeans_vectors(x, 3, seed=1)
+    assert sorted(found.round().tolist()) == sorted(centres.tolist())
+    assert len(set(labels[:50].tolist())) == 1 and len(set(labels.tolist())) == 3
+
+
+def test_product_quantization_reconstructs_from_its_codebooks() -> None:
+    torch.manual_seed(0)
+    layer = nn.Linear(8, 3)
+    w = layer.weight.detach().clone()
+    report = sq.quantize_(layer, ProductQuantization(subvector=2, bits=2, layers=("",)))
+    p = layer.parametrizations.weight[0]
+    assert isinstance(p, VectorQuantizedWeight)
+    assert p.indices.shape == (1, 3, 4)  # one stage, 3 rows, 4 segments of 2
+    books = layer.parametrizations.weight.original
+    assert books.shape == (1, 4, 4, 2)  # a codebook of 4 codewords per segment
+    assert torch.equal(layer.weight[1, 2:4], books[0, 1, p.indices[0, 1, 1]])
+    assert report[""]["bits_per_weight"] == 1.0
+    # 3 rows per segment, 4 codewords: every row gets its own codeword, nothing is lost
+    assert torch.allclose(layer.weight, w)
+
+
+def test_more_stages_and_more_bits_fit_better() -> None:
+    torch.manual_seed(0)
+    base = nn.Linear(64, 128)
+
+    def error(config: ProductQuantization) -> float:
+        layer = copy.deepcopy(base)
+        return sq.quantize_(layer, config)[""]["relative_error"]
+
+    one = error(ProductQuantization(subvector=4, bits=3, shared_codebook=True, layers=("",)))
+    two = error(ResidualQuantization(subvector=4, bits=3, shared_codebook=True, layers=("",)))
+    more_bits = error(ProductQuantization(subvector=4, bits=6, shared_codebook=True, layers=("",)))
+    assert two < one and more_bits < one
+
+
+def test_codebooks_train_and_the_file_is_exact_and_small() -> None:
+    torch.manual_seed(0)
+    model = Net()
+    x = torch.randn(16, 2, 8, 8)
+    y = torch.randint(0, 8, (16,))
+    sq.quantize_(model, ProductQuantization(subvector=4, bits=4, layer_types=("Linear",)))
+    books = model.fc1.parametrizations.weight.original
+    before = books.detach().clone()
+    sq.fit(model, [(x, y)], sq.TrainConfig(epochs=2, lr=0.05), progress=False)
+    assert not torch.equal(books.detach(), before)  # the codewords moved
+    data, back = _roundtrip(model, x)
+    entries = {t["name"]: t for t in parse(data).header["tensors"]}
+    assert entries["fc1.weight"]["enc"] == "vq"
+    # fc1: 36 segments x 16 codewords x 4 floats + 64 x 36 indices of at most 4 bits
+    assert entries["fc1.weight"]["len"] <= 36 * 16 * 4 * 4 + 64 * 36 // 2 + 64
+
+
+def test_residual_codes_are_stored_stage_by_stage() -> None:
+    torch.manual_seed(0)
+    model = Net()
+    sq.quantize_(model, ResidualQuantization(subvector=8, bits=3, layers=("fc1",)))
+    assert model.fc1.parametrizations.weight[0].indices.shape[0] == 2
+    data, _ = _roundtrip(model, torch.randn(2, 2, 8, 8))
+    entry = next(t for t in parse(data).header["tensors"] if t["name"] == "fc1.weight")
+    assert entry["stages"] == 2 and entry["enc"] == "vq"
+
+
+def test_hash_is_stable_and_spreads_evenly() -> None:
+    index, sign = hash_positions(100_000, 1000, seed=42)
+    again, _ = hash_positions(100_000, 1000, seed=42)
+    other, _ = hash_positions(100_000, 1000, seed=43)
+    assert torch.equal(index, again) and not torch.equal(index, other)
+    counts = torch.bincount(index, minlength=1000)
+    assert int(counts.min()) > 50 and int(counts.max()) < 160  # about 100 each
+    assert abs(float(sign.mean())) < 0.02
+    # fixed values: files written earlier depend on them
+    first, signs = hash_positions(6, 1000, seed=42)
+    assert first.tolist() == [668, 893, 94, 698, 121, 873]
+    assert signs.tolist() == [-1.0, -1.0, -1.0, -1.0, -1.0, 1.0]
+
+
+def test_hashed_weights_share_buckets_and_train() -> None:
+    torch.manual_seed(0)
+    model = Net()
+    report = sq.quantize_(model, HashedNets(compression=8, layer_types=("Linear",)))
+    assert report["fc1"]["buckets"] == 144 * 64 // 8
+    p = model.fc1.parametrizations.weight[0]
+    assert isinstance(p, HashedWeight)
+    buckets = model.fc1.parametrizations.weight.original
+    w = model.fc1.weight.detach().reshape(-1)
+    same = p.index == p.index[0]
+    assert torch.equal(w[same].abs(), buckets.detach()[p.index[0]].abs().expand(int(same.sum())))
+    x, y = torch.randn(16, 2, 8, 8), torch.randint(0, 8, (16,))
+    before = buckets.detach().clone()
+    sq.fit(model, [(x, y)], sq.TrainConfig(epochs=2, lr=0.05), progress=False)
+    assert not torch.equal(buckets.detach(), before)
+    data, _ = _roundtrip(model, x)
+    entry = next(t for t in parse(data).header["tensors"] if t["name"] == "fc1.weight")
+    assert entry["enc"] == "hashed" and entry["len"] == 4 * report["fc1"]["buckets"]
+
+
+def test_a_trained_layer_starts_from_least_squares_buckets() -> None:
+    layer = nn.Linear(50, 40)
+    w = layer.weight.detach().clone()
+    sq.quantize_(layer, HashedNets(compression=2, signed=True, layers=("",)))
+    p = layer.parametrizations.weight[0]
+    buckets = layer.parametrizations.weight.original.detach()
+    member = p.index == 7
+    signed = w.reshape(-1)[member] * p.sign[member]
+    assert float(buckets[7]) == pytest.approx(float(signed.mean()), abs=1e-6)
+
+
+def test_bad_input() -> None:
+    with pytest.raises(ConfigError, match="bits"):
+        ProductQuantization(bits=0)
+    with pytest.raises(ConfigError, match="subvector"):
+        ProductQuantization(subvector=0)
+    with pytest.raises(ConfigError, match="compression"):
+        HashedNets(compression=0.5)
+    with pytest.raises(ModelError, match="fc2: .*subvector 5 does not divide"):
+        sq.quantize_(Net(), ProductQuantization(subvector=5, layers=("fc2",)))
+    with pytest.raises(ModelError, match="no layer"):
+        sq.quantize_(nn.Sequential(nn.ReLU()), HashedNets())
+    layer = nn.Linear(8, 4)
+    sq.quantize_(layer, ProductQuantization(subvector=2, bits=1, layers=("",)))
+    with pytest.raises(ModelError, match="cannot be assigned"):
+        layer.weight = torch.zeros(4, 8)
