@@ -91,7 +91,7 @@ def test_codebooks_train_and_the_file_is_exact_and_small() -> None:
     before = books.detach().clone()
     sq.fit(model, [(x, y)], sq.TrainConfig(epochs=2, lr=0.05), progress=False)
     assert not torch.equal(books.detach(), before)  # the codewords moved
-    data, back = _roundtrip(model, x)
+    data, _ = _roundtrip(model, x)
     entries = {t["name"]: t for t in parse(data).header["tensors"]}
     assert entries["fc1.weight"]["enc"] == "vq"
     # fc1: 36 segments x 16 codewords x 4 floats + 64 x 36 indices of at most 4 bits
