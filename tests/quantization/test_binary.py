@@ -369,3 +369,86 @@ def test_pack_binary_swaps_only_the_fully_binary_layers_and_keeps_the_outputs():
     assert pack_binary_(model, use_cpp=False) == ["conv2", "fc"]
     assert isinstance(model.conv2, PackedBinaryConv2d)
     assert torch.allclose(model(x), ref, atol=1e-4)
+
+
+# ------------------------------------------------------------------ ternary connect (Lin 2016)
+def test_ternary_connect_samples_in_training_and_rounds_at_inference() -> None:
+    from squeezer.quantization.binary import TernaryConnectWeight
+
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.empty(200, 100).uniform_(-0.2, 0.2))
+    q = TernaryConnectWeight()
+    h = float(torch.tensor(glorot_bound(w), dtype=torch.float32))
+    q.train()
+    samples = torch.stack([q(w).detach() for _ in range(200)])
+    assert set(torch.unique(samples).tolist()) <= {-h, 0.0, h}
+    assert float(w.detach().abs().max()) <= h + 1e-7  # the latent is clipped
+    # E[w_t] = w: +-H with probability |w| / H
+    assert torch.allclose(samples.mean(0), w.detach(), atol=0.35 * h)
+    assert float((samples.mean(0) - w.detach()).abs().mean()) < 0.05 * h
+    q.eval()
+    t = q(w).detach()
+    assert torch.equal(t, torch.where(w.abs() > h / 2, torch.sign(w) * h, torch.zeros_like(w)))
+
+
+def test_power_of_two_rounding() -> None:
+    from squeezer.quantization.binary import power_of_two
+
+    x = torch.tensor([3.0, -0.7, 0.4, 0.26, 0.0])
+    q = power_of_two(x, exponent_bits=2)  # exponents 2 (round(log2 3)) down to -1
+    assert q.tolist() == [4.0, -0.5, 0.5, 0.0, 0.0]  # 0.26 -> 2^-2, below the range
+
+
+@pytest.mark.parametrize("layer", [nn.Linear(6, 4), nn.Conv2d(3, 4, 3, stride=2, padding=1)])
+def test_shift_backward_uses_power_of_two_inputs_for_the_weight_gradient(layer) -> None:
+    from squeezer.quantization import TernaryConnect
+    from squeezer.quantization.binary import power_of_two
+
+    torch.manual_seed(0)
+    model = nn.Sequential(layer)
+    x = torch.randn(5, 6) if isinstance(layer, nn.Linear) else torch.randn(2, 3, 7, 7)
+    sq.quantize_(model, TernaryConnect(shift_bits=3, first_last_bits=None), data=[x])
+    qlayer = model[0]
+    qlayer.train()
+    x = x.clone().requires_grad_(True)
+    torch.manual_seed(1)
+    out = qlayer(x)
+    out.sum().backward()
+    torch.manual_seed(1)
+    w = qlayer.quantized_weight().detach()
+    # reference: the same product with the input rounded to powers of two for dW only
+    w_ref = w.clone().requires_grad_(True)
+    xq = power_of_two(x.detach(), 3)
+    if isinstance(layer, nn.Linear):
+        ref_out, gx_ref = F.linear(xq, w_ref), F.linear(torch.ones_like(out), w.t())
+        exact = F.linear(x.detach(), w) + qlayer.bias.detach()
+    else:
+        ref_out = qlayer._conv_forward(xq, w_ref, None)
+        xr = x.detach().clone().requires_grad_(True)
+        qlayer._conv_forward(xr, w, None).sum().backward()
+        gx_ref = xr.grad
+        exact = qlayer._conv_forward(x.detach(), w, qlayer.bias.detach())
+    ref_out.sum().backward()
+    assert torch.allclose(out.detach(), exact, atol=1e-6)  # the forward pass is exact
+    assert torch.allclose(qlayer.weight.grad, w_ref.grad, atol=1e-5)
+    assert torch.allclose(x.grad, gx_ref, atol=1e-5)
+    assert not torch.allclose(xq, x.detach())
+
+
+def test_ternary_connect_trains_and_stores_two_bits(tmp_path) -> None:
+    from squeezer.quantization import TernaryConnect
+
+    torch.manual_seed(0)
+    model = Net()
+    x = torch.randn(32, 1, 12, 12)
+    y = torch.randint(0, 10, (32,))
+    sq.quantize_(model, TernaryConnect(), data=[(x, y)])
+    sq.fit(model, [(x, y)], sq.TrainConfig(epochs=2, lr=0.01), progress=False)
+    path = tmp_path / "tc.sqz"
+    sq.save(model, path)
+    back = sq.load(path, Net())
+    model.eval()
+    assert torch.equal(back(x), frozen_copy(model)(x))
+    entries = {t["name"]: t for t in sq.coding.read(path).header["tensors"]}
+    inner = [n for n, e in entries.items() if e.get("enc") == "qint" and e.get("bits") == 2]
+    assert inner  # the middle layers at 2 bits

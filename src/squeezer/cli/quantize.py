@@ -30,11 +30,12 @@ KBIT = {
     "qat": "QAT", "lsq": "LSQ", "dorefa": "DoReFa", "fixed": "FixedPoint",
     "binaryconnect": "BinaryConnect", "binarynet": "BinaryNet", "xnor": "XNOR", "bwn": "XNOR",
     "lab": "LAB",
-    "twn": "TWN", "ttq": "TTQ",
+    "twn": "TWN", "ttq": "TTQ", "ternaryconnect": "TernaryConnect",
 }  # fmt: skip
 METHODS = ("int8", *KBIT, "sws")
 NATIVE_BITS = {
     "binaryconnect": 1, "binarynet": 1, "xnor": 1, "bwn": 1, "lab": 1, "twn": 2, "ttq": 2,
+    "ternaryconnect": 2,
 }  # fmt: skip
 
 
@@ -67,7 +68,10 @@ def add_parser(sub: Any) -> None:
         "weights (--stochastic for stochastic binarization); binarynet: binary weights and "
         "inputs; xnor: XNOR-Net (binary weights scaled per filter, binary inputs with the K "
         "map); bwn: XNOR-Net's weights only; lab: loss-aware binarization; twn: ternary "
-        "weight networks; ttq: trained ternary quantization",
+        "weight networks; ttq: trained ternary quantization; ternaryconnect: stochastic "
+        "ternary weights with power-of-two inputs in the weight gradient (Lin 2016); sws: "
+        "soft weight-sharing (a Gaussian-mixture prior learned while retraining "
+        "--finetune-epochs, then the weights snapped to its --components means)",
     )
     p.add_argument(
         "--bits",

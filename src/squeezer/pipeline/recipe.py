@@ -161,7 +161,8 @@ KBIT_METHODS = {
     "qat": "QAT", "lsq": "LSQ", "dorefa": "DoReFa", "fixed": "FixedPoint",
     "binaryconnect": "BinaryConnect", "binarynet": "BinaryNet", "xnor": "XNOR", "lab": "LAB",
     "twn": "TWN",
-    "ttq": "TTQ",
+    "ttq": "TTQ", "ternaryconnect": "TernaryConnect", "pq": "ProductQuantization",
+    "hashednets": "HashedNets",
 }  # fmt: skip
 
 

@@ -8,7 +8,15 @@ sq.quantize_(model, sq.quantization.LSQ(bits=4), data=batches); sq.fit(model, tr
 
 from __future__ import annotations
 
-from squeezer.quantization.binary import LAB, TTQ, TWN, XNOR, BinaryConnect, BinaryNet
+from squeezer.quantization.binary import (
+    LAB,
+    TTQ,
+    TWN,
+    XNOR,
+    BinaryConnect,
+    BinaryNet,
+    TernaryConnect,
+)
 from squeezer.quantization.hashed import HashedNets, HashedWeight
 from squeezer.quantization.int8 import Int8, Int8Report, QuantizedModel, load_int8
 from squeezer.quantization.kmeans import (
@@ -73,6 +81,7 @@ __all__ = [
     "SharedWeights",
     "SoftSharedWeight",
     "SoftWeightSharing",
+    "TernaryConnect",
     "VectorQuantizedWeight",
     "calibrate",
     "codebook_of",

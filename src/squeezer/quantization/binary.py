@@ -25,6 +25,13 @@ their configs, run like the other k-bit methods::
   ``0.7 mean|w|`` and ``alpha`` the mean magnitude above it, per layer.
 - :class:`TTQ` (Zhu et al. 2017): ternary weights ``{-W_n, 0, W_p}`` with the two scales
   trained; threshold ``t max|w|`` (t = 0.05).
+- :class:`TernaryConnect` (Lin, Courbariaux et al. 2016, "Neural Networks with Few
+  Multiplications"): weights ``{-H, 0, H}`` sampled in training (``+-H`` with probability
+  ``|w| / H``, else 0; ``H`` the Glorot bound, the latent clipped to ``[-H, H]``), rounded at
+  inference; and quantized back-propagation: the weight gradient is computed from the layer
+  input rounded to a power of two (``sign(x) 2^round(log2|x|)``, ``shift_bits`` of exponent
+  below the batch's largest), so that its multiplications become shifts. The forward pass and
+  the gradient passed to earlier layers use the exact input.
 
 A binary activation of a non-negative input is constant, so with binary inputs the configs
 replace the ``nn.ReLU`` modules of the model by ``nn.Hardtanh`` (BinaryNet's activation: its
@@ -39,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from squeezer.config import check
@@ -282,6 +290,85 @@ class BinaryInput(InputQuantizer):
         return sign_ste(x)
 
 
+class TernaryConnectWeight(WeightQuantizer):
+    """Ternary connect: ``{-H, 0, H}``, stochastic in training (``P(+-H) = |w| / H``),
+    ``round(w / H) H`` at inference. Stored as 2-bit codes ``{-1, 0, 1} * H``."""
+
+    def __init__(self, stochastic: bool = True) -> None:
+        super().__init__()
+        self.bits, self.lo, self.hi = 2, -2, 1
+        self.stochastic = stochastic
+
+    def _codes(self, w: Tensor) -> tuple[Tensor, float]:
+        h = glorot_bound(w)
+        a = (w.detach().abs() / h).clamp(max=1)
+        keep = torch.rand_like(a) < a if self.training and self.stochastic else a > 0.5
+        return _sign(w.detach()) * keep, h
+
+    def forward(self, w: Tensor) -> Tensor:
+        h = glorot_bound(w)
+        if self.training and isinstance(w, nn.Parameter):
+            with torch.no_grad():
+                w.clamp_(-h, h)
+        t, h = self._codes(w)
+        return straight_through(w, t * h)
+
+    def integer(self, weight: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        t, h = self._codes(weight)
+        return t.long(), torch.full((1,), h), torch.zeros(1)
+
+    def extra_repr(self) -> str:
+        return f"bits=2 (ternary), stochastic={self.stochastic}"
+
+
+def power_of_two(x: Tensor, exponent_bits: int) -> Tensor:
+    """``sign(x) 2^round(log2|x|)`` with exponents from the tensor's largest down
+    ``2^exponent_bits - 1`` steps; smaller magnitudes become 0 (Lin 2016's quantized input)."""
+    a = x.abs()
+    top = float(a.max()) if a.numel() else 0.0
+    if top == 0.0:
+        return torch.zeros_like(x)
+    e = torch.round(torch.log2(a.clamp(min=1e-38)))
+    emax = round(math.log2(top))
+    low = emax - (2**exponent_bits - 1)
+    q = torch.sign(x) * torch.exp2(e.clamp(low, emax))
+    return torch.where(e < low - 0.5, torch.zeros_like(x), q)
+
+
+class _ShiftBackward(torch.autograd.Function):
+    """A linear or convolution layer whose weight gradient uses the power-of-two input
+    (quantized back-propagation); the input gradient is the exact one."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w: Tensor, layer: nn.Module, exponent_bits: int) -> Tensor:
+        ctx.layer = layer
+        ctx.save_for_backward(power_of_two(x.detach(), exponent_bits), w)
+        ctx.input_shape = x.shape
+        if isinstance(layer, nn.Linear):
+            return F.linear(x, w)
+        return layer._conv_forward(x, w, None)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        xq, w = ctx.saved_tensors
+        layer = ctx.layer
+        if isinstance(layer, nn.Linear):
+            gx = grad @ w
+            gw = grad.reshape(-1, grad.shape[-1]).t() @ xq.reshape(-1, xq.shape[-1])
+            return gx, gw, None, None
+        args = (layer.stride, layer.padding, layer.dilation, layer.groups)
+        fn = torch.nn.grad.conv2d_input if grad.dim() == 4 else torch.nn.grad.conv1d_input
+        gfn = torch.nn.grad.conv2d_weight if grad.dim() == 4 else torch.nn.grad.conv1d_weight
+        gx = fn(ctx.input_shape, w, grad, *args)
+        gw = gfn(xq, w.shape, grad, *args)
+        return gx, gw, None, None
+
+
+def shift_backward(layer: nn.Module, x: Tensor, w: Tensor, exponent_bits: int) -> Tensor:
+    """``layer``'s product of ``x`` and ``w`` (no bias) with quantized back-propagation."""
+    return _ShiftBackward.apply(x, w, layer, exponent_bits)
+
+
 def binary_method(method: str) -> bool:
     return method in BINARY_METHODS
 
@@ -297,6 +384,8 @@ def make_weight(method: str, stochastic: bool, threshold: float) -> WeightQuanti
         return TWNWeight(threshold or 0.7)
     if method == "ttq":
         return TTQWeight(threshold or 0.05)
+    if method == "ternaryconnect":
+        return TernaryConnectWeight(stochastic)
     raise ValueError(f"unknown binary method {method!r}")
 
 
@@ -420,7 +509,33 @@ class TTQ(_LowBit):
         return {"method": "ttq", "per_channel": False, "threshold": self.threshold}
 
 
-BINARY_METHODS = ("binaryconnect", "binarynet", "xnor", "lab", "twn", "ttq")
-CONFIGS = {c.method: c for c in (BinaryConnect, BinaryNet, XNOR, LAB, TWN, TTQ)}
+@dataclass(frozen=True)
+class TernaryConnect(_LowBit):
+    """Ternary connect with quantized back-propagation (Lin 2016): weights ``{-H, 0, H}``
+    (stochastic in training unless ``stochastic=False``) and weight gradients computed from
+    layer inputs rounded to powers of two with ``shift_bits`` bits of exponent (0: exact
+    inputs in the backward pass)."""
+
+    bits: int = 2
+    stochastic: bool = True
+    shift_bits: int = 3
+    method: ClassVar[str] = "ternaryconnect"
+    native_bits: ClassVar[int] = 2
+
+    def validate(self) -> None:
+        super().validate()
+        check(0 <= self.shift_bits <= 6, "TernaryConnect: shift_bits must be in [0, 6]")
+
+    def layer_args(self) -> dict[str, Any]:
+        return {
+            "method": "ternaryconnect",
+            "per_channel": False,
+            "stochastic": self.stochastic,
+            "threshold": float(self.shift_bits),
+        }
+
+
+BINARY_METHODS = ("binaryconnect", "binarynet", "xnor", "lab", "twn", "ttq", "ternaryconnect")
+CONFIGS = {c.method: c for c in (BinaryConnect, BinaryNet, XNOR, LAB, TWN, TTQ, TernaryConnect)}
 for _config in CONFIGS.values():
     register_handler("quantize", _config)(prepare_kbit_)

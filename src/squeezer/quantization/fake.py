@@ -577,6 +577,22 @@ class QuantLayer:
     def quantized_input(self, x: Tensor) -> Tensor:
         return x if self.input_quantizer is None else self.input_quantizer(x)
 
+    def shift_backward(self) -> bool:
+        """Ternary connect's quantized back-propagation is on (training, ``shift_bits`` > 0,
+        kept in ``threshold``)."""
+        return (
+            self.method == "ternaryconnect"
+            and self.training  # type: ignore[attr-defined]
+            and self.threshold > 0
+            and torch.is_grad_enabled()
+        )
+
+    def _shift(self, x: Tensor) -> Tensor:
+        from squeezer.quantization.binary import shift_backward
+
+        x = self.quantized_input(x)
+        return shift_backward(self, x, self.quantized_weight(), int(self.threshold))  # type: ignore[arg-type]
+
     def input_scale(self, x: Tensor) -> Tensor | None:
         """XNOR-Net's ``K``: with binary inputs, the mean magnitude of the input over its
         channels, averaged over each receptive field (None for every other method)."""
@@ -606,6 +622,9 @@ class _QuantConv(QuantLayer):
     """The forward and spec of the quantized convolutions (before the float class in the MRO)."""
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.shift_backward():
+            out = self._shift(x)
+            return out if self.bias is None else out + _channel_view(self.bias, out.dim() - 1)  # type: ignore[attr-defined]
         k = self.input_scale(x)
         if k is None:
             return self._conv_forward(self.quantized_input(x), self.quantized_weight(), self.bias)  # type: ignore[attr-defined]
@@ -634,6 +653,9 @@ class QuantLinear(QuantLayer, nn.Linear):
     """``nn.Linear`` computing with a quantized weight and a quantized input."""
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.shift_backward():
+            out = self._shift(x)
+            return out if self.bias is None else out + self.bias
         k = self.input_scale(x)
         if k is None:
             return F.linear(self.quantized_input(x), self.quantized_weight(), self.bias)
