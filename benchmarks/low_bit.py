@@ -6,6 +6,7 @@ published figures.
     python benchmarks/low_bit.py --parts fmnist --update     # ResNet-20, VGG-11 Fashion-MNIST
     python benchmarks/low_bit.py --parts kernel --update     # XNOR popcount vs float32 layers
     python benchmarks/low_bit.py --parts sharing --update    # plain vs Hessian-weighted k-means
+    python benchmarks/low_bit.py --parts codebooks --update  # k-means, PQ, RQ, HashedNets
 
 Each method starts from the same trained float model, fine-tunes the stated epochs (SGD,
 momentum 0.9, cosine; first and last layers at 8 bits, the squeezer default), and is read on
@@ -198,6 +199,67 @@ def run_sharing(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def codebook_methods() -> list[tuple[str, float, Any]]:
+    """(label, nominal bits per fc weight, config) of the codebook comparison."""
+    from squeezer.quantization import (
+        HashedNets,
+        KMeansSharing,
+        ProductQuantization,
+        ResidualQuantization,
+    )
+
+    fc = {"layer_types": ("Linear",)}
+    return [
+        ("k-means", 2, KMeansSharing(bits=2, **fc)),
+        ("k-means, Hessian-weighted", 2, KMeansSharing(bits=2, weighting="hessian", **fc)),
+        ("PQ, 4-vectors, 256 words, one codebook", 2,
+         ProductQuantization(subvector=4, bits=8, shared_codebook=True, **fc)),
+        ("PQ, 4-vectors, 4 words per segment", 0.5,
+         ProductQuantization(subvector=4, bits=2, **fc)),
+        ("RQ, 8-vectors, 2 x 256 words", 2,
+         ResidualQuantization(subvector=8, bits=8, shared_codebook=True, **fc)),
+        ("HashedNets, 1/16", 2, HashedNets(compression=16, **fc)),
+        ("k-means", 1, KMeansSharing(bits=1, **fc)),
+        ("PQ, 8-vectors, 256 words, one codebook", 1,
+         ProductQuantization(subvector=8, bits=8, shared_codebook=True, **fc)),
+        ("RQ, 16-vectors, 2 x 256 words", 1,
+         ResidualQuantization(subvector=16, bits=8, shared_codebook=True, **fc)),
+        ("HashedNets, 1/32", 1, HashedNets(compression=32, **fc)),
+    ]  # fmt: skip
+
+
+def run_codebooks(args: argparse.Namespace) -> list[dict]:
+    """k-means (plain, Hessian-weighted), product and residual quantization and HashedNets
+    on LeNet-5's fc layers at about equal bits: error straight after, after fine-tuning the
+    codebooks (or buckets), and the .sqz size."""
+    train, test = sq.data.load("mnist")
+    base = _lenet5(train).eval()
+    fit_part, val = _split(train, args.val_images)
+    val = val.without_augment()
+    if args.train_images:
+        fit_part = fit_part.subset(torch.arange(min(args.train_images, len(fit_part))))
+    rows = []
+    for label, bits, config in codebook_methods():
+        model = copy.deepcopy(base)
+        t0 = elapsed()
+        sq.quantize_(model, config, data=fit_part)
+        after = 1 - sq.evaluate(model, val)["top1"]
+        cfg = sq.TrainConfig(epochs=args.codebook_epochs, lr=args.codebook_lr, weight_decay=0)
+        sq.fit(model, fit_part, cfg)
+        row = {
+            "model": "lenet5", "layers": "fc1, fc2", "method": label, "nominal_bits": bits,
+            "config": config.to_dict(), "val_error_right_after": after,
+            "val_error": 1 - sq.evaluate(model, val)["top1"],
+            "test_error": 1 - sq.evaluate(model, test)["top1"],
+            "sqz_bytes": _sqz_bytes(model), "epochs": args.codebook_epochs,
+            "train_images": len(fit_part), "seconds": elapsed() - t0,
+        }  # fmt: skip
+        rows.append(row)
+        log(f"   {label} (~{bits} bits): val {100 * after:.2f}% -> {100 * row['val_error']:.2f}%"
+            f", test {100 * row['test_error']:.2f}%, .sqz {row['sqz_bytes']:,} bytes")  # fmt: skip
+    return rows
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Binary and ternary networks",
@@ -256,6 +318,31 @@ def to_markdown(report: dict[str, Any]) -> str:
                 f"{100 * r['test_error']:.2f}% | {r['sqz_bytes']:,} |"
             )
         lines.append("")
+    codebooks = report.get("codebooks", [])
+    if codebooks:
+        r0 = codebooks[0]
+        lines += [
+            "## Codebooks at equal bits on LeNet-5's fc layers: k-means, PQ, RQ, HashedNets",
+            "",
+            "fc1 (500 x 800) and fc2 (10 x 500) quantized, convolutions float32; error on the "
+            "validation split right after quantizing and after fine-tuning the codebooks "
+            f"(buckets) {r0['epochs']} epoch(s) on {r0['train_images']:,} images (SGD, "
+            "momentum 0.9, cosine, no weight decay); test error read once at the end; size: "
+            "the whole `.sqz` (float32 convolutions and biases included; the float32 model "
+            "is 1,724,320 bytes of parameters). Nominal bits: index bits per fc weight, "
+            "codebooks not counted (the file size counts them).",
+            "",
+            "| method | nominal bits / weight | val error right after | val error after "
+            "fine-tuning | test error | .sqz bytes |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in codebooks:
+            lines.append(
+                f"| {r['method']} | {r['nominal_bits']:g} | "
+                f"{100 * r['val_error_right_after']:.2f}% | {100 * r['val_error']:.2f}% | "
+                f"{100 * r['test_error']:.2f}% | {r['sqz_bytes']:,} |"
+            )
+        lines.append("")
     if kernel:
         lines += [
             "## Binary inference: XNOR and popcount against the float32 layer",
@@ -294,6 +381,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sharing-bits", default="2,3,4")
     parser.add_argument("--curvature-batches", type=int, default=16)
+    parser.add_argument("--codebook-epochs", type=int, default=1)
+    parser.add_argument("--codebook-lr", type=float, default=0.001)
     parser.add_argument("--kernel-time", type=float, default=1.0, help="kernel: seconds a case")
     parser.add_argument("--update", action="store_true", help="keep other models' rows")
     args = parser.parse_args()
@@ -302,8 +391,9 @@ def main() -> None:
     runs: list[dict] = []
     done = set()
     for part in args.parts.split(","):
-        if part in ("kernel", "sharing"):
-            report[part] = (run_kernel if part == "kernel" else run_sharing)(args)
+        if part in ("kernel", "sharing", "codebooks"):
+            run = {"kernel": run_kernel, "sharing": run_sharing, "codebooks": run_codebooks}
+            report[part] = run[part](args)
             continue
         models = [("lenet5", "mnist")] if part == "lenet5" else [
             (m, "fashion-mnist") for m in args.fmnist_models.split(",")
@@ -321,6 +411,7 @@ def main() -> None:
         report["date"] = f"{earlier['date']}; updated {report['date']}"
         report.setdefault("kernel", earlier.get("kernel", []))
         report.setdefault("sharing", earlier.get("sharing", []))
+        report.setdefault("codebooks", earlier.get("codebooks", []))
     order = {m: i for i, m in enumerate(["float32", *METHODS])}
     report["runs"] = sorted(runs, key=lambda r: (r["model"], order.get(r["method"], 99)))
     report["seconds"] = elapsed()
