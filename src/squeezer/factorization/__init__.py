@@ -7,13 +7,15 @@
 Methods (configs): :class:`SVD`, :class:`Separable`, :class:`LowRankBN`, :class:`CP`,
 :class:`Tucker`, :class:`TensorTrain`, :class:`Monochromatic`, :class:`Bicluster`, and the
 structured-matrix replacements of Linear layers :class:`Circulant`, :class:`Fastfood`,
-:class:`LDR`, :class:`ACDC`. Rank specs are described in :mod:`squeezer.factorization.rank`.
+:class:`LDR`, :class:`ACDC`, and lookup-based convolution :class:`LCNN`. Rank specs
+are described in :mod:`squeezer.factorization.rank`.
 """
 
 from __future__ import annotations
 
 from squeezer.factorization.base import Conversion, Factorization
 from squeezer.factorization.denton import Bicluster, Monochromatic, balanced_clusters
+from squeezer.factorization.lookup import LCNN
 from squeezer.factorization.methods import CP, SVD, LowRankBN, Separable, TensorTrain, Tucker
 from squeezer.factorization.rank import RankSpec, energy_rank, parse_rank, vbmf_rank
 from squeezer.factorization.structured import ACDC, LDR, Circulant, Fastfood
@@ -34,12 +36,14 @@ METHODS: dict[str, type[Factorization]] = {
         Fastfood,
         LDR,
         ACDC,
+        LCNN,
     )
 }
 
 __all__ = [
     "ACDC",
     "CP",
+    "LCNN",
     "LDR",
     "METHODS",
     "SVD",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from squeezer.core.spec import SpecError, build_module, module_spec, register_layer
 from squeezer.layers.blocks import ChannelSelect, FactorizedConv2d, FactorizedLinear
+from squeezer.layers.lookup import LookupConv2d, lookup_flops, omp
 from squeezer.layers.structured import (
     ACDCLinear,
     CirculantLinear,
@@ -23,13 +24,16 @@ __all__ = [
     "FactorizedLinear",
     "FastfoodLinear",
     "LDRLinear",
+    "LookupConv2d",
     "SpecError",
     "TTLinear",
     "build_module",
     "dct",
     "fwht",
     "idct",
+    "lookup_flops",
     "module_spec",
+    "omp",
     "register_layer",
     "tt_modes",
 ]
