@@ -7,6 +7,7 @@ published figures.
     python benchmarks/low_bit.py --parts kernel --update     # XNOR popcount vs float32 layers
     python benchmarks/low_bit.py --parts sharing --update    # plain vs Hessian-weighted k-means
     python benchmarks/low_bit.py --parts codebooks --update  # k-means, PQ, RQ, HashedNets
+    python benchmarks/low_bit.py --parts lcnn --update       # LCNN error, FLOPs and speed
 
 Each method starts from the same trained float model, fine-tunes the stated epochs (SGD,
 momentum 0.9, cosine; first and last layers at 8 bits, the squeezer default), and is read on
@@ -199,6 +200,66 @@ def run_sharing(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def run_lcnn(args: argparse.Namespace) -> list[dict]:
+    """LCNN on LeNet-5's conv2 (fine-tuned, error and FLOPs) and on a 256-channel 3x3
+    convolution (measured speed against the dense layer)."""
+    from squeezer.analysis import time_models
+    from squeezer.factorization import LCNN
+    from squeezer.layers import LookupConv2d, lookup_flops
+
+    train, test = sq.data.load("mnist")
+    base = _lenet5(train).eval()
+    fit_part, val = _split(train, args.val_images)
+    val = val.without_augment()
+    if args.train_images:
+        fit_part = fit_part.subset(torch.arange(min(args.train_images, len(fit_part))))
+    x1 = torch.zeros(1, 1, 28, 28)
+    rows = []
+    for k, lookups in [(4, 1), (8, 1), (8, 2), (16, 2)]:
+        model = copy.deepcopy(base)
+        t0 = elapsed()
+        sq.factorize_(model, LCNN(rank=k, lookups=lookups, layers=("conv2",)), (x1,))
+        after = 1 - sq.evaluate(model, val)["top1"]
+        cfg = sq.TrainConfig(epochs=args.lcnn_epochs, lr=0.01, weight_decay=0)
+        sq.fit(model, fit_part, cfg)
+        flops = lookup_flops(model.conv2, 12, 12)
+        times = {}
+        for batch in (1, 32):
+            f, c = time_models([base, model.eval()], x1, batch, args.threads,
+                               min_run_time=args.kernel_time)  # fmt: skip
+            times[batch] = (f.median_ms, c.median_ms)
+        row = {
+            "case": "lenet5 conv2 (20 -> 50, 5x5, 12x12)", "dictionary": k, "lookups": lookups,
+            "val_error_right_after": after, "val_error": 1 - sq.evaluate(model, val)["top1"],
+            "test_error": 1 - sq.evaluate(model, test)["top1"], "epochs": args.lcnn_epochs,
+            "train_images": len(fit_part), "flops": flops,
+            "model_ms": {str(b): {"float32": t[0], "lcnn": t[1]} for b, t in times.items()},
+            "sqz_bytes": _sqz_bytes(model), "seconds": elapsed() - t0,
+        }  # fmt: skip
+        rows.append(row)
+        log(f"   LCNN conv2 k={k} s={lookups}: val {100 * after:.2f}% -> "
+            f"{100 * row['val_error']:.2f}%, lookup+dict FLOPs {flops['total']:,} vs dense "
+            f"{flops['dense_conv']:,}; model b1 {times[1][0]:.3f} -> {times[1][1]:.3f} ms")  # fmt: skip
+    for k, lookups in [(64, 1), (64, 2), (128, 2)]:
+        torch.manual_seed(0)
+        conv = torch.nn.Conv2d(256, 256, 3, padding=1).eval()
+        layer = LookupConv2d.from_conv(conv, k, lookups).eval()
+        x = torch.randn(1, 256, 28, 28)
+        flops = lookup_flops(layer, 28, 28)
+        for batch in (1, 32):
+            f, c = time_models([conv, layer], x, batch, args.threads,
+                               min_run_time=args.kernel_time)  # fmt: skip
+            rows.append({
+                "case": "conv 256 -> 256, 3x3, 28x28", "dictionary": k, "lookups": lookups,
+                "batch": batch, "threads": args.threads, "float32_ms": f.median_ms,
+                "lcnn_ms": c.median_ms, "speedup": f.median_ms / c.median_ms, "flops": flops,
+            })  # fmt: skip
+            log(f"   conv256 k={k} s={lookups} batch {batch}: {f.median_ms:.3f} -> "
+                f"{c.median_ms:.3f} ms ({f.median_ms / c.median_ms:.2f}x); FLOPs "
+                f"{flops['total']:,} (lookups counted) vs {flops['dense_conv']:,}")  # fmt: skip
+    return rows
+
+
 def codebook_methods() -> list[tuple[str, float, Any]]:
     """(label, nominal bits per fc weight, config) of the codebook comparison."""
     from squeezer.quantization import (
@@ -343,6 +404,50 @@ def to_markdown(report: dict[str, Any]) -> str:
                 f"{100 * r['test_error']:.2f}% | {r['sqz_bytes']:,} |"
             )
         lines.append("")
+    lcnn = report.get("lcnn", [])
+    if lcnn:
+        lines += [
+            "## LCNN: lookup-based convolution",
+            "",
+            "LeNet-5's conv2 replaced by a LookupConv2d (dictionary from k-means of the "
+            "filters' depth vectors, coefficients by OMP), then the whole model fine-tuned "
+            "(SGD lr 0.01, cosine); FLOPs of the layer: dictionary product plus one "
+            "multiply-add per non-zero coefficient per output pixel (what a lookup "
+            "implementation executes) against the dense convolution; time: the whole model, "
+            "eager float32, the LCNN layer run as a 1x1 convolution then a dense convolution "
+            "over the dictionary channels (PyTorch has no sparse lookup kernel), alternating, "
+            "medians.",
+            "",
+            "| layer | dictionary | lookups | val error right after | val error after | test "
+            "error | layer FLOPs (dense) | model ms b1 float -> LCNN | model ms b32 |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in lcnn:
+            if "model_ms" not in r:
+                continue
+            b1, b32 = r["model_ms"]["1"], r["model_ms"]["32"]
+            lines.append(
+                f"| {r['case']} | {r['dictionary']} | {r['lookups']} | "
+                f"{100 * r['val_error_right_after']:.2f}% | {100 * r['val_error']:.2f}% | "
+                f"{100 * r['test_error']:.2f}% | {r['flops']['total']:,} "
+                f"({r['flops']['dense_conv']:,}) | {b1['float32']:.3f} -> {b1['lcnn']:.3f} | "
+                f"{b32['float32']:.3f} -> {b32['lcnn']:.3f} |"
+            )
+        lines += [
+            "",
+            "| layer | dictionary | lookups | batch | threads | dense ms | LCNN ms | speedup "
+            "| FLOPs LCNN (dense) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in lcnn:
+            if "batch" not in r:
+                continue
+            lines.append(
+                f"| {r['case']} | {r['dictionary']} | {r['lookups']} | {r['batch']} | "
+                f"{r['threads']} | {r['float32_ms']:.3f} | {r['lcnn_ms']:.3f} | "
+                f"{r['speedup']:.2f}x | {r['flops']['total']:,} ({r['flops']['dense_conv']:,}) |"
+            )
+        lines.append("")
     if kernel:
         lines += [
             "## Binary inference: XNOR and popcount against the float32 layer",
@@ -382,6 +487,7 @@ def main() -> None:
     parser.add_argument("--sharing-bits", default="2,3,4")
     parser.add_argument("--curvature-batches", type=int, default=16)
     parser.add_argument("--codebook-epochs", type=int, default=1)
+    parser.add_argument("--lcnn-epochs", type=int, default=1)
     parser.add_argument("--codebook-lr", type=float, default=0.001)
     parser.add_argument("--kernel-time", type=float, default=1.0, help="kernel: seconds a case")
     parser.add_argument("--update", action="store_true", help="keep other models' rows")
@@ -391,8 +497,9 @@ def main() -> None:
     runs: list[dict] = []
     done = set()
     for part in args.parts.split(","):
-        if part in ("kernel", "sharing", "codebooks"):
-            run = {"kernel": run_kernel, "sharing": run_sharing, "codebooks": run_codebooks}
+        if part in ("kernel", "sharing", "codebooks", "lcnn"):
+            run = {"kernel": run_kernel, "sharing": run_sharing, "codebooks": run_codebooks,
+                   "lcnn": run_lcnn}  # fmt: skip
             report[part] = run[part](args)
             continue
         models = [("lenet5", "mnist")] if part == "lenet5" else [
@@ -412,6 +519,7 @@ def main() -> None:
         report.setdefault("kernel", earlier.get("kernel", []))
         report.setdefault("sharing", earlier.get("sharing", []))
         report.setdefault("codebooks", earlier.get("codebooks", []))
+        report.setdefault("lcnn", earlier.get("lcnn", []))
     order = {m: i for i, m in enumerate(["float32", *METHODS])}
     report["runs"] = sorted(runs, key=lambda r: (r["model"], order.get(r["method"], 99)))
     report["seconds"] = elapsed()
