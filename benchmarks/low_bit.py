@@ -237,9 +237,11 @@ def run_lcnn(args: argparse.Namespace) -> list[dict]:
             "sqz_bytes": _sqz_bytes(model), "seconds": elapsed() - t0,
         }  # fmt: skip
         rows.append(row)
-        log(f"   LCNN conv2 k={k} s={lookups}: val {100 * after:.2f}% -> "
+        log(
+            f"   LCNN conv2 k={k} s={lookups}: val {100 * after:.2f}% -> "
             f"{100 * row['val_error']:.2f}%, lookup+dict FLOPs {flops['total']:,} vs dense "
-            f"{flops['dense_conv']:,}; model b1 {times[1][0]:.3f} -> {times[1][1]:.3f} ms")  # fmt: skip
+            f"{flops['dense_conv']:,}; model b1 {times[1][0]:.3f} -> {times[1][1]:.3f} ms"
+            )  # fmt: skip
     for k, lookups in [(64, 1), (64, 2), (128, 2)]:
         torch.manual_seed(0)
         conv = torch.nn.Conv2d(256, 256, 3, padding=1).eval()
