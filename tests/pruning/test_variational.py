@@ -232,3 +232,30 @@ def test_recipe_stage_trains_and_leaves_masks() -> None:
     )
     with pytest.raises(ConfigError, match="warmup"):
         sq.pipeline.Recipe.from_dict({"name": "v", "stages": [{"sparse-vd": {"warmup": -1}}]})
+
+
+def test_fold_dead_units_keeps_the_function_and_zeroes_the_dead() -> None:
+    from squeezer.pruning import fold_dead_units_
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    with torch.no_grad():
+        model[2].bias.zero_()
+    mask1 = torch.ones(8, 6, dtype=torch.bool)
+    mask1[[1, 4]] = False  # units 1 and 4 get no input: constant relu(b)
+    mask2 = torch.ones(3, 8, dtype=torch.bool)
+    mask2[:, 6] = False  # unit 6 is read by nobody
+    sq.pruning.set_mask(model[0], mask1)
+    sq.pruning.set_mask(model[2], mask2)
+    with torch.no_grad():
+        model[0].bias[1], model[0].bias[4] = 0.7, -0.3  # relu: 0.7 and 0
+    x = torch.randn(10, 6)
+    before = model(x)
+    report = fold_dead_units_(model, [("0", "2")])
+    assert report["0 -> 2"] == {"constant": 2, "unread": 1, "live": 5}
+    assert torch.allclose(model(x), before, atol=1e-6)
+    b = model[0].bias.detach()
+    assert float(b[1]) == float(b[4]) == float(b[6]) == 0
+    assert bool((model[0].weight[6] == 0).all()) and bool((model[2].weight[:, [1, 4]] == 0).all())
+    with pytest.raises(ModelError, match="must be Linear"):
+        fold_dead_units_(model, [("0", "1")])

@@ -43,7 +43,7 @@ from squeezer.coding.relative_index import decode_gaps, encode_gaps
 
 MAX_CODEBOOK = 255  # codebook indices 1..255; index 0 is the exact zero
 MAX_GAP_BITS = 8
-MIN_ELEMENTS = 64  # smaller tensors are not worth a codebook
+MIN_ELEMENTS = 8  # below this a codebook never pays; above, the smallest form wins
 MAX_ELEMENTS = 1 << 31  # a header claiming more is refused before anything is allocated
 
 DTYPES = {

@@ -28,6 +28,8 @@ Each stage is one tag and the fields of that stage's config:
 - ``soft-share``: :class:`~squeezer.quantization.SoftWeightSharing` plus ``epochs`` and
   ``lr``: retraining under the Gaussian-mixture prior with Adam, then every weight snapped to
   its component's mean (shared values, as after ``share``);
+- ``fold-dead``: :class:`~squeezer.pruning.dead_units.FoldDeadUnits`: hidden units of
+  Linear pairs left with no input (folded into the next bias) or no output, zeroed exactly;
 - ``fine-tune``: :class:`FineTune`, training the current model;
 - ``code``: :class:`Code`, writing the ``.sqz`` file and measuring the model it holds.
 
@@ -194,6 +196,9 @@ def _builtin_stages() -> None:
     register_stage("soft-share", SoftWeightSharing, {"epochs": 10, "lr": 0.0005})
     _PARSERS["quantize"] = _quantize
     STAGE_VERBS["quantize"] = "quantize"
+    from squeezer.pruning.dead_units import FoldDeadUnits
+
+    register_stage("fold-dead", FoldDeadUnits)
     register_stage("fine-tune", FineTune)
     register_stage("code", Code)
 

@@ -140,6 +140,11 @@ def run_stage(
         fit(model, train, config, verbose=verbose)
         clusters = {k.rsplit(".", 1)[0]: v for k, v in finish_(model).items()}
         return {"method": "soft weight-sharing", "layers": clusters}
+    if stage.tag == "fold-dead":
+        from squeezer.pruning import fold_dead_units_
+
+        pairs = [(str(a), str(b)) for a, b in c.pairs]
+        return {"method": "dead units folded", "pairs": fold_dead_units_(model, pairs)}
     if stage.tag == "fine-tune":
         extra = {"weight_decay": c.weight_decay, "momentum": c.momentum}
         fit(model, train, _train(recipe, c.epochs, c.lr, **extra), verbose=verbose)

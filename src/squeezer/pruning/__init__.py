@@ -25,6 +25,7 @@ from squeezer.pruning.criteria import (
     rescale_,
     thinet_order,
 )
+from squeezer.pruning.dead_units import fold_dead_units_
 from squeezer.pruning.group_lasso import GroupLasso, group_norms
 from squeezer.pruning.heads import HeadPruning, HeadReport, find_attention, find_mlps
 from squeezer.pruning.magnitude import Magnitude, WeightMask, set_mask, sparsity_of
@@ -56,6 +57,7 @@ __all__ = [
     "bn_l1",
     "criteria",
     "find_attention",
+    "fold_dead_units_",
     "find_mlps",
     "group_norms",
     "iterative_prune",
