@@ -259,3 +259,19 @@ def test_fold_dead_units_keeps_the_function_and_zeroes_the_dead() -> None:
     assert bool((model[0].weight[6] == 0).all()) and bool((model[2].weight[:, [1, 4]] == 0).all())
     with pytest.raises(ModelError, match="must be Linear"):
         fold_dead_units_(model, [("0", "1")])
+
+
+def test_fold_dead_units_after_sharing_bakes_the_shared_values() -> None:
+    from squeezer.pruning import fold_dead_units_
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    mask = torch.ones(8, 6, dtype=torch.bool)
+    mask[2] = False
+    sq.pruning.set_mask(model[0], mask)
+    sq.quantize_(model, sq.quantization.KMeansSharing(fc_bits=3, bias_bits=3))
+    x = torch.randn(10, 6)
+    before = model(x)
+    fold_dead_units_(model, [("0", "2")])
+    assert torch.allclose(model(x), before, atol=1e-6)
+    assert float(model[0].bias.detach()[2]) == 0.0

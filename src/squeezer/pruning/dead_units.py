@@ -42,6 +42,22 @@ class FoldDeadUnits(Config):
         )
 
 
+def _plain_(module: nn.Module) -> None:
+    """Bake every parametrization of ``module`` except a weight mask (shared values keep
+    their values; share again afterwards to train them as a codebook)."""
+    from torch.nn.utils import parametrize
+
+    from squeezer.core import remove_parametrization_
+    from squeezer.pruning.magnitude import WeightMask
+
+    if parametrize.is_parametrized(module, "bias"):
+        remove_parametrization_(module, "bias")
+    if parametrize.is_parametrized(module, "weight") and any(
+        not isinstance(q, WeightMask) for q in module.parametrizations.weight
+    ):
+        remove_parametrization_(module, "weight")
+
+
 def _set_weight_(module: nn.Module, value: Tensor) -> None:
     """Write ``value`` as the layer's weight, keeping a mask parametrization consistent."""
     from squeezer.pruning.magnitude import WeightMask, set_mask
@@ -63,6 +79,9 @@ def fold_dead_units_(
     """Fold the dead hidden units of each ``(producer, consumer)`` pair of Linear layers,
     in place; ``activation`` is what lies between them (elementwise; ReLU by default).
 
+    Shared or quantized weights of the two layers are baked into plain values first (share
+    again afterwards to fine-tune a codebook); pruning masks are kept.
+
     Returns:
         Per pair: how many units had no input (``constant``) and no output (``unread``).
 
@@ -75,6 +94,8 @@ def fold_dead_units_(
         p, c = modules.get(producer), modules.get(consumer)
         if not isinstance(p, nn.Linear) or not isinstance(c, nn.Linear):
             raise ModelError(f"fold_dead_units_: {producer!r} and {consumer!r} must be Linear")
+        _plain_(p)
+        _plain_(c)
         wp, wc = current_weight(p), current_weight(c)
         if wp.shape[0] != wc.shape[1]:
             raise ModelError(
