@@ -279,6 +279,8 @@ def codebook_methods() -> list[tuple[str, float, Any]]:
          ProductQuantization(subvector=4, bits=8, shared_codebook=True, **fc)),
         ("PQ, 4-vectors, 4 words per segment", 0.5,
          ProductQuantization(subvector=4, bits=2, **fc)),
+        ("Q-CNN (PQ fitted to the outputs), 4-vectors, 4 words per segment", 0.5,
+         ProductQuantization(subvector=4, bits=2, response=True, **fc)),
         ("RQ, 8-vectors, 2 x 256 words", 2,
          ResidualQuantization(subvector=8, bits=8, shared_codebook=True, **fc)),
         ("HashedNets, 1/16", 2, HashedNets(compression=16, **fc)),

@@ -168,3 +168,27 @@ def test_bad_input() -> None:
     sq.quantize_(layer, ProductQuantization(subvector=2, bits=1, layers=("",)))
     with pytest.raises(ModelError, match="cannot be assigned"):
         layer.weight = torch.zeros(4, 8)
+
+
+def test_qcnn_response_fitting_lowers_the_output_error() -> None:
+    torch.manual_seed(0)
+    model = Net()
+    # inputs with correlated features, where the weight error and the output error differ
+    x = torch.randn(64, 2, 8, 8) * torch.tensor([3.0, 0.1])[None, :, None, None]
+    batches = [(x[i : i + 16], torch.zeros(16, dtype=torch.long)) for i in range(0, 64, 16)]
+    plain, fitted = copy.deepcopy(model), copy.deepcopy(model)
+    cfg = {"subvector": 2, "bits": 2, "layer_types": ("Linear", "Conv2d")}
+    sq.quantize_(plain, ProductQuantization(**cfg))
+    report = sq.quantize_(fitted, ProductQuantization(response=True, **cfg), data=batches)
+    assert set(report) == {"conv", "fc1", "fc2"}
+
+    def output_error(m: nn.Module) -> float:
+        with torch.no_grad():
+            ref = model(x)
+            return float((m(x) - ref).norm() / ref.norm())
+
+    assert output_error(fitted) < output_error(plain)
+    with pytest.raises(ModelError, match="needs data"):
+        sq.quantize_(copy.deepcopy(model), ProductQuantization(response=True, **cfg))
+    with pytest.raises(ConfigError, match="one stage"):
+        ProductQuantization(response=True, stages=2)

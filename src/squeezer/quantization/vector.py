@@ -15,13 +15,23 @@ that use it. The ``.sqz`` coder stores the codebooks in float32 and the indices 
 
     sq.quantize_(model, sq.quantization.ProductQuantization(subvector=4, bits=8))
     sq.quantize_(model, sq.quantization.ProductQuantization(subvector=4, bits=4, stages=2))
+
+With ``response=True`` (one stage) the codebooks are fitted to the layer's outputs on the
+user's batches instead of to its weights, as Q-CNN does (Wu, Leng, Wang, Hu & Cheng, CVPR
+2016), with its error correction: layer by layer in forward order, sub-vector ``w`` of a row
+is assigned to the codeword ``c`` minimizing ``|X^_s c - X_s w|^2``, where ``X_s`` is the
+segment of the layer's input in the original network and ``X^_s`` the same input in the
+network quantized so far, and each codeword is the least-squares solution over the
+sub-vectors assigned to it. Convolutions use their unfolded patches as rows.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
@@ -45,6 +55,10 @@ class ProductQuantization(LayerSelection):
         shared_codebook: one codebook for every segment of a layer instead of one per segment.
         iterations: k-means iterations per codebook.
         seed: seed of the k-means initialization.
+        response: fit the codebooks to the layer outputs on ``data`` with Q-CNN's error
+            correction (see the module documentation) after the k-means start.
+        max_rows: input rows (samples, or patches for a convolution) used per layer.
+        max_batches: batches of ``data`` read.
         layers, exclude, layer_types: which layers (default: every Linear and Conv).
     """
 
@@ -54,9 +68,16 @@ class ProductQuantization(LayerSelection):
     shared_codebook: bool = False
     iterations: int = 25
     seed: int = 0
+    response: bool = False
+    max_rows: int = 8192
+    max_batches: int = 8
 
     def validate(self) -> None:
         super().validate()
+        check(
+            not self.response or self.stages == 1,
+            "ProductQuantization: response=True (Q-CNN) fits one stage",
+        )
         check(
             isinstance(self.subvector, int) and self.subvector >= 1,
             "ProductQuantization: subvector must be an integer >= 1",
@@ -208,6 +229,82 @@ def quantize_vectors(
     }
 
 
+def _input_rows(module: nn.Module, x: Tensor) -> Tensor:
+    if isinstance(module, nn.Linear):
+        return x.reshape(-1, x.shape[-1])
+    if isinstance(module, nn.Conv2d) and module.groups == 1:
+        cols = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)
+        return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+    raise ModelError("response=True supports Linear and ungrouped Conv2d layers")
+
+
+def _capture_rows(
+    model: nn.Module, name: str, module: nn.Module, batches: list, max_rows: int, seed: int
+) -> Tensor:
+    got: list[Tensor] = []
+    handle = module.register_forward_pre_hook(lambda _m, a: got.append(a[0].detach()))
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for b in batches:
+                model(b[0] if isinstance(b, (tuple, list)) else b)
+    finally:
+        model.train(was)
+        handle.remove()
+    rows = torch.cat([_input_rows(module, x) for x in got])
+    if rows.shape[0] > max_rows:
+        pick = torch.randperm(rows.shape[0], generator=torch.Generator().manual_seed(seed))
+        rows = rows[pick[:max_rows]]
+    return rows.float()
+
+
+def refit_to_response_(
+    module: nn.Module, x_ref: Tensor, x_cur: Tensor, iterations: int, weight: Tensor
+) -> float:
+    """Q-CNN's assignment and codeword steps on the output error, in place on ``module``'s
+    vector-quantized weight; returns the relative output error after."""
+    plist = module.parametrizations.weight
+    p = plist[0]
+    books = plist.original.detach().clone()  # 1 x B x k x d
+    idx = p.indices[0].clone()  # rows x segments
+    rows, segments = idx.shape
+    k, d = books.shape[2], books.shape[3]
+    w = weight.reshape(rows, segments, d)
+    shared = books.shape[1] == 1
+    for _ in range(iterations):
+        hs, gws = [], []
+        for s in range(segments):
+            xr, xc = x_ref[:, s * d : (s + 1) * d], x_cur[:, s * d : (s + 1) * d]
+            h, g = xc.t() @ xc, xc.t() @ xr
+            c = books[0, 0 if shared else s]  # k x d
+            gw = w[:, s] @ g.t()  # rows x d: (G w_r)^T
+            cost = ((c @ h) * c).sum(1)[None, :] - 2 * gw @ c.t()  # rows x k
+            idx[:, s] = cost.argmin(1)
+            hs.append(h)
+            gws.append(gw)
+        for b in range(books.shape[1]):
+            segs = range(segments) if shared else [b]
+            for j in range(k):
+                hsum, rhs, used = torch.zeros(d, d), torch.zeros(d), False
+                for s in segs:
+                    members = idx[:, s] == j
+                    n = int(members.sum())
+                    if n:
+                        hsum += n * hs[s]
+                        rhs += gws[s][members].sum(0)
+                        used = True
+                if used:
+                    reg = 1e-6 * torch.eye(d) * float(hsum.diagonal().mean().clamp(min=1e-12))
+                    books[0, b, j] = torch.linalg.solve(hsum + reg, rhs)
+    with torch.no_grad():
+        p.indices[0].copy_(idx)
+        plist.original.copy_(books)
+        out_ref = x_ref @ weight.reshape(rows, -1).t()
+        out = x_cur @ module.weight.detach().reshape(rows, -1).t()
+    return float((out - out_ref).norm() / out_ref.norm().clamp(min=1e-30))
+
+
 def vq_codes(module: nn.Module, tensor: str = "weight") -> tuple[Tensor, Tensor, int] | None:
     """``(indices, codebooks, bits)`` of a vector-quantized tensor, for the ``.sqz`` coder."""
     if not parametrize.is_parametrized(module, tensor):
@@ -235,11 +332,35 @@ def product_quantize_(
             rows (the message names the layer).
     """
     report = {}
-    for name, module in config.select(model):
-        if not isinstance(getattr(module, "weight", None), Tensor):
-            continue
+    batches = None
+    reference = None
+    if config.response:
+        if data is None:
+            raise ModelError("quantize_: ProductQuantization(response=True) needs data= batches")
+        from squeezer.data import ImageDataset, loader
+
+        if isinstance(data, ImageDataset):
+            data = loader(data.without_augment(), 64, shuffle=True, seed=config.seed)
+        batches = [b for _, b in zip(range(config.max_batches), data, strict=False)]
+        reference = copy.deepcopy(model)
+    chosen = [
+        (n, m) for n, m in config.select(model) if isinstance(getattr(m, "weight", None), Tensor)
+    ]
+    for name, module in chosen:  # forward order for the error correction
         try:
+            weight = module.weight.detach().clone().float()
+            x_ref = x_cur = None
+            if batches is not None:
+                assert reference is not None
+                seed = config.seed + len(report)
+                x_ref = _capture_rows(reference, name, reference.get_submodule(name), batches,
+                                      config.max_rows, seed)  # fmt: skip
+                x_cur = _capture_rows(model, name, module, batches, config.max_rows, seed)
             report[name] = quantize_vectors(module, config)
+            if x_ref is not None and x_cur is not None:
+                report[name]["output_error"] = refit_to_response_(
+                    module, x_ref, x_cur, min(config.iterations, 10), weight
+                )
         except ModelError as err:
             raise ModelError(f"quantize_: {name}: {err}") from None
     if not report:
