@@ -19,7 +19,9 @@ def add_parser(sub: Any) -> None:
         "inspect",
         help="what a .sqz file holds, tensor by tensor",
         description="Per tensor: shape, encoding (raw, dense or sparse codebook, "
-        "intK for k-bit quantized weights, whose scales and zero points follow the table), "
+        "intK for k-bit quantized weights, whose scales and zero points follow the table, vq "
+        "for product/residual quantization (codebook: codewords in all), hashed for HashedNets "
+        "(codebook: buckets)), "
         "sparsity, codebook index width, codebook size, Huffman average code length beside "
         "the entropy, relative-index width, bytes.",
     )

@@ -335,6 +335,11 @@ def _report(
     )
     if r.codebook:
         r.index_bits = max(1, int(np.ceil(np.log2(r.codebook + 1))))
+    if r.encoding == "vq":  # codewords: stages x books x 2^bits
+        r.index_bits = int(entry["bits"])
+        r.codebook = int(entry["stages"]) * int(entry["books"]) * 2 ** int(entry["bits"])
+    if r.encoding == "hashed":
+        r.index_bits = None
     if r.encoding == "qint":
         r.index_bits = int(entry["bits"])
         r.code_range = [int(entry["lo"]), int(entry["lo"]) + 2 ** int(entry["bits"]) - 1]
