@@ -222,3 +222,29 @@ def test_fuzzed_bytes_never_crash_otherwise(good: bytes, data: st.DataObject) ->
     # a change that survives every check must not have changed any tensor
     reference = parse(good).tensors
     assert all(torch.equal(contents.tensors[k], reference[k]) for k in reference)
+
+
+def test_rice_coded_gaps_for_very_sparse_tensors() -> None:
+    import numpy as np
+
+    from squeezer.coding.relative_index import best_rice_parameter, rice_decode, rice_encode
+    from squeezer.coding.tensor_codec import decode_tensor, encode_tensor
+
+    rng = np.random.default_rng(0)
+    values = rng.geometric(1 / 300, size=500) - 1
+    b = best_rice_parameter(values)
+    data, nbits = rice_encode(values, b)
+    assert np.array_equal(rice_decode(data, nbits, b, values.size), values)
+    with pytest.raises(ValueError, match="truncated"):
+        rice_decode(data[:-4], nbits, b, values.size)
+    # a 400,000-element weight with 1,200 non-zeros on 15 values: Rice beats 8-bit fields
+    w = torch.zeros(500, 800)
+    flat = w.view(-1)
+    pos = torch.from_numpy(rng.choice(flat.numel(), 1200, replace=False))
+    flat[pos] = torch.from_numpy(rng.integers(1, 16, 1200).astype("float32")) / 16
+    enc = encode_tensor(w)
+    assert enc.header["enc"] == "sparse" and enc.header["gw"] == 0
+    assert enc.header["gap"]["c"] == "r"
+    assert torch.equal(decode_tensor(enc.header, enc.payload), w)
+    gap_bits = enc.header["gap"]["nb"] / 1200
+    assert gap_bits < 11.5  # entropy of the gaps is about log2(e * 333) = 9.8 bits

@@ -350,7 +350,8 @@ def _report(
     for key, attr in (("sym", "index"), ("gap", "gap")):
         part, symbols = entry.get(key), streams.get(key)
         if isinstance(part, dict) and symbols is not None and symbols.size:
-            avg = part["nb"] / symbols.size if part.get("c") == "h" else float(part["w"])
+            coded = part.get("c") in ("h", "r")  # Huffman or Rice: the bits actually used
+            avg = part["nb"] / symbols.size if coded else float(part["w"])
             setattr(r, f"{attr}_avg_bits", avg)
             setattr(r, f"{attr}_entropy", entropy_bits(symbols))
     return r

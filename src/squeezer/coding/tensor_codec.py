@@ -39,7 +39,15 @@ from squeezer.coding.huffman import (
     pack_fixed,
     unpack_fixed,
 )
-from squeezer.coding.relative_index import decode_gaps, encode_gaps
+from squeezer.coding.relative_index import (
+    MAX_RICE_PARAMETER,
+    MAX_RICE_VALUES,
+    best_rice_parameter,
+    decode_gaps,
+    encode_gaps,
+    rice_decode,
+    rice_encode,
+)
 
 MAX_CODEBOOK = 255  # codebook indices 1..255; index 0 is the exact zero
 MAX_GAP_BITS = 8
@@ -397,11 +405,44 @@ def encode_tensor(
             stats = {"gap": gst, "k": 0, "sym_width": 32}
         stats.update(stored=int(fields.size), fillers=int(filler.sum()), gap_width=gap_bits)
         candidates.append(Encoded(header, payload, stats))
+    if coding == "huffman" and worth_sparse and 0 < nonzero.size <= MAX_RICE_VALUES:
+        candidates.append(_rice_sparse(head, values, nonzero, coding, distinct if shared else None))
     for c in candidates:
         if len(c.payload) < len(best.payload):
             best = c
     best.stats.update(nonzero=int(nonzero.size), numel=int(values.size))
     return best
+
+
+def _rice_sparse(
+    head: dict[str, Any],
+    values: np.ndarray,
+    nonzero: np.ndarray,
+    coding: str,
+    distinct: np.ndarray | None,
+) -> Encoded:
+    """The sparse form with the gaps Golomb-Rice coded (``gw`` 0): no filler entries, which
+    wins on very sparse tensors whose gaps exceed what 8-bit fields hold."""
+    gaps = np.diff(nonzero, prepend=-1) - 1
+    b = best_rice_parameter(gaps)
+    gdata, gbits = rice_encode(gaps, b)
+    stored = values[nonzero]
+    header = {**head, "enc": "sparse", "n": int(nonzero.size), "gw": 0}
+    header["gap"] = {"c": "r", "b": b, "nb": gbits}
+    stats: dict[str, Any] = {"gap_width": 0, "rice": b, "fillers": 0, "stored": int(nonzero.size)}
+    stats["gap"] = {"avg_bits": gbits / max(nonzero.size, 1), "entropy": entropy_bits(gaps)}
+    if distinct is not None:
+        symbols = np.searchsorted(distinct, stored) + 1
+        width = _bits_for(distinct.size)
+        spart, sdata, sst = _stream(symbols, coding, width)
+        header.update(k=int(distinct.size), sym=spart)
+        payload = distinct.astype("<f4").tobytes() + sdata + gdata
+        stats.update(sym=sst, k=int(distinct.size), sym_width=width)
+    else:
+        header["k"] = 0
+        payload = stored.astype("<f4").tobytes() + gdata
+        stats.update(k=0, sym_width=32)
+    return Encoded(header, payload, stats)
 
 
 def decode_tensor(
@@ -479,8 +520,16 @@ def decode_tensor(
             stored = np.frombuffer(rest[:used], dtype="<f4").astype(np.float32)
         rest = rest[used:]
         gap = _dict(header, "gap")
-        fields, used = _read_stream(gap, rest, n)
-        positions = decode_gaps(fields, _gap_width(header), numel)
+        if _int(header, "gw") == 0:  # Golomb-Rice coded gaps, no fillers
+            fields, used = _read_rice(gap, rest, n)
+            if streams is not None:
+                streams["gap"] = fields
+            positions = np.cumsum(fields + 1) - 1
+            if positions.size and positions[-1] >= numel:
+                raise ValueError(f"a sparse index points past the tensor's {numel} elements")
+        else:
+            fields, used = _read_stream(gap, rest, n)
+            positions = decode_gaps(fields, _gap_width(header), numel)
         if streams is not None:
             streams["gap"] = fields
         out[positions] = stored
@@ -488,6 +537,16 @@ def decode_tensor(
     if rest:
         raise ValueError(f"{len(rest)} unexpected bytes after the data")
     return torch.from_numpy(out).reshape(shape)
+
+
+def _read_rice(part: dict[str, Any], data: bytes, n: int) -> tuple[np.ndarray, int]:
+    if part.get("c") != "r":
+        raise ValueError("gap width 0 needs a Rice-coded gap stream")
+    b, nbits = _int(part, "b"), _int(part, "nb")
+    if b > MAX_RICE_PARAMETER or n > MAX_RICE_VALUES:
+        raise ValueError("bad Rice stream")
+    nbytes = (nbits + 7) // 8
+    return rice_decode(data[:nbytes], nbits, b, n), nbytes
 
 
 def _gap_width(header: dict[str, Any]) -> int:
