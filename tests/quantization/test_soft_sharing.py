@@ -201,3 +201,18 @@ def test_recipe_stage_soft_share_snaps() -> None:
     assert set(report["layers"]) == {"conv", "fc1", "fc2"}
     for m in (model.conv, model.fc1, model.fc2):
         assert len(torch.unique(m.weight)) <= 5
+
+
+def test_mixture_nll_gradients_match_autograd() -> None:
+    from squeezer.quantization.soft_sharing import _MixtureNLL
+
+    torch.manual_seed(0)
+    w = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    means = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    log_var = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    log_mix = torch.log_softmax(torch.randn(4, dtype=torch.float64), 0).requires_grad_(True)
+    assert torch.autograd.gradcheck(_MixtureNLL.apply, (w, means, log_var, log_mix))
+    prior = GaussianMixturePrior(torch.tensor([-0.5, 0.5]), torch.tensor([-4.0, -3.0, -2.0]), 0.6)
+    v = torch.randn(50)
+    with torch.no_grad():
+        assert float(prior.nll(v)) == pytest.approx(float(-prior.log_prob(v).sum()), rel=1e-5)
