@@ -114,3 +114,30 @@ def test_bad_recipes_are_refused_before_anything_runs(tmp_path: Path) -> None:
         path.write_text(text)
         with pytest.raises(ConfigError, match=message):
             sq.pipeline.Recipe.from_yaml(path)
+
+
+def test_sparse_vd_recipe_end_to_end(tmp_path: Path) -> None:
+    """sparse VD, dead units folded and removed, sharing, Huffman: the file holds the model."""
+    from squeezer.pipeline import Recipe, run_recipe
+
+    train, test = sq.data.load("digits")
+    torch.manual_seed(0)
+    model = sq.models.create("lenet300")
+    sq.fit(model, train, epochs=2, lr=0.1, batch_size=64)
+    recipe = Recipe.from_dict({"name": "vd", "batch_size": 64, "stages": [
+        {"sparse-vd": {"epochs": 1, "lr": 0.01, "warmup": 0, "threshold": 0.0}},
+        {"fold-dead": {"pairs": [["fc1", "fc2"], ["fc2", "fc3"]]}},
+        {"channel-prune": {"criterion": "l1", "threshold": 1e-12, "layers": ["fc1", "fc2"]}},
+        {"share": {"fc_bits": 4, "bias_bits": 4}},
+        {"code": {"coding": "huffman"}},
+    ]})  # fmt: skip
+    result = run_recipe(model, train, test, recipe)
+    tags = [r["stage"] for r in result.reports]
+    assert tags[0] == "sparse-vd" and "fold-dead" in tags
+    assert result.compression_rate > 4
+    path = tmp_path / "vd.sqz"
+    path.write_bytes(result.sqz)
+    back = sq.load(path)
+    x = torch.randn(5, *test.input_shape)
+    assert torch.equal(back(x), sq.surgery.baked_copy(model).eval()(x))
+    assert back.fc1.out_features == model.fc1.out_features <= 300

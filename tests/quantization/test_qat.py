@@ -217,12 +217,22 @@ def test_checkpoint_of_a_model_in_training_resumes_its_quantizer_state(tmp_path)
 def test_a_forged_code_width_is_refused(tmp_path):
     model = _net()
     sq.quantize_(model, QAT(bits=4), data=_batches())
-    data = bytearray(sq.save(model, tmp_path / "q.sqz").read_bytes())
-    head = data.find(b'"bits":4')
-    assert head > 0
-    data[head : head + 8] = b'"bits":0'
+    import json
+    import struct
+    import zlib
+
+    from squeezer.coding.sqz import MAGIC, _unpack_header
+
+    data = sq.save(model, tmp_path / "q.sqz").read_bytes()
+    hlen = struct.unpack_from("<I", data, len(MAGIC))[0]
+    text = _unpack_header(data[len(MAGIC) + 4 : len(MAGIC) + 4 + hlen])
+    assert b'"bits":4' in text
+    head = text.replace(b'"bits":4', b'"bits":0', 1)  # plain JSON: a valid header form
+    payload = data[len(MAGIC) + 8 + hlen :]
+    forged = MAGIC + struct.pack("<I", len(head)) + head + struct.pack("<I", zlib.crc32(head))
+    assert json.loads(head)["format"] == "sqz"
     bad = tmp_path / "bad.sqz"
-    bad.write_bytes(bytes(data))
+    bad.write_bytes(forged + payload)
     with pytest.raises(SqzFormatError):
         sq.load(bad, model=Net())
 
