@@ -83,8 +83,10 @@ def _stream(symbols: np.ndarray, coding: str, width: int) -> tuple[dict[str, Any
     if coding == "huffman":
         data, nbits, code = huffman_encode(symbols)
         table = code_table_bytes(code) if symbols.size else b""
-        stats = {"avg_bits": average_length(symbols, code), "entropy": entropy_bits(symbols)}
-        return {"c": "h", "nb": nbits, "tb": len(table)}, table + data, stats
+        fixed_bytes = (symbols.size * width + 7) // 8
+        if len(table) + len(data) <= fixed_bytes:  # a short stream: the table may not pay
+            stats = {"avg_bits": average_length(symbols, code), "entropy": entropy_bits(symbols)}
+            return {"c": "h", "nb": nbits, "tb": len(table)}, table + data, stats
     data = pack_fixed(symbols, width)
     return (
         {"c": "f", "w": width},
