@@ -198,6 +198,9 @@ def recode(args: argparse.Namespace) -> int:
         if r["model"] not in models or r["recipe"] not in recipes:
             continue
         path = RESULTS.parent.parent / r["file"]
+        if not path.is_file():
+            print(f"{path}: not here (an earlier machine's run); left as it was", file=sys.stderr)
+            continue
         old = sq.coding.read(path)
         model = sq.load(path)
         data = sq.coding.encode_model(model, "huffman", old.header.get("meta"))
