@@ -205,7 +205,8 @@ def run_lcnn(args: argparse.Namespace) -> list[dict]:
     convolution (measured speed against the dense layer)."""
     from squeezer.analysis import time_models
     from squeezer.factorization import LCNN
-    from squeezer.layers import LookupConv2d, lookup_flops
+    from squeezer.factorization.lookup import lookup_from_conv
+    from squeezer.layers import lookup_flops
 
     train, test = sq.data.load("mnist")
     base = _lenet5(train).eval()
@@ -245,7 +246,7 @@ def run_lcnn(args: argparse.Namespace) -> list[dict]:
     for k, lookups in [(64, 1), (64, 2), (128, 2)]:
         torch.manual_seed(0)
         conv = torch.nn.Conv2d(256, 256, 3, padding=1).eval()
-        layer = LookupConv2d.from_conv(conv, k, lookups).eval()
+        layer = lookup_from_conv(conv, k, lookups).eval()
         x = torch.randn(1, 256, 28, 28)
         flops = lookup_flops(layer, 28, 28)
         for batch in (1, 32):

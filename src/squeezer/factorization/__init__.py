@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from squeezer.factorization.base import Conversion, Factorization
 from squeezer.factorization.denton import Bicluster, Monochromatic, balanced_clusters
-from squeezer.factorization.lookup import LCNN
+from squeezer.factorization.lookup import LCNN, lookup_from_conv
 from squeezer.factorization.methods import CP, SVD, LowRankBN, Separable, TensorTrain, Tucker
 from squeezer.factorization.rank import RankSpec, energy_rank, parse_rank, vbmf_rank
 from squeezer.factorization.structured import ACDC, LDR, Circulant, Fastfood
@@ -63,6 +63,7 @@ __all__ = [
     "balanced_clusters",
     "energy_rank",
     "factorize_",
+    "lookup_from_conv",
     "parse_rank",
     "vbmf_rank",
 ]

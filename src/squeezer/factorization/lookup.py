@@ -7,12 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 from torch import nn
 
 from squeezer.config import check
 from squeezer.factorization.base import Conversion, Factorization, select, weight_array
 from squeezer.factorization.rank import RankSpec
-from squeezer.layers.lookup import LookupConv2d
+from squeezer.layers.lookup import LookupConv2d, omp
+from squeezer.quantization.vector import kmeans_vectors
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,36 @@ class LCNN(Factorization):
             lambda r: r[0] * m + o * kh * kw * min(s, r[0]),
             o * m * kh * kw,
         )
-        block = LookupConv2d.from_conv(module, k, min(s, k), self.iterations, self.seed)
+        block = lookup_from_conv(module, k, min(s, k), self.iterations, self.seed)
         block = block.to(module.weight.dtype)
         return Conversion(block, [k], block.weight.detach())
+
+
+def lookup_from_conv(
+    conv: nn.Conv2d, dictionary_size: int, lookups: int, iterations: int = 25, seed: int = 0
+) -> LookupConv2d:
+    """Approximate a trained ``conv``: the dictionary from k-means of its filters' depth
+    vectors (normalized), the coefficients by orthogonal matching pursuit with
+    ``lookups`` atoms per filter position."""
+    w = conv.weight.detach().float()
+    o, m, kh, kw = w.shape
+    vectors = w.permute(0, 2, 3, 1).reshape(-1, m)  # one per filter position
+    norms = vectors.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    k = min(dictionary_size, vectors.shape[0])
+    centres, _ = kmeans_vectors(vectors / norms, k, iterations, seed)
+    centres = centres / centres.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    if k < dictionary_size:
+        pad = torch.randn(dictionary_size - k, m, generator=torch.Generator().manual_seed(seed))
+        centres = torch.cat([centres, pad / pad.norm(dim=1, keepdim=True)])
+    coef = omp(vectors, centres, lookups)  # positions x k
+    new = LookupConv2d(
+        m, o, (kh, kw), conv.stride, conv.padding, conv.dilation, conv.bias is not None,
+        dictionary_size, lookups,
+    )  # fmt: skip
+    with torch.no_grad():
+        new.dictionary.copy_(centres)
+        new.coefficients.copy_(coef.reshape(o, kh, kw, -1).permute(0, 3, 1, 2))
+        new.mask.copy_(new.coefficients != 0)
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias.detach())
+    return new

@@ -104,39 +104,6 @@ class LookupConv2d(nn.Module):
             f"lookups={self.lookups}"
         )
 
-    @classmethod
-    def from_conv(
-        cls, conv: nn.Conv2d, dictionary_size: int, lookups: int, iterations: int = 25,
-        seed: int = 0,
-    ) -> LookupConv2d:  # fmt: skip
-        """Approximate a trained ``conv``: the dictionary from k-means of its filters' depth
-        vectors (normalized), the coefficients by orthogonal matching pursuit with
-        ``lookups`` atoms per filter position."""
-        from squeezer.quantization.vector import kmeans_vectors
-
-        w = conv.weight.detach().float()
-        o, m, kh, kw = w.shape
-        vectors = w.permute(0, 2, 3, 1).reshape(-1, m)  # one per filter position
-        norms = vectors.norm(dim=1, keepdim=True).clamp(min=1e-12)
-        k = min(dictionary_size, vectors.shape[0])
-        centres, _ = kmeans_vectors(vectors / norms, k, iterations, seed)
-        centres = centres / centres.norm(dim=1, keepdim=True).clamp(min=1e-12)
-        if k < dictionary_size:
-            pad = torch.randn(dictionary_size - k, m, generator=torch.Generator().manual_seed(seed))
-            centres = torch.cat([centres, pad / pad.norm(dim=1, keepdim=True)])
-        coef = omp(vectors, centres, lookups)  # positions x k
-        new = cls(
-            m, o, (kh, kw), conv.stride, conv.padding, conv.dilation, conv.bias is not None,
-            dictionary_size, lookups,
-        )  # fmt: skip
-        with torch.no_grad():
-            new.dictionary.copy_(centres)
-            new.coefficients.copy_(coef.reshape(o, kh, kw, -1).permute(0, 3, 1, 2))
-            new.mask.copy_(new.coefficients != 0)
-            if conv.bias is not None:
-                new.bias.copy_(conv.bias.detach())
-        return new
-
 
 def omp(x: Tensor, atoms: Tensor, n_atoms: int) -> Tensor:
     """Orthogonal matching pursuit, batched: coefficients (rows of ``x`` x atoms) with at most
