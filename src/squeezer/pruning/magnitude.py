@@ -94,6 +94,21 @@ def _threshold_for(weight: Tensor, sparsity: float) -> float:
     return float(weight.abs().flatten().kthvalue(k).values)
 
 
+def require_plain_or_masked(module: nn.Module, name: str, who: str) -> None:
+    """Refuse (``ModelError``) a layer whose weight carries a parametrization other than a
+    pruning mask: ``who`` (``"prune_: sparse VD"``) needs the plain or masked weight."""
+    if not parametrize.is_parametrized(module, "weight"):
+        return
+    others = [
+        type(p).__name__ for p in module.parametrizations.weight if not isinstance(p, WeightMask)
+    ]
+    if others:
+        raise ModelError(
+            f"{who}: {name}.weight already has {', '.join(others)}; it needs the plain (or "
+            "masked) weight"
+        )
+
+
 def set_mask(module: nn.Module, mask: Tensor) -> None:
     """Give ``module.weight`` the mask ``mask`` (replacing any earlier one) and zero it."""
     existing = find_parametrization(module, WeightMask)

@@ -188,7 +188,7 @@ def sparse_vd_(
         ModelError: no selected layer, or a layer of a type sparse VD does not support, or
             one whose weight already has a parametrization other than a pruning mask.
     """
-    from squeezer.pruning.magnitude import WeightMask
+    from squeezer.pruning.magnitude import require_plain_or_masked
 
     chosen = list(config.select(model))
     if not chosen:
@@ -200,17 +200,7 @@ def sparse_vd_(
                 f"prune_: SparseVD supports Linear and Conv1d/2d/3d, not {name} "
                 f"({type(module).__name__}); leave it out with exclude="
             )
-        if parametrize.is_parametrized(module, "weight"):
-            others = [
-                type(p).__name__
-                for p in module.parametrizations.weight
-                if not isinstance(p, WeightMask)
-            ]
-            if others:
-                raise ModelError(
-                    f"prune_: {name}.weight already has {', '.join(others)}; sparse VD needs "
-                    "the plain (or masked) weight"
-                )
+        require_plain_or_masked(module, name, "prune_: sparse VD")
         with torch.no_grad():
             weight = module.weight.detach().clone()
         parametrize.register_parametrization(

@@ -251,7 +251,7 @@ def soft_weight_sharing_(
     Raises:
         ModelError: no selected layer with a weight, or a weight already shared or quantized.
     """
-    from squeezer.pruning.magnitude import WeightMask
+    from squeezer.pruning.magnitude import require_plain_or_masked
 
     chosen = [
         (n, m) for n, m in config.select(model) if isinstance(getattr(m, "weight", None), Tensor)
@@ -259,17 +259,7 @@ def soft_weight_sharing_(
     if not chosen:
         raise ModelError("quantize_: SoftWeightSharing found no layer with a weight")
     for name, module in chosen:
-        if parametrize.is_parametrized(module, "weight"):
-            others = [
-                type(p).__name__
-                for p in module.parametrizations.weight
-                if not isinstance(p, WeightMask)
-            ]
-            if others:
-                raise ModelError(
-                    f"quantize_: {name}.weight already has {', '.join(others)}; soft "
-                    "weight-sharing needs the plain (or masked) weight"
-                )
+        require_plain_or_masked(module, name, "quantize_: soft weight-sharing")
     with torch.no_grad():
         weights = [m.weight.detach() for _, m in chosen]
     total = sum(w.numel() for w in weights)
