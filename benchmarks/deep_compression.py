@@ -65,7 +65,7 @@ def recipe_for(model: str, variant: str) -> sq.pipeline.Recipe:
 
 MUST = {"lenet300": (40.0, 0.0165), "lenet5": (39.0, 0.0085)}
 TARGETS = {"lenet300": [(80.0, 0.0160)], "lenet5": [(400.0, 0.010), (160.0, 0.008)]}
-SPARSE_BAYES = ("sparse-vd", "sws")
+SPARSE_BAYES = ("sparse-vd", "sparse-vd-accurate", "sws")
 AIM = {"lenet300": 64.0, "lenet5": 162.0}
 PAPER = {"lenet300": (40.0, 0.0158), "lenet5": (39.0, 0.0074)}
 
@@ -114,9 +114,21 @@ def main() -> int:
         help="re-encode the .sqz files of the earlier report's runs (these models and recipes) "
         "with the current coder, check the model is bit-identical, and update sizes",
     )
+    parser.add_argument("--device", default=None, help="where training stages train (cuda)")
+    parser.add_argument(
+        "--no-latency", action="store_true", help="skip the CPU timing of the fc layers"
+    )
+    parser.add_argument("--report", default="", help="results/NAME.{json,md} (default: by split)")
+    parser.add_argument(
+        "--merge-from",
+        default="",
+        help="only merge the runs of these reports (comma-separated names) into --report",
+    )
     args = parser.parse_args()
     if args.recode:
         return recode(args)
+    if args.merge_from:
+        return merge_from(args)
     torch.set_flush_denormal(True)  # near-zero weights of sparse training: no slow denormals
     train, test = sq.data.load("mnist")
     if args.select:
@@ -137,6 +149,7 @@ def main() -> int:
                 verbose=True,
                 log=lambda s: print(s, file=sys.stderr, flush=True),
                 meta={"dataset": "mnist", "recipe": recipe_name},
+                device=args.device,
             )
             out = CHECKPOINTS / f"{name}-{recipe_name}{'-select' if args.select else ''}.sqz"
             out.write_bytes(result.sqz)
@@ -170,16 +183,40 @@ def main() -> int:
                         {"rate": r, "error": e, "met": result.compression_rate >= r and error <= e}
                         for r, e in (TARGETS[name] if recipe_name in SPARSE_BAYES else [])
                     ],
-                    "fc_latency": fc_latency(model, x),
+                    "fc_latency": [] if args.no_latency else fc_latency(model, x),
+                    "device": str(args.device or "cpu"),
                     "table": format_result(result),
                 }
             )
-    name = "deep_compression_select" if args.select else "deep_compression"
+    name = args.report or ("deep_compression_select" if args.select else "deep_compression")
     if args.update and (earlier := read_report(name)) is not None:
         done = {(r["model"], r["recipe"]) for r in runs}
         runs = [r for r in earlier["runs"] if (r["model"], r["recipe"]) not in done] + runs
     report = {**provenance("deep_compression.py"), "runs": runs, "total_seconds": elapsed()}
     report["split"] = "validation (55,000 / 5,000 of train)" if args.select else "test"
+    print(write_report(name, report, to_markdown))
+    return 0
+
+
+def merge_from(args: argparse.Namespace) -> int:
+    """Runs made elsewhere (another process or machine, reports named by --report) put into
+    this report, replacing the runs of the same model and recipe."""
+    name = args.report or "deep_compression"
+    report = read_report(name)
+    for other in args.merge_from.split(","):
+        extra = read_report(other)
+        if extra is None:
+            print(f"no report {other}", file=sys.stderr)
+            return 1
+        if report is None:
+            report = extra
+            continue
+        done = {(r["model"], r["recipe"]) for r in extra["runs"]}
+        report["runs"] = [
+            r for r in report["runs"] if (r["model"], r["recipe"]) not in done
+        ] + extra["runs"]
+        report["command"] = f"{report['command']}; then {extra['command']}"
+        report["date"] = f"{report['date']}; updated {extra['date']}"
     print(write_report(name, report, to_markdown))
     return 0
 

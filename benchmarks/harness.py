@@ -79,7 +79,12 @@ def on_backend(
 
 
 def trained(
-    name: str, dataset: str, train: Any, epochs: int, log: Callable[[str], None] = print
+    name: str,
+    dataset: str,
+    train: Any,
+    epochs: int,
+    log: Callable[[str], None] = print,
+    device: str | None = None,
 ) -> nn.Module:
     """Zoo model ``name`` trained on ``dataset`` (seed 0, SGD at lr 0.05), from
     ``results/checkpoints/NAME-DATASET.pt`` when an earlier benchmark left it there."""
@@ -93,7 +98,8 @@ def trained(
         name, num_classes=train.num_classes, in_channels=shape[0], input_size=shape[1]
     )
     log(f"   training {name} on {dataset}, {epochs} epochs")
-    sq.fit(model, train, epochs=epochs, lr=0.05, verbose=True)
+    sq.fit(model, train, epochs=epochs, lr=0.05, verbose=True, device=device)
+    model.cpu()
     CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     sq.save_checkpoint(model, path, meta={"dataset": dataset})
     return model

@@ -8,6 +8,7 @@ published figures.
     python benchmarks/low_bit.py --parts sharing --update    # plain vs Hessian-weighted k-means
     python benchmarks/low_bit.py --parts codebooks --update  # k-means, PQ, RQ, HashedNets
     python benchmarks/low_bit.py --parts lcnn --update       # LCNN error, FLOPs and speed
+    python benchmarks/low_bit.py --parts mlp --device cuda   # all-binary MNIST MLPs, scratch
 
 Each method starts from the same trained float model, fine-tunes the stated epochs (SGD,
 momentum 0.9, cosine; first and last layers at 8 bits, the squeezer default), and is read on
@@ -31,7 +32,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import squeezer as sq
 from baselines import RECIPES as BASELINE_RECIPES
 from harness import CHECKPOINTS, elapsed, provenance, read_report, trained, write_report
-from squeezer.quantization import LAB, TTQ, TWN, XNOR, BinaryConnect, BinaryNet
+from squeezer.quantization import (
+    LAB,
+    TTQ,
+    TWN,
+    XNOR,
+    BinaryConnect,
+    BinaryNet,
+    TernaryConnect,
+)
 
 METHODS = {
     "binaryconnect": BinaryConnect(),
@@ -42,6 +51,7 @@ METHODS = {
     "lab": LAB(),
     "twn": TWN(),
     "ttq": TTQ(),
+    "ternaryconnect": TernaryConnect(),
 }
 # Published figures (METHODS.md and the papers); different architectures where noted.
 PUBLISHED = {
@@ -82,7 +92,11 @@ def _lenet5(train: Any) -> torch.nn.Module:
 
 def run_model(name: str, dataset: str, args: argparse.Namespace) -> list[dict]:
     train, test = sq.data.load(dataset)
-    base = _lenet5(train) if name == "lenet5" else trained(name, dataset, train, 4, log)
+    base = (
+        _lenet5(train)
+        if name == "lenet5"
+        else trained(name, dataset, train, 4, log, device=args.device)
+    )
     base.eval()
     fit_part, val = _split(train, args.val_images)
     if args.train_images and args.train_images < len(fit_part):
@@ -98,6 +112,9 @@ def run_model(name: str, dataset: str, args: argparse.Namespace) -> list[dict]:
     }]  # fmt: skip
     epochs = args.epochs if name == "lenet5" else args.fmnist_epochs
     for method in args.methods.split(","):
+        if args.deadline and elapsed() > args.deadline:
+            log(f"   {method}: skipped, past the --deadline of {args.deadline:.0f} s")
+            continue
         model = copy.deepcopy(base)
         t0 = elapsed()
         report = sq.quantize_(model, METHODS[method], x, data=train)
@@ -106,7 +123,8 @@ def run_model(name: str, dataset: str, args: argparse.Namespace) -> list[dict]:
         right_after = 1 - sq.evaluate(model, val)["top1"]
         try:
             result = sq.fit(model, fit_part, epochs=epochs, lr=args.lr, val=val, verbose=True,
-                            schedule="cosine")  # fmt: skip
+                            schedule="cosine", device=args.device)  # fmt: skip
+            model.cpu()
         except FloatingPointError as err:  # reported as it is, the other methods go on
             log(f"   {method}: {err}")
             rows.append({"model": name, "dataset": dataset, "method": method, "epochs": epochs,
@@ -123,10 +141,91 @@ def run_model(name: str, dataset: str, args: argparse.Namespace) -> list[dict]:
             "sqz_bytes": _sqz_bytes(model), "float_sqz_bytes": float_bytes,
             "layers": dict(report.layers), "seconds": elapsed() - t0,
             "published": PUBLISHED.get((name, method.split("-")[0]), ""),
+            "device": str(args.device or "cpu"),
         }  # fmt: skip
         rows.append(row)
+        _partial(args, rows)
         log(f"   {method}: test error {100 * row['test_error']:.2f}%, "
             f".sqz {row['sqz_bytes']:,} bytes ({float_bytes / row['sqz_bytes']:.1f}x)")  # fmt: skip
+    return rows
+
+
+def _partial(args: argparse.Namespace, rows: list[dict]) -> None:
+    """Rows so far, in case the run is stopped before the report is written."""
+    import json
+
+    path = CHECKPOINTS.parent / f"{args.report}.partial.json"
+    path.write_text(json.dumps(rows, indent=1, default=str) + "\n")
+
+
+def binary_mlp(hidden: int, depth: int = 3) -> torch.nn.Module:
+    """The MNIST MLP of BinaryConnect and BinaryNet: ``depth`` hidden layers of ``hidden``
+    units, each Linear -> BatchNorm -> ReLU (BinaryNet's quantize_ turns ReLU into Hardtanh
+    and binarizes the layer inputs), and a 10-way Linear -> BatchNorm output."""
+    nn = torch.nn
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = 28 * 28
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU()]
+        width = hidden
+    layers += [nn.Linear(width, 10), nn.BatchNorm1d(10)]
+    return nn.Sequential(*layers)
+
+
+MLP_METHODS = {  # method, hidden units, batch size (the papers': 1024 / 200, 4096 / 100)
+    "float32": (None, 1024, 200),
+    "binaryconnect": (BinaryConnect(first_last_bits=None), 1024, 200),
+    "binaryconnect-stochastic": (BinaryConnect(stochastic=True, first_last_bits=None), 1024, 200),
+    "binarynet": (BinaryNet(first_last_bits=None), 4096, 100),
+}
+MLP_PUBLISHED = {
+    "binaryconnect": "1.29% (deterministic; Courbariaux 2015)",
+    "binaryconnect-stochastic": "1.18% (stochastic; Courbariaux 2015)",
+    "binarynet": "0.96% (Courbariaux 2016)",
+}
+
+
+def run_mlp(args: argparse.Namespace) -> list[dict]:
+    """All-binary MLPs trained from scratch on MNIST (every layer binary, first and last too),
+    as in the papers; epochs set from a measured first epoch to fit --mlp-budget seconds."""
+    train, test = sq.data.load("mnist")
+    train = train.without_augment()
+    fit_part, val = _split(train, args.val_images)
+    if args.train_images and args.train_images < len(fit_part):
+        fit_part = fit_part.subset(range(args.train_images))
+    rows = []
+    for method in args.mlp_methods.split(","):
+        config, hidden, batch = MLP_METHODS[method]
+        torch.manual_seed(0)
+        model = binary_mlp(hidden)
+        if config is not None:
+            sq.quantize_(model, config, torch.zeros(1, 1, 28, 28))
+        t0 = elapsed()
+        probe = copy.deepcopy(model)  # one timed epoch on a copy sets the epoch count
+        sq.fit(probe, fit_part, epochs=1, lr=args.mlp_lr, optimizer="adam", weight_decay=0.0,
+               batch_size=batch, device=args.device)  # fmt: skip
+        per_epoch = max(elapsed() - t0, 1e-3)
+        epochs = max(1, min(args.mlp_epochs, int(args.mlp_budget / per_epoch)))
+        log(f"mlp {method}: {per_epoch:.1f} s an epoch, training {epochs} epochs")
+        result = sq.fit(model, fit_part, epochs=epochs, lr=args.mlp_lr, optimizer="adam",
+                        weight_decay=0.0, batch_size=batch, schedule="cosine", val=val,
+                        device=args.device)  # fmt: skip
+        model.cpu()
+        val_errors = [1 - h["val_top1"] for h in result.history]
+        row = {
+            "method": method, "hidden": hidden, "batch_size": batch, "epochs": epochs,
+            "lr": args.mlp_lr, "train_images": len(fit_part),
+            "best_val_error": min(val_errors), "last_val_error": val_errors[-1],
+            "test_error": 1 - sq.evaluate(model, test)["top1"],
+            "sqz_bytes": _sqz_bytes(model),
+            "float32_bytes": 4 * sum(p.numel() for p in model.parameters()),
+            "seconds": elapsed() - t0, "device": str(args.device or "cpu"),
+            "published": MLP_PUBLISHED.get(method, ""),
+        }  # fmt: skip
+        rows.append(row)
+        _partial(args, rows)
+        log(f"   {method}: test error {100 * row['test_error']:.2f}% after {epochs} epochs, "
+            f".sqz {row['sqz_bytes']:,} bytes")  # fmt: skip
     return rows
 
 
@@ -473,6 +572,30 @@ def to_markdown(report: dict[str, Any]) -> str:
                 f"{r['cpp_kernel']} |"
             )
         lines.append("")
+    mlp = report.get("mlp", [])
+    if mlp:
+        lines += [
+            "## All-binary MNIST MLPs trained from scratch (the BinaryConnect / BinaryNet anchors)",
+            "",
+            "Three hidden layers (Linear, BatchNorm, ReLU; BinaryNet: Hardtanh and binary "
+            "layer inputs), every layer's weights binary, first and last included, as in the "
+            "papers; Adam at the stated lr, cosine, no weight decay, no augmentation; epochs "
+            "set from a timed first epoch to fit the time budget (the papers train for "
+            "hundreds of epochs). Validation split as above; test read once at the end. Size: the whole "
+            "`.sqz`, against the float32 parameters of the same network.",
+            "",
+            "| method | hidden units | batch | epochs | device | best / last val error | "
+            "test error | .sqz bytes | float32 bytes | published |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in mlp:
+            lines.append(
+                f"| {r['method']} | {r['hidden']} | {r['batch_size']} | {r['epochs']} | "
+                f"{r['device']} | {100 * r['best_val_error']:.2f}% / "
+                f"{100 * r['last_val_error']:.2f}% | {100 * r['test_error']:.2f}% | "
+                f"{r['sqz_bytes']:,} | {r['float32_bytes']:,} | {r['published']} |"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -496,15 +619,29 @@ def main() -> None:
     parser.add_argument("--codebook-lr", type=float, default=0.001)
     parser.add_argument("--kernel-time", type=float, default=1.0, help="kernel: seconds a case")
     parser.add_argument("--update", action="store_true", help="keep other models' rows")
+    parser.add_argument("--device", default=None, help="where to train (cpu, cuda)")
+    parser.add_argument(
+        "--deadline", type=float, default=0, help="skip methods started after this many seconds"
+    )
+    parser.add_argument("--report", default="low_bit", help="results/NAME.{json,md}")
+    parser.add_argument(
+        "--merge", default="", help="combine these reports (comma-separated names) into --report"
+    )
+    parser.add_argument("--mlp-methods", default=",".join(MLP_METHODS))
+    parser.add_argument("--mlp-epochs", type=int, default=200, help="mlp: at most this many")
+    parser.add_argument("--mlp-budget", type=float, default=240, help="mlp: seconds a method")
+    parser.add_argument("--mlp-lr", type=float, default=0.003)
     args = parser.parse_args()
+    if args.merge:
+        return merge(args)
     torch.set_num_threads(args.threads)
     report: dict[str, Any] = {**provenance("low_bit.py")}
     runs: list[dict] = []
     done = set()
     for part in args.parts.split(","):
-        if part in ("kernel", "sharing", "codebooks", "lcnn"):
+        if part in ("kernel", "sharing", "codebooks", "lcnn", "mlp"):
             run = {"kernel": run_kernel, "sharing": run_sharing, "codebooks": run_codebooks,
-                   "lcnn": run_lcnn}  # fmt: skip
+                   "lcnn": run_lcnn, "mlp": run_mlp}  # fmt: skip
             report[part] = run[part](args)
             continue
         models = [("lenet5", "mnist")] if part == "lenet5" else [
@@ -513,7 +650,7 @@ def main() -> None:
         for name, dataset in models:
             runs += run_model(name, dataset, args)
             done.add(name)
-    earlier = read_report("low_bit") if args.update else None
+    earlier = read_report(args.report) if args.update else None
     if earlier:
         again = set(args.methods.split(",")) | {"float32"}
         kept = [r for r in earlier.get("runs", [])
@@ -525,10 +662,23 @@ def main() -> None:
         report.setdefault("sharing", earlier.get("sharing", []))
         report.setdefault("codebooks", earlier.get("codebooks", []))
         report.setdefault("lcnn", earlier.get("lcnn", []))
+        report.setdefault("mlp", earlier.get("mlp", []))
     order = {m: i for i, m in enumerate(["float32", *METHODS])}
     report["runs"] = sorted(runs, key=lambda r: (r["model"], order.get(r["method"], 99)))
     report["seconds"] = elapsed()
-    print(write_report("low_bit", report, to_markdown))
+    print(write_report(args.report, report, to_markdown))
+
+
+def merge(args: argparse.Namespace) -> None:
+    """One report from several (runs made in parallel, e.g. one process per model)."""
+    parts = [read_report(name) for name in args.merge.split(",")]
+    parts = [p for p in parts if p is not None]
+    report = {**parts[0], "command": "; ".join(p["command"] for p in parts)}
+    report["runs"] = [r for p in parts for r in p.get("runs", [])]
+    for key in ("kernel", "sharing", "codebooks", "lcnn", "mlp"):
+        report[key] = [r for p in parts for r in p.get(key, [])]
+    report["seconds"] = max(p["seconds"] for p in parts)
+    print(write_report(args.report, report, to_markdown))
 
 
 if __name__ == "__main__":

@@ -246,6 +246,51 @@ def data_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def device_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        type=training_device,
+        metavar="DEV",
+        help="where training runs: cpu (default), cuda, cuda:N or mps; everything else, and "
+        "the saved result, stays on the CPU",
+    )
+
+
+def training_device(text: str) -> str:
+    """A ``--device`` value, checked: a device PyTorch knows and this machine has."""
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        known = "cpu, cuda, cuda:N, mps"
+        raise argparse.ArgumentTypeError(f"unknown device {text!r} ({known})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text}: this PyTorch sees no CUDA GPU")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(
+                f"{text}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: MPS is not available here")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"unsupported device {text!r} (cpu, cuda, cuda:N, mps)")
+    return text
+
+
+def fit_on_device(args: argparse.Namespace, model: nn.Module, *fit_args: Any, **kw: Any) -> Any:
+    """``sq.fit`` on ``args.device`` (when given); the model comes back to the CPU after."""
+    import squeezer as sq
+
+    device = getattr(args, "device", None)
+    try:
+        return sq.fit(model, *fit_args, device=device, **kw)
+    finally:
+        if device is not None:
+            model.cpu()
+
+
 def json_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--json",
@@ -330,6 +375,7 @@ def measure_and_save(
 
 def transform_options(p: argparse.ArgumentParser, adjective: str, uses: str) -> None:
     """Options shared by the commands that transform a model, fine-tune it and measure it."""
+    device_option(p)
     p.add_argument(
         "--finetune-epochs",
         type=int,
@@ -420,8 +466,8 @@ def transform_command(
         else:  # nothing to re-estimate: the same model
             result["top1_recalibrated"] = result[f"top1_{adjective}"]
         if args.finetune_epochs:
-            sq.fit(
-                changed, train, val=test, epochs=args.finetune_epochs, lr=args.lr,
+            fit_on_device(
+                args, changed, train, val=test, epochs=args.finetune_epochs, lr=args.lr,
                 verbose=not args.quiet,
             )  # fmt: skip
         result["top1_after"] = sq.evaluate(changed, test)["top1"]

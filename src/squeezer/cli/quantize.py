@@ -15,6 +15,8 @@ from squeezer.cli.common import (
     check_fits,
     data_options,
     dataset_splits,
+    device_option,
+    fit_on_device,
     info,
     json_option,
     load_model,
@@ -176,6 +178,7 @@ def add_parser(sub: Any) -> None:
         "NAME-int8.onnx or NAME-int8.pt2); k-bit methods: a .sqz (default NAME-METHODBITS.sqz) "
         "or, for 8-bit qat, the converted .onnx/.pt2",
     )
+    device_option(p)
     model_options(p)
     data_options(p)
     json_option(p)
@@ -385,8 +388,8 @@ def run_kbit(args: argparse.Namespace) -> int:
         f"{bits}-bit right after {result['top1_ptq']:.4f}",
     ]
     if args.finetune_epochs:
-        sq.fit(
-            quantized, train, val=test, epochs=args.finetune_epochs, lr=args.lr or 0.01,
+        fit_on_device(
+            args, quantized, train, val=test, epochs=args.finetune_epochs, lr=args.lr or 0.01,
             verbose=not args.quiet,
         )  # fmt: skip
         result["top1_qat"] = sq.evaluate(quantized, test)["top1"]
@@ -457,8 +460,8 @@ def run_sws(args: argparse.Namespace) -> int:
     print(sq.quantize_(shared, config))
     result: dict[str, Any] = {"model": args.model, "dataset": dataset, "method": "sws"}
     result["top1_float"] = sq.evaluate(model, test)["top1"]
-    sq.fit(
-        shared, train, val=test, epochs=args.finetune_epochs, lr=args.lr or 5e-4,
+    fit_on_device(
+        args, shared, train, val=test, epochs=args.finetune_epochs, lr=args.lr or 5e-4,
         optimizer="adam", weight_decay=0.0, schedule="constant", verbose=not args.quiet,
     )  # fmt: skip
     result["layers"] = sq.train.finish_(shared)

@@ -17,6 +17,8 @@ from squeezer.cli.common import (
     create_for,
     data_options,
     dataset_splits,
+    device_option,
+    fit_on_device,
     info,
     json_option,
     load_model,
@@ -90,6 +92,7 @@ def recipe_options(p: argparse.ArgumentParser, out_default: str) -> None:
         "half zeros with CSR sparse kernels",
     )
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    device_option(p)
     model_options(p)
     data_options(p)
     json_option(p)
@@ -157,7 +160,6 @@ def execute(
     """
     import torch
 
-    import squeezer as sq
     from squeezer.data import canonical_name
     from squeezer.models import list_models
     from squeezer.pipeline import run_recipe
@@ -181,7 +183,9 @@ def execute(
     if from_zoo:
         epochs = 1 if args.quick else args.baseline_epochs or 10
         info(f"training the baseline {spec} on {dataset} for {epochs} epoch(s)")
-        sq.fit(model, train, epochs=epochs, lr=baseline_lr, val=test, verbose=not args.quiet)
+        fit_on_device(
+            args, model, train, epochs=epochs, lr=baseline_lr, val=test, verbose=not args.quiet
+        )
     check_fits(model, test.input_shape, test.num_classes, dataset)
     shape = tuple(source["input_shape"] or test.input_shape)
     info(f"recipe {recipe.name} on {stem} ({dataset}): " + ", ".join(s.tag for s in recipe.stages))
@@ -199,6 +203,7 @@ def execute(
         verbose=not args.quiet,
         log=info,
         meta={"dataset": dataset, "recipe": recipe.name},
+        device=args.device,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(result.sqz)

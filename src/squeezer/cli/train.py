@@ -16,6 +16,8 @@ from squeezer.cli.common import (
     create_for,
     data_options,
     dataset_splits,
+    device_option,
+    fit_on_device,
     info,
     is_factory,
     json_option,
@@ -94,6 +96,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--no-augment", action="store_true", help="train without random crops and flips")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    device_option(p)
     data_options(p)
     json_option(p)
     p.set_defaults(run=run)
@@ -143,9 +146,10 @@ def run(args: argparse.Namespace) -> int:
         f"training {args.model} on {dataset} ({len(train):,} images) for {args.epochs} "
         f"epoch(s); checkpoint {out}"
     )
-    result = sq.fit(
-        model, train, config, val=test, checkpoint=out, resume=args.resume, verbose=not args.quiet
-    )
+    result = fit_on_device(
+        args, model, train, config, val=test, checkpoint=out, resume=args.resume,
+        verbose=not args.quiet,
+    )  # fmt: skip
     metrics = sq.evaluate(model, test)
     sq.save_checkpoint(
         model,

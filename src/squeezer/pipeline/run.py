@@ -20,7 +20,8 @@ from torch import nn
 from squeezer.coding import build, encode_model, parse
 from squeezer.core import Report, baked_copy, zoo_name
 from squeezer.pipeline.recipe import Recipe, Stage, stage_verb
-from squeezer.train import TrainConfig, evaluate, fit
+from squeezer.train import TrainConfig, evaluate
+from squeezer.train import fit as _fit
 
 
 @dataclass
@@ -104,19 +105,36 @@ def run_stage(
     train: Any,
     example_inputs: tuple[torch.Tensor, ...],
     verbose: bool = False,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any] | None:
-    """Apply one stage to ``model`` in place; returns its report as plain data (if any)."""
+    """Apply one stage to ``model`` in place; returns its report as plain data (if any).
+
+    ``device``: where the training stages train (default: where the model is); the model
+    goes back to where it was afterwards, so every other stage runs where it always does.
+    """
     from squeezer.core import apply
     from squeezer.pruning import iterative_prune
+
+    home = next((p.device for p in model.parameters()), torch.device("cpu"))
+
+    def fit(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return _fit(*args, device=device, **kwargs)
+        finally:
+            model.to(home)
 
     o, c = stage.options, stage.config
     if stage.tag == "prune":
         if o["rounds"] == 1 and o["epochs"] == 0:
             return apply("prune", model, c).to_dict()
-        rounds = iterative_prune(
-            model, train, c, rounds=o["rounds"],
-            train_config=_train(recipe, o["epochs"], o["lr"]), verbose=verbose,
-        )  # fmt: skip
+        try:
+            rounds = iterative_prune(
+                model, train, c, rounds=o["rounds"],
+                train_config=_train(recipe, o["epochs"], o["lr"]), verbose=verbose,
+                device=device,
+            )  # fmt: skip
+        finally:
+            model.to(home)
         return {"method": "iterative magnitude pruning", "sparsity": dict(rounds[-1]["sparsity"])}
     if stage.tag == "sparse-vd":
         from squeezer.pruning.variational import vd_sparsity
@@ -173,6 +191,7 @@ def run_recipe(
     verbose: bool = False,
     log: Callable[[str], None] = lambda s: None,
     meta: dict[str, Any] | None = None,
+    device: str | torch.device | None = None,
 ) -> RecipeResult:
     """Run every stage of ``recipe`` on ``model`` (changed in place), measuring each.
 
@@ -186,6 +205,8 @@ def run_recipe(
         verbose: print a line per training epoch.
         log: receives one line per finished stage.
         meta: plain data to keep in the ``.sqz`` header.
+        device: where the training stages train, e.g. ``"cuda"`` (default: where the model
+            is); every other stage, and every measurement, runs where the model is.
 
     Returns:
         The result; ``result.sqz`` holds the bytes of the last ``code`` stage's file.
@@ -202,7 +223,7 @@ def run_recipe(
     data, contents, top1, fixed = b"", None, top1_before, None
     for stage in recipe.stages:
         t0 = time.perf_counter()
-        report = run_stage(model, stage, recipe, train, example_inputs, verbose)
+        report = run_stage(model, stage, recipe, train, example_inputs, verbose, device)
         if report is not None:
             reports.append({"stage": stage.tag, **report})
         if stage.tag == "code":

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from squeezer.errors import ConfigError
@@ -52,6 +53,7 @@ def iterative_prune(
     val: Any = None,
     callbacks: Sequence[Callback] = (),
     verbose: bool = False,
+    device: str | torch.device | None = None,
 ) -> list[dict[str, Any]]:
     """Prune to ``config`` over ``rounds`` rounds, retraining after each (Han et al. 2015).
 
@@ -65,6 +67,7 @@ def iterative_prune(
         val: evaluated after every epoch.
         callbacks: passed to every retraining run.
         verbose: print a line per epoch.
+        device: where to retrain (default: where the model is); the model stays there.
 
     Returns:
         One dict per round: the sparsities reached and the retraining history.
@@ -75,7 +78,10 @@ def iterative_prune(
     for r in range(1, rounds + 1):
         target = scaled(config, r / rounds, schedule)
         sparsity = prune_(model, target)
-        result = fit(model, train, train_config, val=val, callbacks=callbacks, verbose=verbose)
+        result = fit(
+            model, train, train_config, val=val, callbacks=callbacks, verbose=verbose,
+            device=device,
+        )  # fmt: skip
         out.append({"round": r, "sparsity": sparsity, "history": result.history})
     return out
 

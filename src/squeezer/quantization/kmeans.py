@@ -57,7 +57,7 @@ class SharedWeights(nn.Module):
         """The codebook that best reproduces ``weight`` under the fixed assignment."""
         k = self.initial.numel()
         flat = self.indices.flatten()
-        sums = torch.zeros(k + 1, dtype=weight.dtype).index_add_(0, flat, weight.flatten())
+        sums = weight.new_zeros(k + 1).index_add_(0, flat, weight.flatten())
         counts = torch.bincount(flat, minlength=k + 1).to(weight.dtype)
         means = torch.where(counts > 0, sums / counts.clamp(min=1), self.initial_with_zero())
         return means[1:].to(weight.dtype)

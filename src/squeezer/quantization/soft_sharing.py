@@ -5,7 +5,7 @@ While the network retrains, every selected weight is pulled towards a Gaussian m
 is learned with it: J components with trainable means, variances and mixing proportions,
 plus one component at exactly zero whose mixing proportion is held at ``pi_zero``. The loss is
 
-    cross-entropy + tau / N * ( -sum_i log p(w_i) ) + Gamma hyper-prior on the precisions,
+    cross-entropy + tau / N * ( -sum_i log p(w_i) - log Gamma hyper-prior on the precisions ),
 
 with N training examples. Afterwards each weight is snapped to the mean of the component most
 responsible for it; the zero component's weights become exact zeros. The layer is left with a
@@ -203,7 +203,9 @@ class SoftSharedWeight(TrainedParametrization):
         return self.snapped(w)
 
     def penalty(self, value: Tensor) -> Tensor:
-        return self.tau * self.prior.nll(value) + self.share * self.prior.hyper_penalty()
+        # tau weighs the whole log prior, hyper-prior included (the paper's objective,
+        # -log p(T | X, w) - tau log p(w, mu, sigma, pi))
+        return self.tau * (self.prior.nll(value) + self.share * self.prior.hyper_penalty())
 
     def finish_(self, module: nn.Module, tensor: str, value: Tensor) -> dict[str, object]:
         from squeezer.core import remove_parametrization_
