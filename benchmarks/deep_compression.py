@@ -208,6 +208,8 @@ def merge_from(args: argparse.Namespace) -> int:
         if extra is None:
             print(f"no report {other}", file=sys.stderr)
             return 1
+        for r in extra["runs"]:
+            r.setdefault("torch", extra["torch"])
         if report is None:
             report = extra
             continue
@@ -281,13 +283,18 @@ def to_markdown(report: dict) -> str:
         "",
         f"Evaluated on: {report.get('split', 'test')}.",
         "",
+        "Runs marked 'trained on cuda' ran their training stages on an NVIDIA H200 "
+        "(`--device cuda`; the torch version in each run's JSON), every other stage on that "
+        "machine's CPU; their fc latency was not measured (`--no-latency`).",
+        "",
         "| network | recipe | error before | error after | .sqz bytes | rate | must | aim | "
         "paper (Han 2016) | bit-exact reload |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report["runs"]:
+        where = f" (trained on {r['device']})" if r.get("device", "cpu") != "cpu" else ""
         lines.append(
-            f"| {r['model']} | {r['recipe']} | {100 * r['error_before']:.2f}% | "
+            f"| {r['model']} | {r['recipe']}{where} | {100 * r['error_before']:.2f}% | "
             f"{100 * r['error_after']:.2f}% | {r['size_bytes']:,} | "
             f"{r['compression_rate']:.1f}x | >= {r['must']['rate']:.0f}x at <= "
             f"{100 * r['must']['error']:.2f}%: {'met' if r['must']['met'] else 'MISSED'} | "

@@ -431,7 +431,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
         f"Command: `{report['command']}`  ",
         f"Date: {report['date']}; torch {report['torch']}; {report['threads']} threads; "
-        f"total {report['seconds'] / 60:.1f} min (last run).",
+        f"total {report['seconds'] / 60:.1f} min (last run); training on "
+        f"{report.get('device', 'cpu')} (evaluation and `.sqz` writing on the CPU).",
         "",
         "Every method starts from the same trained float32 model and fine-tunes the stated "
         "epochs (SGD, momentum 0.9, cosine from the stated lr) on the training images left "
@@ -581,8 +582,8 @@ def to_markdown(report: dict[str, Any]) -> str:
             "layer inputs), every layer's weights binary, first and last included, as in the "
             "papers; Adam at the stated lr, cosine, no weight decay, no augmentation; epochs "
             "set from a timed first epoch to fit the time budget (the papers train for "
-            "hundreds of epochs). Validation split as above; test read once at the end. Size: the whole "
-            "`.sqz`, against the float32 parameters of the same network.",
+            "hundreds of epochs). Validation split as above; test read once at the end. "
+            "Size: the whole `.sqz`, against the float32 parameters of the same network.",
             "",
             "| method | hidden units | batch | epochs | device | best / last val error | "
             "test error | .sqz bytes | float32 bytes | published |",
@@ -674,10 +675,21 @@ def merge(args: argparse.Namespace) -> None:
     parts = [read_report(name) for name in args.merge.split(",")]
     parts = [p for p in parts if p is not None]
     report = {**parts[0], "command": "; ".join(p["command"] for p in parts)}
-    report["runs"] = [r for p in parts for r in p.get("runs", [])]
+    runs, floats = [], set()
+    for r in (r for p in parts for r in p.get("runs", [])):
+        if r["method"] == "float32":  # every process measured its model's baseline
+            if r["model"] in floats:
+                continue
+            floats.add(r["model"])
+        runs.append(r)
+    order = {m: i for i, m in enumerate(["float32", *METHODS])}
+    report["runs"] = sorted(runs, key=lambda r: (r["model"], order.get(r["method"], 99)))
     for key in ("kernel", "sharing", "codebooks", "lcnn", "mlp"):
         report[key] = [r for p in parts for r in p.get(key, [])]
     report["seconds"] = max(p["seconds"] for p in parts)
+    trained = [r for p in parts for r in p.get("runs", []) + p.get("mlp", []) if "device" in r]
+    devices = sorted({r["device"] for r in trained}) or ["cpu"]
+    report["device"] = ", ".join(devices)
     print(write_report(args.report, report, to_markdown))
 
 
