@@ -231,6 +231,8 @@ def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
         (["measure", "lenet5", "--batch-sizes", "1,x"], ["--batch-sizes", "integers"]),
         (["measure", "lenet5", "--input-shape", "3,32,32", "--no-latency"], ["does not run"]),
         (["frobnicate"], ["invalid choice"]),
+        (["train", "lenet5", "--dataset", "mnist", "--device", "tpu"], ["unknown device 'tpu'"]),
+        (["run", "lenet5-sparse-vd", "lenet5", "--device", "cuda:x"], ["unknown device"]),
     ],
 )
 def test_bad_input_gives_one_line_error(
@@ -238,6 +240,13 @@ def test_bad_input_gives_one_line_error(
 ) -> None:
     code, _, err = run(capsys, *argv)
     assert_one_line_error(code, err, *fragments)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_device_this_machine_lacks(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in (["train", "lenet5", "--dataset", "mnist"], ["quantize", "lenet5"]):
+        code, _, err = run(capsys, *command, "--device", "cuda")
+        assert_one_line_error(code, err, "--device", "no CUDA GPU")
 
 
 def test_unreadable_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

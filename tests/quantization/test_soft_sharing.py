@@ -216,3 +216,14 @@ def test_mixture_nll_gradients_match_autograd() -> None:
     v = torch.randn(50)
     with torch.no_grad():
         assert float(prior.nll(v)) == pytest.approx(float(-prior.log_prob(v).sum()), rel=1e-5)
+
+
+def test_tau_weighs_the_whole_log_prior_hyper_prior_included() -> None:
+    model = Net()
+    sq.quantize_(model, SoftWeightSharing(components=4, tau=0.01))
+    prior = mixture_of(model)
+    w = model.fc1.parametrizations.weight.original
+    p = model.fc1.parametrizations.weight[0]
+    expected = 0.01 * (prior.nll(w) + p.share * prior.hyper_penalty())
+    assert float(p.penalty(w)) == pytest.approx(float(expected), rel=1e-6)
+    assert float(prior.hyper_penalty()) != 0.0  # the hyper-prior is really in the sum

@@ -192,3 +192,61 @@ def test_qcnn_response_fitting_lowers_the_output_error() -> None:
         sq.quantize_(copy.deepcopy(model), ProductQuantization(response=True, **cfg))
     with pytest.raises(ConfigError, match="one stage"):
         ProductQuantization(response=True, stages=2)
+
+
+@pytest.mark.parametrize(
+    ("flags", "encoding"),
+    [
+        (["--method", "pq", "--bits", "4", "--subvector", "4"], "vq"),
+        (["--method", "rq", "--bits", "2", "--shared-codebook"], "vq"),
+        (["--method", "hashednets", "--compression", "16"], "hashed"),
+        (["--method", "kmeans", "--bits", "3", "--weighting", "fisher"], None),
+    ],
+)
+def test_codebook_methods_from_the_command_line(
+    flags, encoding, tmp_path, capsys, real_data
+) -> None:
+    import json
+
+    from squeezer.cli import main
+    from squeezer.coding import parse
+
+    out = tmp_path / "l5.sqz"
+    argv = [
+        "quantize", "lenet5", *flags, "--layers", "fc1,fc2", "--dataset", "mnist",
+        "--data-dir", str(real_data / "mnist"), "--limit", "256", "--finetune-epochs", "1",
+        "--calibration", "2", "--quiet", "--out", str(out), "--json", "-",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out[captured.out.index("{") :])
+    assert result["sqz_bytes"] == out.stat().st_size < result["float_sqz_bytes"] / 4
+    assert 0 <= result["top1_qat"] <= 1 and "top1_ptq" in result
+    tensors = {t["name"]: t for t in parse(out.read_bytes()).header["tensors"]}
+    if encoding is not None:
+        assert tensors["fc1.weight"]["enc"] == encoding
+    assert tensors["conv1.weight"]["enc"] == "raw"  # --layers left the convolutions alone
+    back = sq.load(out)
+    assert back(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--method", "pq", "--compression", "4"], "--compression is for --method hashednets"),
+        (["--method", "hashednets", "--bits", "3"], "use --compression"),
+        (["--method", "twn", "--subvector", "2"], "--subvector is for --method pq and rq"),
+        (["--method", "kmeans", "--response"], "--response is for --method pq and rq"),
+        (["--method", "pq", "--stochastic"], "--stochastic is not for --method pq"),
+        (["--method", "rq", "--response"], "one stage"),
+        (["--method", "pq", "--subvector", "3", "--layers", "fc2"], "does not divide"),
+    ],
+)
+def test_codebook_flags_that_cannot_work(flags, message, capsys, real_data) -> None:
+    from squeezer.cli import main
+
+    argv = ["quantize", "lenet5", *flags, "--dataset", "mnist", "--limit", "64",
+            "--data-dir", str(real_data / "mnist"), "--calibration", "1"]  # fmt: skip
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -287,3 +287,47 @@ def test_recalibrate_bn_matches_the_data_statistics() -> None:
     torch.testing.assert_close(bn.running_mean, features.mean((0, 2, 3)))
     torch.testing.assert_close(bn.running_var, features.var((0, 2, 3), unbiased=True))
     assert not model.training and bn.momentum == 0.1
+
+
+def _flushed() -> bool:
+    return bool(torch.tensor([1e-39]).mul(1.0).item() == 0)
+
+
+def test_fit_flushes_denormals_while_training_and_restores_the_setting() -> None:
+    from squeezer.train.loop import flushing_denormals
+
+    seen = []
+
+    class Probe(Callback):
+        def on_epoch_start(self, state: TrainState) -> None:
+            seen.append(_flushed())
+
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    assert not _flushed()
+    sq.fit(nn.Linear(4, 2), [(x, y)], epochs=1, callbacks=[Probe()])
+    assert seen == [True] and not _flushed()
+    torch.set_flush_denormal(True)  # a caller who flushes already keeps flushing
+    try:
+        with flushing_denormals():
+            pass
+        assert _flushed()
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def test_fit_on_a_named_device_and_run_recipe_brings_the_model_home() -> None:
+    from squeezer.pipeline import Recipe
+    from squeezer.pipeline.run import run_stage
+
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 1, 4, 4), torch.randint(0, 3, (16,))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
+    before = [p.detach().clone() for p in model.parameters()]
+    recipe = Recipe.from_dict({"name": "t", "stages": [{"fine-tune": {"epochs": 1, "lr": 0.1}}]})
+    run_stage(model, recipe.stages[0], recipe, [(x, y)], (x[:1],), device="cpu")
+    after = list(model.parameters())
+    assert all(p.device.type == "cpu" for p in after)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    with pytest.raises((RuntimeError, AssertionError)):  # a device it lacks fails loudly
+        run_stage(model, recipe.stages[0], recipe, [(x, y)], (x[:1],), device="cuda:99")
+    assert model(x).shape == (16, 3)  # and the model is still whole, on the CPU

@@ -34,7 +34,11 @@ KBIT = {
     "lab": "LAB",
     "twn": "TWN", "ttq": "TTQ", "ternaryconnect": "TernaryConnect",
 }  # fmt: skip
-METHODS = ("int8", *KBIT, "sws")
+CODEBOOK = {
+    "kmeans": "KMeansSharing", "pq": "ProductQuantization", "rq": "ResidualQuantization",
+    "hashednets": "HashedNets",
+}  # fmt: skip
+METHODS = ("int8", *KBIT, *CODEBOOK, "sws")
 NATIVE_BITS = {
     "binaryconnect": 1, "binarynet": 1, "xnor": 1, "bwn": 1, "lab": 1, "twn": 2, "ttq": 2,
     "ternaryconnect": 2,
@@ -73,7 +77,13 @@ def add_parser(sub: Any) -> None:
         "weight networks; ttq: trained ternary quantization; ternaryconnect: stochastic "
         "ternary weights with power-of-two inputs in the weight gradient (Lin 2016); sws: "
         "soft weight-sharing (a Gaussian-mixture prior learned while retraining "
-        "--finetune-epochs, then the weights snapped to its --components means)",
+        "--finetune-epochs, then the weights snapped to its --components means); kmeans: "
+        "k-means weight sharing at --bits per weight (--weighting for Hessian-weighted); pq: "
+        "product quantization, k-means of --subvector-long row pieces with 2^--bits words "
+        "(--response for Q-CNN's output fitting); rq: residual quantization (two stages of "
+        "pq); hashednets: weights drawn from --compression times fewer hashed buckets. "
+        "Codebook methods fine-tune the codebooks --finetune-epochs (SGD, lr 0.001, "
+        "no weight decay) and write a .sqz",
     )
     p.add_argument(
         "--bits",
@@ -123,6 +133,33 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--tau", type=positive_float, default=0.005,
         help="sws: weight of the prior against the cross-entropy (default 0.005)",
+    )  # fmt: skip
+    p.add_argument(
+        "--layers", metavar="PATTERNS",
+        help="codebook methods: only these layers (comma-separated names or patterns, e.g. "
+        "'fc*'; default every Linear and Conv)",
+    )  # fmt: skip
+    p.add_argument(
+        "--subvector", type=positive, metavar="N",
+        help="pq, rq: weights per sub-vector (default 4)",
+    )  # fmt: skip
+    p.add_argument(
+        "--shared-codebook", action="store_true",
+        help="pq, rq: one codebook for the whole layer instead of one per column segment",
+    )  # fmt: skip
+    p.add_argument(
+        "--response", action="store_true",
+        help="pq, rq: fit codewords and assignments to each layer's outputs on calibration "
+        "data, with error correction (Q-CNN, Wu 2016)",
+    )  # fmt: skip
+    p.add_argument(
+        "--compression", type=positive_float, metavar="R",
+        help="hashednets: virtual weights per stored bucket (default 8)",
+    )  # fmt: skip
+    p.add_argument(
+        "--weighting", choices=("none", "fisher", "hessian"),
+        help="kmeans: weigh each weight's error by a curvature estimate (Choi 2017; default "
+        "none)",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     p.add_argument(
@@ -309,17 +346,9 @@ def _layer_bits(text: str | None) -> dict[str, int]:
     return out
 
 
-def run_kbit(args: argparse.Namespace) -> int:
-    """Fake-quantize, calibrate, evaluate, fine-tune, evaluate, save packed (and, for 8-bit
-    QAT, convert to the int8 backend and time it)."""
-    import copy
-    import os
-    import tempfile
-
-    import torch
-
+def _kbit_config(args: argparse.Namespace) -> tuple[Any, int]:
+    """The config of a k-bit, binary or ternary method from the flags, and its bits."""
     import squeezer as sq
-    from squeezer.data import canonical_name
     from squeezer.errors import ConfigError
 
     method = args.method
@@ -346,14 +375,92 @@ def run_kbit(args: argparse.Namespace) -> int:
         raise UsageError("--fraction-bits is for --method fixed")
     if method == "qat" and args.per_tensor:
         kwargs["per_channel"] = False
-    if args.finetune_epochs < 0:
-        raise UsageError("--finetune-epochs must be >= 0")
     try:
-        config = getattr(sq.quantization, KBIT[method])(**kwargs)
+        return getattr(sq.quantization, KBIT[method])(**kwargs), bits
     except ConfigError as err:
         raise UsageError(str(err).replace("bits must", "--bits must")) from None
+
+
+_CODEBOOK_ONLY = {
+    "layers": "codebook methods", "subvector": "pq and rq", "shared_codebook": "pq and rq",
+    "response": "pq and rq", "compression": "hashednets", "weighting": "kmeans",
+}  # fmt: skip
+
+
+def _no_codebook_options(args: argparse.Namespace, allowed: tuple[str, ...] = ()) -> None:
+    for name, where in _CODEBOOK_ONLY.items():
+        if name not in allowed and getattr(args, name, None) not in (None, False):
+            raise UsageError(f"--{name.replace('_', '-')} is for --method {where}")
+
+
+def _codebook_config(args: argparse.Namespace) -> tuple[Any, int, str]:
+    """The config of a codebook method (k-means, PQ, RQ, HashedNets) from the flags, its
+    bits (index bits per weight, or per sub-vector) and a label for file names."""
+    import squeezer as sq
+    from squeezer.errors import ConfigError
+
+    method = args.method
+    allowed = {
+        "kmeans": ("layers", "weighting"),
+        "pq": ("layers", "subvector", "shared_codebook", "response"),
+        "rq": ("layers", "subvector", "shared_codebook", "response"),
+        "hashednets": ("layers", "compression"),
+    }[method]
+    _no_codebook_options(args, allowed)
+    for flag in ("stochastic", "layer_bits", "first_last_bits", "fraction_bits"):
+        if getattr(args, flag, None) not in (None, False):
+            raise UsageError(f"--{flag.replace('_', '-')} is not for --method {method}")
+    kwargs: dict[str, Any] = {}
+    if args.layers:
+        kwargs["layers"] = tuple(s for s in args.layers.split(",") if s)
+    if args.exclude:
+        kwargs["exclude"] = tuple(s for s in args.exclude.split(",") if s)
+    bits = args.bits if args.bits is not None else (4 if method == "kmeans" else 8)
+    if method == "kmeans":
+        kwargs.update(bits=bits, weighting=args.weighting or "none")
+        kwargs["max_batches"] = args.calibration
+        label = f"kmeans{bits}"
+    elif method in ("pq", "rq"):
+        kwargs.update(
+            bits=bits, subvector=args.subvector or 4, response=args.response,
+            shared_codebook=args.shared_codebook, max_batches=args.calibration,
+        )  # fmt: skip
+        label = f"{method}{kwargs['subvector']}x{bits}"
+    else:
+        if args.bits is not None:
+            raise UsageError("--bits is not for --method hashednets; use --compression")
+        kwargs["compression"] = args.compression or 8.0
+        label = f"hashednets{kwargs['compression']:g}"
+        bits = 0
+    try:
+        return getattr(sq.quantization, CODEBOOK[method])(**kwargs), bits, label
+    except ConfigError as err:
+        raise UsageError(str(err).replace("bits must", "--bits must")) from None
+
+
+def run_kbit(args: argparse.Namespace) -> int:
+    """Fake-quantize, calibrate, evaluate, fine-tune, evaluate, save packed (and, for 8-bit
+    QAT, convert to the int8 backend and time it)."""
+    import copy
+    import os
+    import tempfile
+
+    import torch
+
+    import squeezer as sq
+    from squeezer.data import canonical_name
+
+    method = args.method
+    if method in CODEBOOK:
+        config, bits, label = _codebook_config(args)
+    else:
+        _no_codebook_options(args)
+        config, bits = _kbit_config(args)
+        label = f"{method}{bits}"
+    if args.finetune_epochs < 0:
+        raise UsageError("--finetune-epochs must be >= 0")
     converts = method == "qat" and bits == 8
-    out = Path(args.out or f"{Path(args.model.split(':')[-1]).stem}-{method}{bits}.sqz")
+    out = Path(args.out or f"{Path(args.model.split(':')[-1]).stem}-{label}.sqz")
     allowed = (".sqz", ".onnx", ".pt2") if converts else (".sqz",)
     if out.suffix not in allowed:
         raise UsageError(f"--out: the {method} model is written as {' or '.join(allowed)}")
@@ -376,7 +483,8 @@ def run_kbit(args: argparse.Namespace) -> int:
     x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
     quantized = copy.deepcopy(model)
     calib = sq.data.loader(train.without_augment(), 64, shuffle=True, seed=0)
-    info(f"{KBIT[method]} at {bits} bits, calibrating on {args.calibration} batches of {dataset}")
+    name = KBIT.get(method) or CODEBOOK[method]
+    info(f"{name} ({label}), calibrating on {args.calibration} batches of {dataset}")
     report = sq.quantize_(quantized, config, x, data=calib)
     print(report)
     result: dict[str, Any] = {"model": args.model, "dataset": dataset, **report.to_dict()}
@@ -385,12 +493,14 @@ def run_kbit(args: argparse.Namespace) -> int:
     result["top1_ptq"] = sq.evaluate(quantized, test)["top1"]
     steps = [
         f"float32 {result['top1_float']:.4f}",
-        f"{bits}-bit right after {result['top1_ptq']:.4f}",
+        f"{label} right after {result['top1_ptq']:.4f}",
     ]
     if args.finetune_epochs:
+        codebook = method in CODEBOOK  # the codebooks train, gently and without decay
         fit_on_device(
-            args, quantized, train, val=test, epochs=args.finetune_epochs, lr=args.lr or 0.01,
-            verbose=not args.quiet,
+            args, quantized, train, val=test, epochs=args.finetune_epochs,
+            lr=args.lr or (0.001 if codebook else 0.01), verbose=not args.quiet,
+            **({"weight_decay": 0.0} if codebook else {}),
         )  # fmt: skip
         result["top1_qat"] = sq.evaluate(quantized, test)["top1"]
         steps.append(f"after {args.finetune_epochs} epoch(s) {result['top1_qat']:.4f}")
