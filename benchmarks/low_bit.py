@@ -180,7 +180,8 @@ MLP_METHODS = {  # method, hidden units, batch size (the papers': 1024 / 200, 40
 }
 MLP_PUBLISHED = {
     "binaryconnect": "1.29% (deterministic; Courbariaux 2015)",
-    "binaryconnect-stochastic": "1.18% (stochastic; Courbariaux 2015)",
+    "binaryconnect-stochastic": "1.18% (stochastic; tested with the real-valued weights, "
+    "not a binary network, in the paper's code; Courbariaux 2015)",
     "binarynet": "0.96% (Courbariaux 2016)",
 }
 
