@@ -47,7 +47,11 @@ class SoftWeightSharing(LayerSelection):
         tau: weight of the prior term against the per-example cross-entropy (the paper:
             0.005).
         pi_zero: mixing proportion of the zero component, held fixed (the paper: 0.99 to
-            0.999).
+            0.999). Lower keeps more weights: at snapping a weight goes to zero unless it
+            sits about ``sqrt(2 ln(pi_zero / pi_j))`` standard deviations from zero, so a
+            high value removes weights the network still uses when retraining has not yet
+            gathered them on the components (on LeNet-300-100, 0.9 snapped with 4% error
+            where 0.99 gave 34%, after 3 epochs).
         init_range: the non-zero means start evenly spaced in [-init_range, init_range];
             None: the largest magnitude among the selected weights.
         hyper_prior: a Gamma hyper-prior on the precisions (the paper's: shape 5000, rate 2
