@@ -22,6 +22,7 @@ ORDER = [
     "pruning",
     "quantization",
     "factorization",
+    "distillation",
     "coding",
     "pipeline",
     "cli",

@@ -20,6 +20,7 @@ from squeezer import (
     core,
     data,
     deploy,
+    distillation,
     factorization,
     layers,
     models,
@@ -32,6 +33,7 @@ from squeezer import (
 from squeezer.analysis import measure
 from squeezer.coding import load, save
 from squeezer.deploy import export
+from squeezer.distillation import distill
 from squeezer.errors import SqueezerError
 from squeezer.factorization import factorize_
 from squeezer.pruning import prune_, prune_channels
@@ -55,6 +57,8 @@ __all__ = [
     "core",
     "data",
     "deploy",
+    "distill",
+    "distillation",
     "evaluate",
     "export",
     "factorization",

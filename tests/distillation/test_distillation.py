@@ -1,0 +1,230 @@
+"""Knowledge distillation: the loss terms against their formulas, the teacher really used,
+features by module path, FitNets' two stages, and bad input refused before training."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import squeezer as sq
+from squeezer.distillation import (
+    KD,
+    NST,
+    AttentionTransfer,
+    FeatureTap,
+    FitNets,
+    Logits,
+    Teachers,
+    attention_map,
+    kd_loss,
+    mmd2_poly,
+)
+from squeezer.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return sq.data.load("digits")
+
+
+@pytest.fixture(scope="module")
+def teacher(digits):
+    train, test = digits
+    torch.manual_seed(0)
+    model = sq.models.create("lenet300")
+    sq.fit(model, train, epochs=8, lr=0.1, batch_size=64)
+    assert sq.evaluate(model, test)["top1"] > 0.85
+    return model.eval()
+
+
+def small_student() -> nn.Module:
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+def wrong_labels(data):
+    """The training images with every label 0: a student can only learn from a teacher."""
+    from squeezer.data import loader
+
+    return [(x, torch.zeros_like(y)) for x, y in loader(data.without_augment(), 64, seed=0)]
+
+
+class ConvNet(nn.Module):
+    def __init__(self, width: int = 4) -> None:
+        super().__init__()
+        self.block1 = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU())
+        self.block2 = nn.Sequential(nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(2 * width * 8 * 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block2(self.block1(x)).flatten(1))
+
+
+def test_kd_loss_is_hintons_formula() -> None:
+    torch.manual_seed(0)
+    s, t = torch.randn(5, 4), torch.randn(5, 4)
+    temp = 3.0
+    p_t = F.softmax(t / temp, 1)
+    manual = (p_t * (p_t.log() - F.log_softmax(s / temp, 1))).sum(1).mean() * temp**2
+    assert float(kd_loss(s, t, temp)) == pytest.approx(float(manual), rel=1e-5)
+    assert float(kd_loss(t, t, temp)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_attention_and_mmd_against_their_definitions() -> None:
+    torch.manual_seed(0)
+    f = torch.randn(2, 3, 4, 4)
+    a = attention_map(f)
+    manual = f.pow(2).mean(1).flatten(1)
+    assert torch.allclose(a, manual / manual.norm(dim=1, keepdim=True))
+    assert float(mmd2_poly(f, f)) == pytest.approx(0.0, abs=1e-6)
+    g = torch.randn(2, 5, 4, 4)  # other channel counts are fine for the MMD
+    x = F.normalize(f.flatten(2), dim=2)
+    y = F.normalize(g.flatten(2), dim=2)
+
+    def k(u, v):
+        return (u @ v.transpose(1, 2)).pow(2).mean((1, 2))
+
+    manual = (k(x, x) + k(y, y) - 2 * k(x, y)).mean()
+    assert float(mmd2_poly(f, g)) == pytest.approx(float(manual), rel=1e-5)
+    assert float(mmd2_poly(f, g)) > 0
+
+
+@pytest.mark.parametrize("method", [KD(temperature=4.0, alpha=1.0), Logits(alpha=1.0)])
+def test_the_student_learns_from_the_teacher_not_the_labels(method, digits, teacher) -> None:
+    train, test = digits
+    batches = wrong_labels(train)
+    alone = small_student()
+    sq.fit(alone, batches, epochs=6, lr=0.1)
+    student = small_student()
+    sq.distill(student, teacher, batches, method, epochs=6, lr=0.02)
+    assert sq.evaluate(alone, test)["top1"] < 0.2  # the labels say "0" for everything
+    assert sq.evaluate(student, test)["top1"] > 0.8  # the teacher knew better
+
+
+def test_an_ensemble_of_teachers_averages_their_logits(teacher) -> None:
+    other = copy.deepcopy(teacher)
+    with torch.no_grad():
+        other.fc3.bias.add_(1.0)
+    x = torch.randn(3, 1, 28, 28)
+    both = Teachers([teacher, other])
+    assert torch.allclose(both(x), (teacher(x) + other(x)) / 2)
+
+
+def test_feature_tap_by_path_and_its_errors() -> None:
+    net = ConvNet()
+    tap = FeatureTap(net, ["block2.0", "block1"])
+    net(torch.randn(2, 1, 8, 8))
+    assert tap["block2.0"].shape == (2, 8, 8, 8) and tap["block1"].shape == (2, 4, 8, 8)
+    tap.close()
+    assert not net.block1._forward_hooks
+    with pytest.raises(ConfigError, match=r"no module 'block3'.*block1, block2, head"):
+        FeatureTap(net, ["block3"])
+    with pytest.raises(ConfigError, match=r"no module 'block2.7'.*block2.0, block2.1"):
+        FeatureTap(net, ["block2.7"])
+
+
+def _conv_data(n: int = 64):
+    torch.manual_seed(0)
+    x = torch.randn(n, 1, 8, 8)
+    y = (x[:, 0, :4].mean((1, 2)) > 0).long() + (x[:, 0, 4:].mean((1, 2)) > 0).long()
+    return [(x[i : i + 16], y[i : i + 16]) for i in range(0, n, 16)]
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        AttentionTransfer(pairs=(("block1", "block1"), ("block2", "block2"))),
+        AttentionTransfer(pairs=(("block2", "block2"),), with_kd=True),
+        NST(pairs=(("block2", "block2"),)),
+    ],
+)
+def test_feature_methods_pull_the_student_towards_the_teacher(method) -> None:
+    data = _conv_data()
+    torch.manual_seed(0)
+    teacher = ConvNet(width=6)
+    sq.fit(teacher, data, epochs=5, lr=0.05)
+    torch.manual_seed(1)
+    student = ConvNet(width=4)
+    taps_s, taps_t = FeatureTap(student, ["block2"]), FeatureTap(teacher, ["block2"])
+    x = data[0][0]
+
+    def gap() -> float:
+        with torch.no_grad():
+            student(x), teacher(x)
+        a, b = taps_s["block2"], taps_t["block2"]
+        if isinstance(method, NST):
+            return float(mmd2_poly(a, b))
+        return float((attention_map(a) - attention_map(b)).pow(2).mean())
+
+    before = gap()
+    sq.distill(student, teacher, data, method, epochs=10, lr=0.02)
+    assert gap() < 0.5 * before
+    taps_s.close(), taps_t.close()
+    assert not student.block1._forward_hooks and not teacher.block2._forward_hooks
+
+
+def test_fitnets_two_stages_train_a_regressor_then_distill() -> None:
+    data = _conv_data()
+    torch.manual_seed(0)
+    teacher = ConvNet(width=6)
+    sq.fit(teacher, data, epochs=5, lr=0.05)
+    student = ConvNet(width=4)
+    head_before = student.head.weight.detach().clone()
+    block1_before = student.block1[0].weight.detach().clone()
+    method = FitNets(pairs=(("block1", "block1"),), hint_epochs=3)
+    seen = []
+
+    class Watch(sq.Callback):
+        def on_fit_end(self, state):
+            seen.append(len(state.optimizer.param_groups))
+
+    sq.distill(student, teacher, data, method, epochs=1, lr=0.05, callbacks=[Watch()])
+    # stage 1 (hints) had the regressor's group beside the student's; stage 2 did not
+    assert seen == [2, 1]
+    assert not torch.equal(student.block1[0].weight, block1_before)
+    assert not torch.equal(student.head.weight, head_before)  # stage 2 trained everything
+
+
+def test_fitnets_regressor_shapes_and_mismatches() -> None:
+    from squeezer.distillation.terms import HintTerm
+
+    term = HintTerm(FitNets(pairs=(("a", "b"),)))
+    term.setup({"a": torch.zeros(2, 4, 8, 8)}, {"b": torch.zeros(2, 6, 4, 4)})
+    assert term.regressors[0](torch.zeros(2, 4, 8, 8)).shape == (2, 6, 4, 4)
+    term.setup({"a": torch.zeros(2, 5)}, {"b": torch.zeros(2, 7)})
+    assert term.regressors[0](torch.zeros(2, 5)).shape == (2, 7)
+    with pytest.raises(ConfigError, match="whole multiple"):
+        term.setup({"a": torch.zeros(2, 4, 6, 6)}, {"b": torch.zeros(2, 6, 4, 4)})
+    with pytest.raises(ConfigError, match="flat features or two 2-d feature maps"):
+        term.setup({"a": torch.zeros(2, 4)}, {"b": torch.zeros(2, 6, 4, 4)})
+
+
+def test_bad_input_is_refused_before_training() -> None:
+    data = _conv_data()
+    teacher = ConvNet()
+    student = ConvNet()
+    before = copy.deepcopy(student.state_dict())
+    other_classes = nn.Sequential(nn.Flatten(), nn.Linear(64, 5))
+    with pytest.raises(ConfigError, match="teacher has 5 classes and the student 3"):
+        sq.distill(student, other_classes, data, KD(), epochs=1)
+    with pytest.raises(ConfigError, match="no module 'layer9'"):
+        sq.distill(student, teacher, data, AttentionTransfer(pairs=(("layer9", "block1"),)))
+    with pytest.raises(ConfigError, match="teacher has no module 'nope'"):
+        sq.distill(student, teacher, data, NST(pairs=(("block1", "nope"),)))
+    small = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), nn.Flatten(), nn.Linear(18, 3))
+    with pytest.raises(ConfigError, match="spatial size"):
+        sq.distill(small, teacher, data, AttentionTransfer(pairs=(("0", "block1"),)))
+    assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())
+    assert not any(m._forward_hooks for m in student.modules())  # no hook left behind
+    with pytest.raises(ConfigError, match="temperature must be > 0"):
+        KD(temperature=0)
+    with pytest.raises(ConfigError, match="alpha"):
+        KD(alpha=1.5)
+    with pytest.raises(ConfigError, match="at least one"):
+        AttentionTransfer()
+    with pytest.raises(ConfigError, match="teacher: expected"):
+        sq.distill(student, 42, data, KD())  # type: ignore[arg-type]
