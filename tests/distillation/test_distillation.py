@@ -228,3 +228,45 @@ def test_bad_input_is_refused_before_training() -> None:
         AttentionTransfer()
     with pytest.raises(ConfigError, match="teacher: expected"):
         sq.distill(student, 42, data, KD())  # type: ignore[arg-type]
+
+
+def test_distill_command_table_json_and_files(tmp_path, capsys, real_data) -> None:
+    import json
+
+    from squeezer.cli import main
+
+    teacher = tmp_path / "t.pt"
+    torch.manual_seed(0)
+    t = sq.models.create("lenet300")
+    train, _ = sq.data.load("mnist", data_dir=real_data / "mnist")
+    sq.fit(t, train.subset(range(2000)), epochs=2, lr=0.05)
+    sq.save_checkpoint(t, teacher, meta={"dataset": "mnist"})
+    out = tmp_path / "s.sqz"
+    argv = ["distill", "lenet300", "--teacher", str(teacher), "--epochs", "1", "--limit",
+            "600", "--data-dir", str(real_data / "mnist"), "--out", str(out), "--quiet",
+            "--json", "-"]  # fmt: skip
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out[captured.out.index("{") :])
+    assert {"teacher_error", "student_alone_error", "distilled_error", "gap_closed"} <= set(result)
+    table = captured.out + captured.err  # the table goes to stderr when the JSON takes stdout
+    assert "student, labels alone" in table and "student, distilled (hinton)" in table
+    back = sq.load(out)
+    assert 1 - sq.evaluate(back, train.subset(range(600)))["top1"] < 0.9
+    for extra, message in [
+        (["--method", "at"], "give --pairs"),
+        (["--method", "at", "--pairs", "fc9:fc1"], "student has no module 'fc9'"),
+        (["--method", "hinton", "--pairs", "fc1:fc1"], "--pairs is for --method"),
+        (["--temperature", "0"], "temperature"),
+    ]:
+        argv = ["distill", "lenet300", "--teacher", str(teacher), "--limit", "64", "--data-dir",
+                str(real_data / "mnist"), "--out", str(tmp_path / "x.pt"), *extra]  # fmt: skip
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse's own refusals
+            code = int(exc.code or 0)
+        assert code != 0
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    assert main(["distill", "lenet300", "--teacher", str(tmp_path / "none.pt")]) != 0
+    assert "no such file" in capsys.readouterr().err

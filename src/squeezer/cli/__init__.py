@@ -37,6 +37,7 @@ COMMANDS = (
     "prune",
     "factorize",
     "quantize",
+    "distill",
     "export",
     "inspect",
     "models_cmd",
