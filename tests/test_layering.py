@@ -22,8 +22,8 @@ ORDER = [
     "pruning",
     "quantization",
     "factorization",
-    "distillation",
     "coding",
+    "distillation",
     "pipeline",
     "cli",
 ]

@@ -270,3 +270,58 @@ def test_distill_command_table_json_and_files(tmp_path, capsys, real_data) -> No
         assert message in err and "Traceback" not in err, err
     assert main(["distill", "lenet300", "--teacher", str(tmp_path / "none.pt")]) != 0
     assert "no such file" in capsys.readouterr().err
+
+
+def test_recipe_distill_stage_learns_from_the_model_before_the_recipe(digits) -> None:
+    from squeezer.pipeline import Recipe, run_recipe
+
+    train, test = digits
+    torch.manual_seed(0)
+    model = sq.models.create("lenet300")
+    sq.fit(model, train, epochs=4, lr=0.1, batch_size=64)
+    recipe = Recipe.from_dict({
+        "name": "prune-then-distill",
+        "stages": [
+            {"prune": {"sparsity": 0.8}},
+            {"distill": {"epochs": 2, "lr": 0.02, "temperature": 4.0, "alpha": 0.9}},
+            {"code": {"coding": "huffman"}},
+        ],
+    })  # fmt: skip
+    seen = []
+    original = sq.distillation.run.Distiller.on_fit_start
+
+    def spy(self, state):
+        seen.append(self.teacher)
+        return original(self, state)
+
+    sq.distillation.run.Distiller.on_fit_start = spy
+    try:
+        result = run_recipe(model, train, test, recipe)
+    finally:
+        sq.distillation.run.Distiller.on_fit_start = original
+    assert len(seen) == 1 and seen[0] is not model
+    assert float((seen[0].fc1.weight == 0).float().mean()) < 0.01  # the unpruned original
+    assert float((model.fc1.weight == 0).float().mean()) > 0.75  # the student stays pruned
+    assert result.top1_after > 0.8
+    stages = [r["stage"] for r in result.reports]
+    assert "distill" in stages
+    with pytest.raises(ConfigError, match="temperature"):
+        Recipe.from_dict({"name": "x", "stages": [{"distill": {"temperature": -1}}]})
+
+
+def test_prune_command_with_distill(tmp_path, capsys, real_data) -> None:
+    import json
+
+    from squeezer.cli import main
+
+    argv = ["prune", "lenet5", "--ratio", "0.5", "--dataset", "mnist", "--data-dir",
+            str(real_data / "mnist"), "--limit", "256", "--finetune-epochs", "1", "--distill",
+            "--batch-sizes", "1", "--min-run-time", "0.05", "--quiet", "--out",
+            str(tmp_path / "p.sqz"), "--json", "-"]  # fmt: skip
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    result = json.loads(captured.out[captured.out.index("{") :])
+    assert 0 <= result["top1_after"] <= 1
+    assert main(["prune", "lenet5", "--ratio", "0.5", "--distill"]) != 0
+    assert "--finetune-epochs" in capsys.readouterr().err

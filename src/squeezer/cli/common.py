@@ -279,16 +279,40 @@ def training_device(text: str) -> str:
     return text
 
 
-def fit_on_device(args: argparse.Namespace, model: nn.Module, *fit_args: Any, **kw: Any) -> Any:
-    """``sq.fit`` on ``args.device`` (when given); the model comes back to the CPU after."""
+def distill_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--distill",
+        action="store_true",
+        help="fine-tune with the original model as the teacher (Hinton's distillation, "
+        "temperature 4, alpha 0.9) instead of the labels alone: the usual way to recover "
+        "accuracy after compression",
+    )
+
+
+def fit_on_device(
+    args: argparse.Namespace,
+    model: nn.Module,
+    *fit_args: Any,
+    teacher: nn.Module | None = None,
+    **kw: Any,
+) -> Any:
+    """``sq.fit`` on ``args.device`` (when given); the model comes back to the CPU after.
+    With ``args.distill`` and a ``teacher``, ``sq.distill`` with Hinton's loss instead."""
     import squeezer as sq
 
     device = getattr(args, "device", None)
     try:
+        if teacher is not None and getattr(args, "distill", False):
+            from squeezer.distillation import KD
+
+            train, *rest = fit_args
+            return sq.distill(model, teacher, train, KD(), *rest, device=device, **kw)
         return sq.fit(model, *fit_args, device=device, **kw)
     finally:
         if device is not None:
             model.cpu()
+            if teacher is not None:
+                teacher.cpu()
 
 
 def json_option(p: argparse.ArgumentParser) -> None:
@@ -376,6 +400,7 @@ def measure_and_save(
 def transform_options(p: argparse.ArgumentParser, adjective: str, uses: str) -> None:
     """Options shared by the commands that transform a model, fine-tune it and measure it."""
     device_option(p)
+    distill_option(p)
     p.add_argument(
         "--finetune-epochs",
         type=int,
@@ -438,6 +463,10 @@ def transform_command(
     import squeezer as sq
     from squeezer.data import canonical_name
 
+    if getattr(args, "distill", False) and not args.finetune_epochs:
+        raise UsageError(
+            "--distill fine-tunes with the original as teacher: give --finetune-epochs N"
+        )
     model, source = load_model(args.model, args)
     shape = source["input_shape"]
     if not shape:
@@ -468,7 +497,7 @@ def transform_command(
         if args.finetune_epochs:
             fit_on_device(
                 args, changed, train, val=test, epochs=args.finetune_epochs, lr=args.lr,
-                verbose=not args.quiet,
+                verbose=not args.quiet, teacher=model,
             )  # fmt: skip
         result["top1_after"] = sq.evaluate(changed, test)["top1"]
         result["dataset"] = dataset

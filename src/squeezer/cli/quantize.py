@@ -16,6 +16,7 @@ from squeezer.cli.common import (
     data_options,
     dataset_splits,
     device_option,
+    distill_option,
     fit_on_device,
     info,
     json_option,
@@ -216,6 +217,7 @@ def add_parser(sub: Any) -> None:
         "or, for 8-bit qat, the converted .onnx/.pt2",
     )
     device_option(p)
+    distill_option(p)
     model_options(p)
     data_options(p)
     json_option(p)
@@ -223,6 +225,15 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.distill and args.method in ("int8", "sws"):
+        raise UsageError(
+            f"--distill is for the fine-tuning of k-bit and codebook methods, not --method "
+            f"{args.method}"
+        )
+    if args.distill and not args.finetune_epochs:
+        raise UsageError(
+            "--distill fine-tunes with the original as teacher: give --finetune-epochs N"
+        )
     if args.method == "sws":
         return run_sws(args)
     if args.method != "int8":
@@ -500,7 +511,7 @@ def run_kbit(args: argparse.Namespace) -> int:
         fit_on_device(
             args, quantized, train, val=test, epochs=args.finetune_epochs,
             lr=args.lr or (0.001 if codebook else 0.01), verbose=not args.quiet,
-            **({"weight_decay": 0.0} if codebook else {}),
+            teacher=model, **({"weight_decay": 0.0} if codebook else {}),
         )  # fmt: skip
         result["top1_qat"] = sq.evaluate(quantized, test)["top1"]
         steps.append(f"after {args.finetune_epochs} epoch(s) {result['top1_qat']:.4f}")

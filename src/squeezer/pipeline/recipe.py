@@ -31,6 +31,9 @@ Each stage is one tag and the fields of that stage's config:
 - ``fold-dead``: :class:`~squeezer.pruning.dead_units.FoldDeadUnits`: hidden units of
   Linear pairs left with no input (folded into the next bias) or no output, zeroed exactly;
 - ``fine-tune``: :class:`FineTune`, training the current model;
+- ``distill``: :class:`~squeezer.distillation.KD` (``temperature``, ``alpha``) plus
+  ``epochs``, ``lr``, ``weight_decay`` and ``momentum``: fine-tuning with the model as it was
+  before the recipe's first stage as the teacher (recovery after compression);
 - ``code``: :class:`Code`, writing the ``.sqz`` file and measuring the model it holds.
 
 Later families add their stage with :func:`register_stage`.
@@ -117,6 +120,7 @@ _LABELS = {
     "channel-prune": "channel pruning",
     "share": "+ weight sharing",
     "fine-tune": "  fine-tuning",
+    "distill": "  fine-tuning with the original as teacher",
 }
 
 # tag -> (parse fields into (config, options), option names with their defaults)
@@ -200,6 +204,9 @@ def _builtin_stages() -> None:
 
     register_stage("fold-dead", FoldDeadUnits)
     register_stage("fine-tune", FineTune)
+    from squeezer.distillation import KD
+
+    register_stage("distill", KD, {"epochs": 1, "lr": 0.01, "weight_decay": 5e-4, "momentum": 0.9})
     register_stage("code", Code)
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from squeezer.coding import build, encode_model, parse
 from squeezer.core import Report, baked_copy, zoo_name
+from squeezer.errors import ConfigError
 from squeezer.pipeline.recipe import Recipe, Stage, stage_verb
 from squeezer.train import TrainConfig, evaluate
 from squeezer.train import fit as _fit
@@ -106,11 +107,14 @@ def run_stage(
     example_inputs: tuple[torch.Tensor, ...],
     verbose: bool = False,
     device: str | torch.device | None = None,
+    teacher: nn.Module | None = None,
 ) -> dict[str, Any] | None:
     """Apply one stage to ``model`` in place; returns its report as plain data (if any).
 
     ``device``: where the training stages train (default: where the model is); the model
     goes back to where it was afterwards, so every other stage runs where it always does.
+    ``teacher``: the model the ``distill`` stage learns from (``run_recipe`` passes the
+    model as it was before the first stage).
     """
     from squeezer.core import apply
     from squeezer.pruning import iterative_prune
@@ -167,6 +171,19 @@ def run_stage(
         extra = {"weight_decay": c.weight_decay, "momentum": c.momentum}
         fit(model, train, _train(recipe, c.epochs, c.lr, **extra), verbose=verbose)
         return None
+    if stage.tag == "distill":
+        from squeezer.distillation import distill
+
+        if teacher is None:
+            raise ConfigError("distill stage: no teacher (run_recipe passes the original model)")
+        extra = {"weight_decay": o["weight_decay"], "momentum": o["momentum"]}
+        try:
+            distill(model, teacher, train, c, _train(recipe, o["epochs"], o["lr"], **extra),
+                    verbose=verbose, device=device)  # fmt: skip
+        finally:
+            model.to(home)
+            teacher.to(home)
+        return {"method": "distillation from the original model", **c.to_dict()}
     if stage.tag == "code":
         return None  # run_recipe writes the file
     needs = getattr(c, "criterion", None)
@@ -221,9 +238,12 @@ def run_recipe(
     log(f"baseline: {baseline_bytes:,} bytes of float32 parameters, top-1 {top1_before:.4f}")
     reports: list[dict[str, Any]] = []
     data, contents, top1, fixed = b"", None, top1_before, None
+    teacher = baked_copy(model).eval() if any(s.tag == "distill" for s in recipe.stages) else None
     for stage in recipe.stages:
         t0 = time.perf_counter()
-        report = run_stage(model, stage, recipe, train, example_inputs, verbose, device)
+        report = run_stage(
+            model, stage, recipe, train, example_inputs, verbose, device, teacher=teacher
+        )
         if report is not None:
             reports.append({"stage": stage.tag, **report})
         if stage.tag == "code":
@@ -237,7 +257,7 @@ def run_recipe(
             size = len(fixed)
             top1 = evaluate(model, test)["top1"]
         seconds = time.perf_counter() - t0
-        if stage.tag == "fine-tune" and len(rows) > 1:
+        if stage.tag in ("fine-tune", "distill") and len(rows) > 1:
             last = rows[-1]
             last.top1, last.seconds = top1, last.seconds + seconds
             last.size_bytes, last.compression_rate = size, baseline_bytes / size
