@@ -15,6 +15,7 @@ that cannot be compared are reported before training starts.
 """
 
 from squeezer.distillation.features import FeatureTap, resolve
+from squeezer.distillation.net2net import deepen_, widen_
 from squeezer.distillation.run import Distiller, Teachers, distill, load_teacher
 from squeezer.distillation.terms import (
     KD,
@@ -40,10 +41,12 @@ __all__ = [
     "Teachers",
     "Term",
     "attention_map",
+    "deepen_",
     "distill",
     "kd_loss",
     "load_teacher",
     "mmd2_poly",
     "resolve",
     "term_for",
+    "widen_",
 ]
