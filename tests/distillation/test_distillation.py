@@ -325,3 +325,34 @@ def test_prune_command_with_distill(tmp_path, capsys, real_data) -> None:
     assert 0 <= result["top1_after"] <= 1
     assert main(["prune", "lenet5", "--ratio", "0.5", "--distill"]) != 0
     assert "--finetune-epochs" in capsys.readouterr().err
+
+
+def test_munge_exchanges_attributes_with_the_nearest_neighbour() -> None:
+    from squeezer.distillation import munge, unlabelled
+
+    x = torch.tensor([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.0, 5.2]])
+    assert torch.equal(munge(x, p=0.0), x)
+    swapped = munge(x, p=1.0, s=1e9)  # every attribute becomes the neighbour's
+    assert torch.allclose(swapped, x[[1, 0, 3, 2]])
+    many = munge(x, rounds=50, p=0.5, s=1.0, seed=1)
+    assert many.shape == (200, 2) and torch.isfinite(many).all()
+    assert not torch.equal(many[:4], x)
+    # draws stay near their pair: nothing from the (0, 0) pair lands near (5, 5)
+    assert float(many.reshape(50, 4, 2)[:, :2].abs().max()) < 2.0
+    batches = unlabelled(many, 64)
+    assert [len(b[0]) for b in batches] == [64, 64, 64, 8] and not batches[0][1].any()
+    with pytest.raises(ConfigError, match="p must be"):
+        munge(x, p=2.0)
+
+
+def test_a_student_learns_from_munge_data_labelled_by_the_teacher(digits, teacher) -> None:
+    from squeezer.distillation import munge, unlabelled
+
+    train, test = digits
+    small = train.subset(range(300))  # little real data
+    x = torch.cat([b[0] for b in sq.data.loader(small.without_augment(), 300, shuffle=False)])
+    synthetic = munge(x, rounds=8, p=0.3, s=2.0)
+    student = small_student()
+    sq.distill(student, teacher, unlabelled(torch.cat([x, synthetic]), 64), Logits(),
+               epochs=8, lr=0.02)  # fmt: skip
+    assert sq.evaluate(student, test)["top1"] > 0.75

@@ -17,6 +17,7 @@ that cannot be compared are reported before training starts.
 from squeezer.distillation.features import FeatureTap, resolve
 from squeezer.distillation.net2net import deepen_, widen_
 from squeezer.distillation.run import Distiller, Teachers, distill, load_teacher
+from squeezer.distillation.synthetic import munge, unlabelled
 from squeezer.distillation.terms import (
     KD,
     NST,
@@ -46,7 +47,9 @@ __all__ = [
     "kd_loss",
     "load_teacher",
     "mmd2_poly",
+    "munge",
     "resolve",
     "term_for",
+    "unlabelled",
     "widen_",
 ]
