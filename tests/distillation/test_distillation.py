@@ -356,3 +356,50 @@ def test_a_student_learns_from_munge_data_labelled_by_the_teacher(digits, teache
     sq.distill(student, teacher, unlabelled(torch.cat([x, synthetic]), 64), Logits(),
                epochs=8, lr=0.02)  # fmt: skip
     assert sq.evaluate(student, test)["top1"] > 0.75
+
+
+def test_soft_decision_tree_is_a_mixture_of_its_leaves() -> None:
+    from squeezer.distillation import SoftDecisionTree
+
+    torch.manual_seed(0)
+    tree = SoftDecisionTree(12, 3, depth=3)
+    x = torch.randn(5, 12)
+    paths = tree.path_probabilities(x)
+    assert paths.shape == (5, 8) and torch.allclose(paths.sum(1), torch.ones(5))
+    right = tree.routing(x)
+    # leaf 5 = right, left, right: nodes 0, 2 (right child of 0), 5 (left child of 2)
+    manual = right[:, 0] * (1 - right[:, 2]) * right[:, 5]
+    assert torch.allclose(paths[:, 5], manual)
+    out = tree(x)
+    assert torch.allclose(out.exp(), paths @ F.softmax(tree.leaves, 1))
+    assert tree.node_reach().shape == (5, 7)
+
+
+def test_tree_balance_penalizes_one_sided_nodes() -> None:
+    from squeezer.distillation import SoftDecisionTree, TreeBalance
+    from squeezer.train import TrainState
+
+    torch.manual_seed(0)
+    tree = SoftDecisionTree(4, 2, depth=2)
+    balance = TreeBalance(tree, lam=1.0)
+    x = torch.randn(64, 4)
+    tree(x)
+    state = TrainState(model=tree, optimizer=None, config=None)
+    even = float(balance.loss(state, torch.zeros(())).detach())
+    with torch.no_grad():
+        tree.inner.bias.fill_(8.0)  # everything goes right
+    tree(x)
+    skewed = float(balance.loss(state, torch.zeros(())).detach())
+    assert skewed > 2 * even
+
+
+def test_a_soft_decision_tree_distilled_from_the_teacher(digits, teacher) -> None:
+    from squeezer.distillation import SoftDecisionTree, TreeBalance
+
+    train, test = digits
+    torch.manual_seed(0)
+    tree = SoftDecisionTree(784, 10, depth=4)
+    sq.distill(tree, teacher, train, KD(temperature=2.0, alpha=0.7), epochs=20, lr=0.003,
+               optimizer="adam", weight_decay=0.0, batch_size=64,
+               callbacks=[TreeBalance(tree, lam=0.01)])  # fmt: skip
+    assert sq.evaluate(tree, test)["top1"] > 0.6  # 16 leaves on 1,797 images; chance is 0.1

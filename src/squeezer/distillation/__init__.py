@@ -30,6 +30,7 @@ from squeezer.distillation.terms import (
     mmd2_poly,
     term_for,
 )
+from squeezer.distillation.tree import SoftDecisionTree, TreeBalance
 
 __all__ = [
     "KD",
@@ -39,8 +40,10 @@ __all__ = [
     "FeatureTap",
     "FitNets",
     "Logits",
+    "SoftDecisionTree",
     "Teachers",
     "Term",
+    "TreeBalance",
     "attention_map",
     "deepen_",
     "distill",
