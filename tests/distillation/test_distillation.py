@@ -403,3 +403,48 @@ def test_a_soft_decision_tree_distilled_from_the_teacher(digits, teacher) -> Non
                optimizer="adam", weight_decay=0.0, batch_size=64,
                callbacks=[TreeBalance(tree, lam=0.01)])  # fmt: skip
     assert sq.evaluate(tree, test)["top1"] > 0.6  # 16 leaves on 1,797 images; chance is 0.1
+
+
+def test_sgld_step_is_langevin_dynamics() -> None:
+    from squeezer.distillation import SGLD
+
+    p = nn.Parameter(torch.full((20000,), 2.0))
+    p.grad = torch.full_like(p, 0.5)
+    opt = SGLD([p], lr=0.01, num_examples=10, prior_precision=1.0, temperature=0.0)
+    opt.step()  # no noise: 2 - 0.01 / 2 * (10 * 0.5 + 1 * 2) = 1.965
+    assert torch.allclose(p, torch.full_like(p, 1.965))
+    p.grad = torch.zeros_like(p)
+    with torch.no_grad():
+        p.zero_()
+    SGLD([p], lr=0.04, num_examples=10, prior_precision=0.0,
+         generator=torch.Generator().manual_seed(0)).step()  # fmt: skip
+    assert float(p.detach().std()) == pytest.approx(0.2, rel=0.03)  # sqrt(lr)
+    with pytest.raises(ConfigError):
+        SGLD([p], lr=0.0, num_examples=10)
+
+
+def test_bayesian_dark_knowledge_student_learns_the_posterior_ensemble(digits, teacher) -> None:
+    from squeezer.distillation import sgld_ensemble
+
+    train, test = digits
+    ensemble = sgld_ensemble(teacher, train, samples=4, burn_in=20, thin=5, lr=1e-5, seed=0)
+    assert len(ensemble.members) == 4
+    a, b = ensemble.members[0], ensemble.members[-1]
+    assert not torch.equal(a.fc1.weight, b.fc1.weight)  # distinct samples
+    assert not torch.equal(a.fc1.weight, teacher.fc1.weight)  # the teacher itself untouched
+    assert sq.evaluate(ensemble, test)["top1"] > 0.8  # samples near the mode still predict
+    student = small_student()
+    sq.distill(student, ensemble, train, KD(temperature=1.0, alpha=1.0), epochs=6, lr=0.02)
+    assert sq.evaluate(student, test)["top1"] > 0.8
+
+
+def test_distilling_into_a_ternary_student(digits, teacher) -> None:
+    """Polino et al.'s quantized distillation: the student trains with ternary weights."""
+    train, test = digits
+    student = small_student()
+    sq.quantize_(student, sq.quantization.TWN(first_last_bits=None), torch.zeros(1, 1, 28, 28))
+    sq.distill(student, teacher, train, KD(temperature=4.0, alpha=0.7), epochs=6, lr=0.02)
+    assert sq.evaluate(student, test)["top1"] > 0.8
+    for m in student.modules():
+        if hasattr(m, "quantized_weight"):
+            assert len(torch.unique(m.quantized_weight().detach())) <= 3

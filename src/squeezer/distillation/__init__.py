@@ -14,6 +14,7 @@ Intermediate tensors are named by module path and captured with forward hooks
 that cannot be compared are reported before training starts.
 """
 
+from squeezer.distillation.bayesian import SGLD, sgld_ensemble
 from squeezer.distillation.features import FeatureTap, resolve
 from squeezer.distillation.net2net import deepen_, widen_
 from squeezer.distillation.run import Distiller, Teachers, distill, load_teacher
@@ -35,6 +36,7 @@ from squeezer.distillation.tree import SoftDecisionTree, TreeBalance
 __all__ = [
     "KD",
     "NST",
+    "SGLD",
     "AttentionTransfer",
     "Distiller",
     "FeatureTap",
@@ -52,6 +54,7 @@ __all__ = [
     "mmd2_poly",
     "munge",
     "resolve",
+    "sgld_ensemble",
     "term_for",
     "unlabelled",
     "widen_",
