@@ -1,6 +1,7 @@
 """Knowledge distillation (issue 14): Hinton's MNIST experiment at this machine's scale.
 
     python benchmarks/distillation.py --parts hinton          # teacher, student, distilled
+    python benchmarks/distillation.py --parts net2net --update  # grown vs from scratch
 
 - ``hinton``: a 784-1200-1200-10 teacher trained with dropout and jittered inputs (random
   crops), a 784-800-800-10 student trained on the labels alone with no regularization, and
@@ -8,6 +9,12 @@
   the teacher at temperature ``--temperature``. Published (Hinton, Vinyals & Dean 2015,
   full-length training): 67 test errors for the teacher, 146 for the student, 74 distilled.
   Issue 14's target: distillation closes >= 60% of the teacher-student gap.
+
+- ``net2net``: a 784-64-64-10 MLP trained a few epochs is widened to 256 units a layer
+  (Net2WiderNet, small noise) and deepened by one identity layer (Net2DeeperNet); the grown
+  net's outputs are compared with the small one's, then it trains on beside the same grown
+  architecture from a random start, with the same schedule: validation error per epoch and
+  the epochs each needs to reach the small net's error.
 
 The validation split (5,000 training images) picks nothing here: every setting is fixed
 before the run; the test set is read once per model at the end. Writes
@@ -29,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import squeezer as sq
 from harness import elapsed, provenance, read_report, write_report
-from squeezer.distillation import KD
+from squeezer.distillation import KD, deepen_, widen_
 
 
 def log(msg: str) -> None:
@@ -96,6 +103,64 @@ def run_hinton(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def run_net2net(args: argparse.Namespace) -> dict[str, Any]:
+    train, test = sq.data.load("mnist")
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+    fit_part = train.subset(order[5000:]).without_augment()
+    val = train.subset(order[:5000]).without_augment()
+    common = {"lr": args.lr, "batch_size": 128, "weight_decay": 0.0, "schedule": "constant"}
+    torch.manual_seed(0)
+    small = mlp(64, dropout=False)
+    log(f"small 2 x 64, {args.net2net_small_epochs} epochs")
+    sq.fit(small, fit_part, epochs=args.net2net_small_epochs, verbose=True, **common)
+    small_err = 1 - sq.evaluate(small, val)["top1"]
+    grown = copy.deepcopy(small)
+    widen_(grown, "1", "3", args.net2net_width, noise=0.01, seed=0)
+    widen_(grown, "3", "5", args.net2net_width, noise=0.01, seed=1)
+    deepen_(grown, "4")  # an identity layer after the second ReLU
+    x = torch.cat([b[0] for _, b in zip(range(4), sq.data.loader(val, 256, shuffle=False),
+                                        strict=False)])  # fmt: skip
+    with torch.no_grad():
+        small.eval(), grown.eval()
+        diff = float((small(x) - grown(x)).abs().max())
+        exact = copy.deepcopy(small)
+        widen_(exact, "1", "3", args.net2net_width, seed=0)
+        widen_(exact, "3", "5", args.net2net_width, seed=1)
+        deepen_(exact, "4")
+        exact.eval()
+        exact_diff = float((small(x) - exact(x)).abs().max())
+    grown_err0 = 1 - sq.evaluate(grown, val)["top1"]
+    torch.manual_seed(2)
+    scratch = copy.deepcopy(grown)
+    for m in scratch.modules():
+        if isinstance(m, nn.Linear):
+            m.reset_parameters()
+    curves = {}
+    for name, model in (("grown", grown), ("scratch", scratch)):
+        log(f"{name}: {args.net2net_epochs} epochs")
+        hist = sq.fit(model, fit_part, epochs=args.net2net_epochs, val=val, verbose=True,
+                      **common)  # fmt: skip
+        curves[name] = [1 - h["val_top1"] for h in hist.history]
+
+    def first_at(curve: list[float]) -> int | None:
+        return next((i + 1 for i, e in enumerate(curve) if e <= small_err), None)
+
+    return {
+        "small": {"hidden": 64, "epochs": args.net2net_small_epochs, "val_error": small_err,
+                  "test_error": 1 - sq.evaluate(small, test)["top1"]},
+        "grown": {"hidden": args.net2net_width, "extra_layer": True,
+                  "max_abs_output_diff_no_noise": exact_diff,
+                  "max_abs_output_diff_with_noise": diff, "val_error_at_start": grown_err0,
+                  "val_error_per_epoch": curves["grown"],
+                  "epochs_to_small_error": first_at(curves["grown"]),
+                  "test_error": 1 - sq.evaluate(grown, test)["top1"]},
+        "scratch": {"val_error_per_epoch": curves["scratch"],
+                    "epochs_to_small_error": first_at(curves["scratch"]),
+                    "test_error": 1 - sq.evaluate(scratch, test)["top1"]},
+        "training": common,
+    }  # fmt: skip
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Knowledge distillation",
@@ -133,6 +198,33 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"60%: {'met' if h['target']['met'] else 'missed'}; published: 90%).",
             "",
         ]
+    n = report.get("net2net")
+    if n:
+        sm, gr, sc = n["small"], n["grown"], n["scratch"]
+
+        def curve(c: list[float]) -> str:
+            return ", ".join(f"{100 * e:.2f}" for e in c)
+
+        lines += [
+            "## Net2Net: growing a trained network against training the big one from scratch",
+            "",
+            f"A 784-64-64-10 MLP trained {sm['epochs']} epochs (validation error "
+            f"{100 * sm['val_error']:.2f}%, test {100 * sm['test_error']:.2f}%) is widened to "
+            f"{gr['hidden']} units a layer and deepened by one identity layer. Largest output "
+            f"difference on 1,024 validation images: {gr['max_abs_output_diff_no_noise']:.2e} "
+            f"without noise, {gr['max_abs_output_diff_with_noise']:.2e} with the 1% noise the "
+            "grown net trains from. Both nets then train with the same constant-lr SGD.",
+            "",
+            "| start | validation error per epoch (%) | epochs to the small net's error | "
+            "test error |",
+            "| --- | --- | --- | --- |",
+            f"| Net2Net (grown; {100 * gr['val_error_at_start']:.2f}% before training) | "
+            f"{curve(gr['val_error_per_epoch'])} | {gr['epochs_to_small_error']} | "
+            f"{100 * gr['test_error']:.2f}% |",
+            f"| random | {curve(sc['val_error_per_epoch'])} | {sc['epochs_to_small_error']} | "
+            f"{100 * sc['test_error']:.2f}% |",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -146,6 +238,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--temperature", type=float, default=20.0, help="Hinton: 20")
     parser.add_argument("--alpha", type=float, default=0.9)
+    parser.add_argument("--net2net-small-epochs", type=int, default=3)
+    parser.add_argument("--net2net-width", type=int, default=256)
+    parser.add_argument("--net2net-epochs", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--update", action="store_true", help="keep the other parts' results")
     args = parser.parse_args()
@@ -153,7 +248,7 @@ def main() -> None:
     report: dict[str, Any] = {**provenance("distillation.py")}
     earlier = read_report("distillation") if args.update else None
     for part in args.parts.split(","):
-        report[part] = {"hinton": run_hinton}[part](args)
+        report[part] = {"hinton": run_hinton, "net2net": run_net2net}[part](args)
     if earlier:
         report = {**earlier, **report}
     report["seconds"] = elapsed()
