@@ -196,6 +196,9 @@ def run_hinton(role: str, args: argparse.Namespace, data: Data) -> dict[str, Any
         torch.manual_seed(1)
         model = mlp(args.student_hidden, dropout=False)
         epochs = args.student_epochs
+        if args.grad_clip:  # every student alike: KD at T = 20 diverges at lr 0.05 without
+            common = {**common, "grad_clip": args.grad_clip}
+            row["training"] = common
         if role == "alone":
             log(f"hinton student 2 x {args.student_hidden}, labels alone, {epochs} epochs")
             res = sq.fit(model, fit_plain, epochs=epochs, val=val, verbose=True,
@@ -238,10 +241,13 @@ def run_fmnist(role: str, args: argparse.Namespace, data: Data) -> dict[str, Any
     common = {"lr": args.lr, "batch_size": 128, "schedule": "cosine", "weight_decay": 5e-4}
     row: dict[str, Any] = {"training": common, "test_images": len(test), "train_images": len(fit)}
     t0 = time.perf_counter()
-    if role == "teacher":
+    if role in ("teacher", "teacher+"):
         torch.manual_seed(0)
         model = cifar_resnet(args.fmnist_teacher)
         epochs = args.fmnist_teacher_epochs
+        if role == "teacher+":  # a second cosine cycle (warm restart) from the saved teacher
+            load_weights(model, FMNIST_TEACHER, role).train()
+            row["earlier_epochs"] = args.fmnist_teacher_earlier_epochs
         if args.fit_seconds:
             epochs = epochs_within(args.fit_seconds, model, fit, args, epochs)
         log(f"fmnist teacher {args.fmnist_teacher}, {epochs} epochs")
@@ -461,14 +467,17 @@ FMNIST_NAMES = {"hinton": "Hinton KD", "fitnet": "FitNets", "at": "attention tra
 
 
 def fmnist_md(rows: dict[str, Any]) -> list[str]:
-    t, a = rows.get("fmnist:teacher"), rows.get("fmnist:alone")
+    t, a = rows.get("fmnist:teacher+") or rows.get("fmnist:teacher"), rows.get("fmnist:alone")
     if not (t and a):
         return []
     tr = a["training"]
+    t_epochs = f"{t['epochs']} epochs"
+    if t.get("earlier_epochs"):
+        t_epochs = f"{t['earlier_epochs']} + {t['epochs']} epochs (two cosine cycles)"
     out = [
         "## Fashion-MNIST: five methods side by side",
         "",
-        f"Teacher {t['model']} ({t['params']:,} parameters, {t['epochs']} epochs); student "
+        f"Teacher {t['model']} ({t['params']:,} parameters, {t_epochs}); student "
         f"ResNet-20 ({a['params']:,} parameters), every student {a['epochs']} passes over "
         f"{a.get('train_images', 55000):,} training images from the same initial weights "
         f"(SGD lr {tr['lr']}, cosine, "
@@ -477,7 +486,7 @@ def fmnist_md(rows: dict[str, Any]) -> list[str]:
         "",
         "| model | method | settings | validation error | test error | gap closed |",
         "| --- | --- | --- | --- | --- | --- |",
-        f"| {t['model']} | teacher | {t['epochs']} epochs | "
+        f"| {t['model']} | teacher | {t_epochs} | "
         f"{100 * t['val_error_per_epoch'][-1]:.2f}% | {100 * t['test_error']:.2f}% | |",
         f"| resnet20 | labels alone | | {100 * a['val_error_per_epoch'][-1]:.2f}% | "
         f"{100 * a['test_error']:.2f}% | |",
@@ -625,6 +634,7 @@ def main() -> None:
         help="teachers: epochs from a timing probe to fit this many seconds",
     )
     parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--grad-clip", type=float, default=0.0, help="hinton students")
     parser.add_argument("--alpha", type=float, default=0.9)
     parser.add_argument("--teacher-hidden", type=int, default=1200)
     parser.add_argument("--student-hidden", type=int, default=800)
@@ -632,6 +642,8 @@ def main() -> None:
     parser.add_argument("--student-epochs", type=int, default=20)
     parser.add_argument("--fmnist-teacher", default="resnet56")
     parser.add_argument("--fmnist-teacher-epochs", type=int, default=15)
+    parser.add_argument("--fmnist-teacher-earlier-epochs", type=int, default=0,
+                        help="teacher+: the epochs the saved teacher has had")  # fmt: skip
     parser.add_argument("--fmnist-epochs", type=int, default=10)
     parser.add_argument("--fmnist-temperature", type=float, default=4.0)
     parser.add_argument("--recovery-ratio", type=float, default=0.32)

@@ -343,7 +343,8 @@ def evaluate(
         data: an :class:`ImageDataset` (never augmented here), a ``Dataset``, or batches.
         batch_size: images per forward pass when batching here.
         topk: which top-k accuracies to report (k larger than the class count is skipped).
-        device: where to run (default: where the model is).
+        device: where to run (default: where the model is); the model is moved there, as
+            :func:`fit` moves it.
         progress: a progress bar (default: when standard error is a terminal).
 
     Returns:
@@ -352,6 +353,7 @@ def evaluate(
     if isinstance(data, ImageDataset):
         data = data.without_augment()
     dev = torch.device(device) if device is not None else _device_of(model)
+    model.to(dev)
     was_training = model.training
     model.eval()
     batches = _batches(data, batch_size, shuffle=False, seed=0)
