@@ -341,6 +341,177 @@ def run_recovery(role: str, args: argparse.Namespace, data: Data) -> dict[str, A
             "seconds": time.perf_counter() - t0}  # fmt: skip
 
 
+# ---------------------------------------------------------------- other students (CPU-sized)
+
+
+def nll(model: nn.Module, test: Any) -> float:
+    return float(sq.evaluate(model, test)["loss"])
+
+
+def hinton_teacher() -> nn.Module:
+    return load_weights(mlp(1200, True), HINTON_TEACHER, "the Hinton teacher")
+
+
+def run_tree(role: str, args: argparse.Namespace, data: Data) -> dict[str, Any]:
+    """Frosst & Hinton's soft decision tree on MNIST, from the labels or from the teacher."""
+    from squeezer.distillation import SoftDecisionTree, TreeBalance
+
+    _, fit, val, test = data("mnist")
+    torch.manual_seed(1)
+    tree = SoftDecisionTree(28 * 28, 10, depth=args.tree_depth)
+    common = {"lr": 0.02, "batch_size": 128, "schedule": "cosine", "weight_decay": 0.0}
+    balance = TreeBalance(tree, lam=0.1)
+    t0 = time.perf_counter()
+    log(f"tree depth {args.tree_depth}, {role}, {args.tree_epochs} epochs")
+    if role == "alone":
+        res = sq.fit(tree, fit, epochs=args.tree_epochs, val=val, callbacks=[balance],
+                     verbose=True, **common)  # fmt: skip
+        method = None
+    else:
+        temperature = float(role.partition("@")[2] or args.tree_temperature)
+        method = KD(temperature=temperature, alpha=args.alpha)
+        res = sq.distill(tree, hinton_teacher(), fit, method, epochs=args.tree_epochs, val=val,
+                         callbacks=[balance], verbose=True, **common)  # fmt: skip
+    return {"depth": args.tree_depth, "leaves": 2**args.tree_depth, "epochs": args.tree_epochs,
+            "training": common, "balance_lambda": 0.1,
+            "method": None if method is None else method.to_dict(),
+            "val_error_per_epoch": history(res), "test_error": 1 - sq.evaluate(tree, test)["top1"],
+            "params": sum(p.numel() for p in tree.parameters()),
+            "seconds": time.perf_counter() - t0}  # fmt: skip
+
+
+def run_ternary(role: str, args: argparse.Namespace, data: Data) -> dict[str, Any]:
+    """Polino et al.'s quantized distillation: Hinton's 2 x 800 student with ternary weights
+    (TWN, every layer), from the labels or distilled from the Hinton teacher."""
+    _, fit, val, test = data("mnist")
+    torch.manual_seed(1)
+    student = mlp(args.student_hidden, dropout=False)
+    config = sq.quantization.TWN(first_last_bits=None)
+    sq.quantize_(student, config, torch.zeros(1, 1, 28, 28))
+    common = {"lr": 0.02, "batch_size": 128, "schedule": "cosine", "weight_decay": 0.0,
+              "grad_clip": 5.0}  # fmt: skip
+    t0 = time.perf_counter()
+    log(f"ternary student, {role}, {args.ternary_epochs} epochs")
+    method = None
+    if role == "alone":
+        res = sq.fit(student, fit, epochs=args.ternary_epochs, val=val, verbose=True, **common)
+    else:
+        method = KD(temperature=args.fmnist_temperature, alpha=args.alpha)
+        res = sq.distill(student, hinton_teacher(), fit, method, epochs=args.ternary_epochs,
+                         val=val, verbose=True, **common)  # fmt: skip
+    levels = max(len(torch.unique(m.quantized_weight().detach()))
+                 for m in student.modules() if hasattr(m, "quantized_weight"))  # fmt: skip
+    return {"hidden": args.student_hidden, "quantization": config.to_dict(),
+            "max_distinct_weights_per_layer": levels, "epochs": args.ternary_epochs,
+            "training": common, "method": None if method is None else method.to_dict(),
+            "val_error_per_epoch": history(res),
+            "test_errors": errors(student, test, "cpu"),
+            "seconds": time.perf_counter() - t0}  # fmt: skip
+
+
+def run_bucila(role: str, args: argparse.Namespace, data: Data) -> dict[str, Any]:
+    """Bucila et al.'s model compression with little labelled data: an ensemble of three
+    dropout MLPs trained on ``--bucila-labelled`` MNIST images labels a larger transfer set
+    (MUNGE samples, or jittered copies of the same images) for a 2 x 200 student."""
+    from squeezer.distillation import Teachers, munge, unlabelled
+
+    jitter, plain, val, test = data("mnist")
+    n = args.bucila_labelled
+    few, few_jitter = plain.subset(range(n)), jitter.subset(range(n))
+    rounds = args.bucila_rounds
+    epochs = args.bucila_epochs
+    t0 = time.perf_counter()
+    common = {"lr": 0.05, "batch_size": 128, "schedule": "cosine", "weight_decay": 0.0}
+    row: dict[str, Any] = {"labelled": n, "student": "2 x 200", "training": common}
+    path = CHECKPOINTS / "distill-bucila-ensemble.pt"
+    members = []
+    for k in range(3):
+        torch.manual_seed(10 + k)
+        members.append(mlp(1200, dropout=True))
+    ensemble = Teachers(members)
+    if role == "ensemble":
+        for k, m in enumerate(members):
+            log(f"bucila: ensemble member {k + 1}/3 on {n} images, 300 epochs")
+            sq.fit(m, few_jitter, epochs=300, seed=k, **common)
+        CHECKPOINTS.mkdir(parents=True, exist_ok=True)
+        torch.save(ensemble.state_dict(), path)
+        return {**row, "members": "3 x (2 x 1200, dropout, jitter)", "epochs": 300,
+                "test_error": 1 - sq.evaluate(ensemble.eval(), test)["top1"],
+                "seconds": time.perf_counter() - t0}  # fmt: skip
+    if not path.exists():
+        raise SystemExit(f"bucila:{role}: run bucila:ensemble first ({path} is missing)")
+    ensemble.load_state_dict(torch.load(path, weights_only=True))
+    ensemble.eval()
+    torch.manual_seed(1)
+    student = mlp(200, dropout=False)
+    if role == "alone":  # the same number of steps as the students on the transfer set
+        log(f"bucila: student on the {n} labels, {epochs * (rounds + 1)} epochs")
+        res = sq.fit(student, few, epochs=epochs * (rounds + 1), val=val, **common)
+    else:
+        imgs = torch.cat([b[0] for b in sq.data.loader(few, 256)])
+        if role == "munge":
+            extra = munge(imgs, rounds=rounds, p=0.5, s=10.0, seed=0)
+        else:  # jittered copies: the dataset's own random crops
+            extra = torch.cat([torch.cat([b[0] for b in sq.data.loader(few_jitter, 256,
+                               seed=r)]) for r in range(rounds)])  # fmt: skip
+        transfer = torch.cat([imgs, extra])
+        order = torch.randperm(len(transfer), generator=torch.Generator().manual_seed(0))
+        batches = unlabelled(transfer[order], 128)
+        log(f"bucila: student on {len(transfer)} ensemble-labelled images ({role}), "
+            f"{epochs} epochs")  # fmt: skip
+        res = sq.distill(student, ensemble, batches, KD(temperature=1.0, alpha=1.0),
+                         epochs=epochs, val=val, **common)  # fmt: skip
+        row["transfer_set"] = len(transfer)
+    return {**row, "epochs": len(res.history), "val_error_per_epoch": history(res),
+            "test_error": 1 - sq.evaluate(student, test)["top1"],
+            "seconds": time.perf_counter() - t0}  # fmt: skip
+
+
+def run_sgld(role: str, args: argparse.Namespace, data: Data) -> dict[str, Any]:
+    """Bayesian dark knowledge: a 2 x 400 MLP's SGLD posterior samples as the teacher of a
+    2 x 400 student; test error and test NLL (the paper's measure) against the point
+    estimate the chain starts from and a student trained on the labels."""
+    from squeezer.distillation import Teachers, sgld_ensemble
+
+    _, fit, val, test = data("mnist")
+    t0 = time.perf_counter()
+    common = {"lr": 0.05, "batch_size": 128, "schedule": "cosine", "weight_decay": 5e-4}
+    path = CHECKPOINTS / "distill-sgld-samples.pt"
+    if role == "chain":
+        torch.manual_seed(0)
+        start = mlp(400, dropout=False)
+        log("sgld: the point estimate, 5 epochs")
+        sq.fit(start, fit, epochs=5, **common)
+        log(f"sgld: {args.sgld_samples} samples")
+        ens = sgld_ensemble(start, fit, samples=args.sgld_samples, burn_in=1000, thin=200,
+                            lr=args.sgld_lr, prior_precision=1.0, seed=0)  # fmt: skip
+        torch.save({"start": start.state_dict(), "samples": ens.state_dict()}, path)
+        return {"chain": {"samples": args.sgld_samples, "burn_in": 1000, "thin": 200,
+                          "lr": args.sgld_lr, "prior_precision": 1.0},
+                "point_estimate": {"test_error": 1 - sq.evaluate(start, test)["top1"],
+                                   "test_nll": nll(start, test)},
+                "ensemble": {"test_error": 1 - sq.evaluate(ens, test)["top1"],
+                             "test_nll": nll(ens, test)},
+                "seconds": time.perf_counter() - t0}  # fmt: skip
+    if not path.exists():
+        raise SystemExit(f"sgld:{role}: run sgld:chain first ({path} is missing)")
+    saved = torch.load(path, weights_only=True)
+    ens = Teachers([mlp(400, dropout=False) for _ in range(args.sgld_samples)])
+    ens.load_state_dict(saved["samples"])
+    ens.eval()
+    torch.manual_seed(1)
+    student = mlp(400, dropout=False)
+    log(f"sgld student, {role}, {args.sgld_epochs} epochs")
+    if role == "alone":
+        res = sq.fit(student, fit, epochs=args.sgld_epochs, val=val, **common)
+    else:
+        res = sq.distill(student, ens, fit, KD(temperature=1.0, alpha=1.0),
+                         epochs=args.sgld_epochs, val=val, **common)  # fmt: skip
+    return {"epochs": args.sgld_epochs, "training": common, "val_error_per_epoch": history(res),
+            "test_error": 1 - sq.evaluate(student, test)["top1"], "test_nll": nll(student, test),
+            "seconds": time.perf_counter() - t0}  # fmt: skip
+
+
 # ---------------------------------------------------------------- net2net
 
 
@@ -404,10 +575,20 @@ EXPERIMENTS: dict[str, Callable[[str, argparse.Namespace, Data], dict[str, Any]]
     "fmnist": run_fmnist,
     "recovery": run_recovery,
     "net2net": run_net2net,
+    "tree": run_tree,
+    "ternary": run_ternary,
+    "bucila": run_bucila,
+    "sgld": run_sgld,
 }
 
 
 # ---------------------------------------------------------------- report
+
+
+def on(*rows: dict[str, Any]) -> str:
+    """Where rows trained, e.g. ``Trained on cuda (torch 2.11.0+cu130).``"""
+    where = sorted({f"{r.get('device', 'cpu')} (torch {r.get('torch', '?')})" for r in rows})
+    return f" Trained on {', '.join(where)}."
 
 
 def closed(alone: float, teacher: float, student: float) -> float | None:
@@ -427,6 +608,7 @@ def hinton_md(rows: dict[str, Any]) -> list[str]:
         return []
     best = min(kds, key=lambda k: rows[k]["val_error_per_epoch"][-1])
     tr = t["training"]
+    clip = a["training"].get("grad_clip")
     out = [
         "## Hinton's MNIST experiment",
         "",
@@ -434,7 +616,14 @@ def hinton_md(rows: dict[str, Any]) -> list[str]:
         f"decay; {t['train_images']:,} training images (5,000 held out for validation); the "
         "teacher with dropout and random-crop jitter, the students without either, from the "
         "same initial weights, on the same images for the same epochs. Errors are out of "
-        f"{t['test_images']:,} test images. The validation error picks the temperature.",
+        f"{t['test_images']:,} test images. The validation error picks the temperature."
+        + on(t, a, *(rows[k] for k in kds))
+        + (
+            f" Every student's gradient norm is clipped at {clip:g} (without it, KD at T = 20 "
+            "diverges at this learning rate)."
+            if clip
+            else ""
+        ),
         "",
         "| network | hidden units | epochs | validation error | test errors | published |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -466,8 +655,9 @@ FMNIST_NAMES = {"hinton": "Hinton KD", "fitnet": "FitNets", "at": "attention tra
                 "nst": "NST", "logits": "logit regression"}  # fmt: skip
 
 
-def fmnist_md(rows: dict[str, Any]) -> list[str]:
-    t, a = rows.get("fmnist:teacher+") or rows.get("fmnist:teacher"), rows.get("fmnist:alone")
+def fmnist_md(rows: dict[str, Any], exp: str = "fmnist") -> list[str]:
+    t = rows.get(f"{exp}:teacher+") or rows.get(f"{exp}:teacher")
+    a = rows.get(f"{exp}:alone")
     if not (t and a):
         return []
     tr = a["training"]
@@ -475,14 +665,15 @@ def fmnist_md(rows: dict[str, Any]) -> list[str]:
     if t.get("earlier_epochs"):
         t_epochs = f"{t['earlier_epochs']} + {t['epochs']} epochs (two cosine cycles)"
     out = [
-        "## Fashion-MNIST: five methods side by side",
+        f"## Fashion-MNIST: five methods side by side ({exp})",
         "",
         f"Teacher {t['model']} ({t['params']:,} parameters, {t_epochs}); student "
         f"ResNet-20 ({a['params']:,} parameters), every student {a['epochs']} passes over "
         f"{a.get('train_images', 55000):,} training images from the same initial weights "
         f"(SGD lr {tr['lr']}, cosine, "
         f"weight decay {tr['weight_decay']}, batch {tr['batch_size']}, random crops). "
-        "Gap closed = (student alone - distilled) / (student alone - teacher), test error.",
+        "Gap closed = (student alone - distilled) / (student alone - teacher), test error."
+        + on(*(r for k, r in rows.items() if k.startswith(f"{exp}:"))),
         "",
         "| model | method | settings | validation error | test error | gap closed |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -493,7 +684,7 @@ def fmnist_md(rows: dict[str, Any]) -> list[str]:
     ]
     gaps = {}
     for role, name in FMNIST_NAMES.items():
-        r = rows.get(f"fmnist:{role}")
+        r = rows.get(f"{exp}:{role}")
         if not r:
             continue
         c = closed(a["test_error"], t["test_error"], r["test_error"])
@@ -533,7 +724,7 @@ def recovery_md(rows: dict[str, Any]) -> list[str]:
         f"({a['flops_reduction']:.2f}x fewer FLOPs, {a['params']:,} of "
         f"{a['baseline_params']:,} parameters), BatchNorm re-estimated (test error then "
         f"{100 * a['pruned_bn_recalibrated_test_error']:.2f}%), then {a['epochs']} epochs "
-        f"at lr {a['training']['lr']} (cosine) per seed.",
+        f"at lr {a['training']['lr']} (cosine) per seed." + on(a, k),
         "",
         "| fine-tuning | test error per seed | mean | drop from the unpruned model (points) |",
         "| --- | --- | --- | --- |",
@@ -585,36 +776,143 @@ def net2net_md(n: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def others_md(rows: dict[str, Any]) -> list[str]:
+    """D1 (Bucila), D6 (Bayesian dark knowledge) and D8 (tree, ternary) on MNIST."""
+    out: list[str] = []
+    ta, tk = rows.get("tree:alone"), any(k.startswith("tree:kd") for k in rows)
+    qa, qk = rows.get("ternary:alone"), rows.get("ternary:kd")
+    if (ta and tk) or (qa and qk):
+        out += [
+            "## Other students on MNIST (D8): a soft decision tree and a ternary network",
+            "",
+            "Teacher: the Hinton experiment's 2 x 1200 network. Students from the same initial "
+            "weights for the same epochs, from the labels or distilled (SGD, cosine, no weight "
+            "decay). Published: Frosst & Hinton's depth-8 tree 94.45% from the labels, 96.76% "
+            "distilled (accuracy)."
+            + on(*(r for k, r in rows.items() if k.startswith(("tree:", "ternary:")))),
+            "",
+            "| student | size | epochs | from the labels: test error | distilled | KD |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        tree_kds = [r for k, r in rows.items() if k.startswith("tree:kd") and ta]
+        best = min(tree_kds, key=lambda r: r["val_error_per_epoch"][-1]) if tree_kds else None
+        for r in sorted(tree_kds, key=lambda r: r["method"]["temperature"]):
+            m = r["method"]
+            mark = " (chosen on validation)" if r is best and len(tree_kds) > 1 else ""
+            out.append(
+                f"| soft decision tree, depth {ta['depth']} (balance penalty "
+                f"{ta['balance_lambda']:g}) | {ta['params']:,} parameters | {ta['epochs']} | "
+                f"{100 * ta['test_error']:.2f}% | {100 * r['test_error']:.2f}% | "
+                f"T = {m['temperature']:g}, alpha = {m['alpha']:g}{mark} |"
+            )
+        if qa and qk:
+            m = qk["method"]
+            out.append(
+                f"| 2 x {qa['hidden']} MLP, ternary weights (TWN, every layer; at most "
+                f"{qk['max_distinct_weights_per_layer']} values a layer) | 2 bits a weight | "
+                f"{qa['epochs']} | {qa['test_errors'] / 100:.2f}% | "
+                f"{qk['test_errors'] / 100:.2f}% | T = {m['temperature']:g}, alpha = "
+                f"{m['alpha']:g} |"
+            )
+        out.append("")
+    e = rows.get("bucila:ensemble")
+    if e and rows.get("bucila:alone"):
+        out += [
+            "## Labelling a transfer set with an ensemble (D1, Bucila et al. 2006)",
+            "",
+            f"Only {e['labelled']:,} labelled MNIST images. Teacher: an ensemble of "
+            f"{e['members']} trained {e['epochs']} epochs on them (test error "
+            f"{100 * e['test_error']:.2f}%). Student: a {e['student']} MLP, trained on the "
+            "labels alone (for as many steps as the others take), or on the ensemble's "
+            "predictions for a transfer set: the labelled images plus MUNGE samples (p = 0.5, "
+            "s = 10) or plus jittered copies (random crops) of them."
+            + on(*(r for k, r in rows.items() if k.startswith("bucila:"))),
+            "",
+            "| student trained on | images | epochs | test error |",
+            "| --- | --- | --- | --- |",
+        ]
+        for role, name in (("alone", "the labels"), ("munge", "ensemble labels, MUNGE set"),
+                           ("jitter", "ensemble labels, jittered set")):  # fmt: skip
+            r = rows.get(f"bucila:{role}")
+            if r:
+                size = r.get("transfer_set", e["labelled"])
+                out.append(f"| {name} | {size:,} | {r['epochs']} | {100 * r['test_error']:.2f}% |")
+        out.append("")
+    c = rows.get("sgld:chain")
+    if c and rows.get("sgld:alone") and rows.get("sgld:kd"):
+        a, k, ch = rows["sgld:alone"], rows["sgld:kd"], c["chain"]
+        out += [
+            "## Bayesian dark knowledge (D6)",
+            "",
+            f"A 2 x 400 MLP trained 5 epochs is the start of an SGLD chain ({ch['burn_in']} "
+            f"steps of burn-in, then {ch['samples']} samples {ch['thin']} steps apart, step "
+            f"size {ch['lr']:g}, prior precision {ch['prior_precision']:g}); a 2 x 400 student "
+            f"learns the samples' averaged predictive (KD at T = 1, alpha = 1) for "
+            f"{k['epochs']} epochs, against the same student on the labels. Test NLL is the "
+            "paper's measure." + on(c, a, k),
+            "",
+            "| model | test error | test NLL (nats) |",
+            "| --- | --- | --- |",
+            f"| point estimate (chain start) | {100 * c['point_estimate']['test_error']:.2f}% | "
+            f"{c['point_estimate']['test_nll']:.4f} |",
+            f"| SGLD ensemble ({ch['samples']} samples) | {100 * c['ensemble']['test_error']:.2f}%"
+            f" | {c['ensemble']['test_nll']:.4f} |",
+            f"| student, labels | {100 * a['test_error']:.2f}% | {a['test_nll']:.4f} |",
+            f"| student, SGLD predictive | {100 * k['test_error']:.2f}% | {k['test_nll']:.4f} |",
+            "",
+        ]
+    return out
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     rows = report.get("rows", {})
     where = sorted({f"{r.get('device', 'cpu')} (torch {r.get('torch', '?')})"
                     for r in rows.values()})  # fmt: skip
+    commands = report.get("commands", [report["command"]])
     lines = [
         "# Knowledge distillation",
         "",
-        f"Command: `{report['command']}`  ",
+        "Commands (merged with `--merge` where several):",
+        "",
+        *[f"- `{c}`" for c in commands],
+        "",
         f"Date: {report['date']}; {report['threads']} threads; rows trained on: "
         f"{', '.join(where) or 'n/a'}.",
         "",
         *hinton_md(rows),
-        *fmnist_md(rows),
+        *[line for exp in fmnist_runs(rows) for line in fmnist_md(rows, exp)],
+        *others_md(rows),
         *recovery_md(rows),
         *net2net_md(rows.get("net2net")),
     ]
     return "\n".join(lines)
 
 
+def fmnist_runs(rows: dict[str, Any]) -> list[str]:
+    """The Fashion-MNIST comparisons present (``fmnist``, and any renamed at merging)."""
+    return sorted({k.split(":")[0] for k in rows if k.startswith("fmnist")})
+
+
 def merge(names: list[str], into: str) -> str:
+    """Combine reports; ``NAME@EXP`` renames NAME's ``fmnist`` rows to experiment ``EXP`` (a
+    second Fashion-MNIST comparison, with another teacher or schedule)."""
     merged: dict[str, Any] | None = None
-    for name in names:
+    for entry in names:
+        name, _, rename = entry.partition("@")
         part = read_report(name)
         if part is None:
             raise SystemExit(f"--merge: benchmarks/results/{name}.json does not exist")
+        if rename:
+            part["rows"] = {
+                (rename + k.removeprefix("fmnist") if k.startswith("fmnist:") else k): v
+                for k, v in part["rows"].items()
+            }
         if merged is None:
             merged = copy.deepcopy(part)
+            merged["commands"] = [part["command"]]
         else:
             merged["rows"].update(part.get("rows", {}))
-            merged["command"] += f"; {part['command']}"
+            merged["commands"].append(part["command"])
     assert merged is not None
     return write_report(into, merged, to_markdown)
 
@@ -652,6 +950,16 @@ def main() -> None:
     parser.add_argument("--net2net-small-epochs", type=int, default=3)
     parser.add_argument("--net2net-width", type=int, default=256)
     parser.add_argument("--net2net-epochs", type=int, default=6)
+    parser.add_argument("--tree-depth", type=int, default=8)
+    parser.add_argument("--tree-epochs", type=int, default=10)
+    parser.add_argument("--tree-temperature", type=float, default=4.0)
+    parser.add_argument("--ternary-epochs", type=int, default=10)
+    parser.add_argument("--bucila-labelled", type=int, default=1000)
+    parser.add_argument("--bucila-rounds", type=int, default=20)
+    parser.add_argument("--bucila-epochs", type=int, default=10)
+    parser.add_argument("--sgld-samples", type=int, default=10)
+    parser.add_argument("--sgld-lr", type=float, default=1e-6)
+    parser.add_argument("--sgld-epochs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -220,29 +220,47 @@ def attention_map(f: Tensor, p: float = 2.0) -> Tensor:
     return F.normalize(f.abs().pow(p).mean(1).flatten(1), dim=1)
 
 
-class AttentionTerm(Term):
-    def __init__(self, config: AttentionTransfer) -> None:
+class PairTerm(Term):
+    """A term over (student, teacher) pairs of feature maps of the same spatial size, plus
+    Hinton's term when the config asks for it (``with_kd``). Subclasses give :meth:`pairs_loss`."""
+
+    name = ""
+
+    def __init__(self, config: AttentionTransfer | NST) -> None:
         super().__init__()
         self.pairs = tuple(tuple(p) for p in config.pairs)
         self.student_paths = tuple(p[0] for p in self.pairs)
         self.teacher_paths = tuple(p[1] for p in self.pairs)
-        self.beta, self.p = config.beta, config.p
         self.kd = KDTerm(config.temperature, config.alpha) if config.with_kd else None
 
     def setup(self, s, t):  # type: ignore[no-untyped-def, override]
         for sp, tp in self.pairs:
-            _spatial("AttentionTransfer", sp, tp, s[sp], t[tp])
+            _spatial(self.name, sp, tp, s[sp], t[tp])
+
+    def pairs_loss(self, s: dict[str, Tensor], t: dict[str, Tensor]) -> Tensor:
+        raise NotImplementedError  # every subclass defines it
 
     def forward(self, s_out, t_out, s, t):  # type: ignore[no-untyped-def, override]
-        loss = sum(
-            (attention_map(s[sp], self.p) - attention_map(t[tp], self.p)).pow(2).mean()
-            for sp, tp in self.pairs
-        )
-        loss = self.beta / 2 * loss
+        loss = self.pairs_loss(s, t)
         if self.kd is None:
             return loss, 1.0
         soft, ce = self.kd(s_out, t_out, s, t)
         return loss + soft, ce
+
+
+class AttentionTerm(PairTerm):
+    name = "AttentionTransfer"
+
+    def __init__(self, config: AttentionTransfer) -> None:
+        super().__init__(config)
+        self.beta, self.p = config.beta, config.p
+
+    def pairs_loss(self, s: dict[str, Tensor], t: dict[str, Tensor]) -> Tensor:
+        loss = sum(
+            (attention_map(s[sp], self.p) - attention_map(t[tp], self.p)).pow(2).mean()
+            for sp, tp in self.pairs
+        )
+        return self.beta / 2 * loss
 
 
 def mmd2_poly(fs: Tensor, ft: Tensor, degree: int = 2, coef: float = 0.0) -> Tensor:
@@ -258,27 +276,17 @@ def mmd2_poly(fs: Tensor, ft: Tensor, degree: int = 2, coef: float = 0.0) -> Ten
     return (k(a, a) + k(b, b) - 2 * k(a, b)).mean()
 
 
-class NSTTerm(Term):
+class NSTTerm(PairTerm):
+    name = "NST"
+
     def __init__(self, config: NST) -> None:
-        super().__init__()
-        self.pairs = tuple(tuple(p) for p in config.pairs)
-        self.student_paths = tuple(p[0] for p in self.pairs)
-        self.teacher_paths = tuple(p[1] for p in self.pairs)
+        super().__init__(config)
         self.weight, self.degree, self.coef = config.weight, config.degree, config.coef
-        self.kd = KDTerm(config.temperature, config.alpha) if config.with_kd else None
 
-    def setup(self, s, t):  # type: ignore[no-untyped-def, override]
-        for sp, tp in self.pairs:
-            _spatial("NST", sp, tp, s[sp], t[tp])
-
-    def forward(self, s_out, t_out, s, t):  # type: ignore[no-untyped-def, override]
-        loss = self.weight * sum(
+    def pairs_loss(self, s: dict[str, Tensor], t: dict[str, Tensor]) -> Tensor:
+        return self.weight * sum(
             mmd2_poly(s[sp], t[tp], self.degree, self.coef) for sp, tp in self.pairs
         )
-        if self.kd is None:
-            return loss, 1.0
-        soft, ce = self.kd(s_out, t_out, s, t)
-        return loss + soft, ce
 
 
 class HintTerm(Term):
