@@ -27,6 +27,16 @@ rewritten after every run, so a run that is stopped loses only itself.
   leaves a smaller drop.
 - ``net2net``: a 784-64-64-10 MLP widened to 256 units a layer and deepened by an identity
   layer; outputs compared; then trained on beside the same grown net from a random start.
+- ``tree`` (``alone``, ``kd@T``) and ``ternary`` (``alone``, ``kd``): D8's students (a
+  depth-8 soft decision tree, a TWN 2 x 800 MLP) from the labels or from the Hinton teacher.
+- ``bucila`` (``ensemble``, ``alone``, ``munge``, ``jitter``): D1, three teachers trained on
+  1,000 labelled images label a MUNGE or jittered transfer set for a small student.
+- ``sgld`` (``chain``, ``alone``, ``kd``): D6's Bayesian dark knowledge, test NLL.
+- ``hinton:alone+jitter`` and ``hinton:kd@T+jitter``: the students on the teacher's
+  jittered images too (an augmented transfer set).
+
+On 2 CPU cores the ``hinton``, ``fmnist`` and ``recovery`` experiments take hours; the
+committed rows of those trained on a GPU (``--device cuda``, several processes at once).
 
 The validation split (5,000 training images) is evaluated each epoch and chooses only the
 temperature of the ``hinton`` experiment, where two are run; the test set is read once per
@@ -183,15 +193,16 @@ def run_hinton(role: str, args: argparse.Namespace, data: Data) -> dict[str, Any
     t0 = time.perf_counter()
     if role == "teacher":
         torch.manual_seed(0)
-        model = mlp(args.teacher_hidden, dropout=True)
+        model = mlp(args.teacher_hidden, dropout=args.teacher_dropout)
         epochs = args.teacher_epochs
         if args.fit_seconds:
             epochs = epochs_within(args.fit_seconds, model, fit_jitter, args, epochs)
-        log(f"hinton teacher 2 x {args.teacher_hidden}, dropout, jitter, {epochs} epochs")
+        drop = "dropout, " if args.teacher_dropout else ""
+        log(f"hinton teacher 2 x {args.teacher_hidden}, {drop}jitter, {epochs} epochs")
         res = sq.fit(model, fit_jitter, epochs=epochs, val=val, verbose=True,
                      device=args.device, **common)  # fmt: skip
         save_weights(model, HINTON_TEACHER)
-        row.update(hidden=args.teacher_hidden, dropout=True, jitter=True)
+        row.update(hidden=args.teacher_hidden, dropout=args.teacher_dropout, jitter=True)
     else:
         torch.manual_seed(1)
         model = mlp(args.student_hidden, dropout=False)
@@ -199,19 +210,23 @@ def run_hinton(role: str, args: argparse.Namespace, data: Data) -> dict[str, Any
         if args.grad_clip:  # every student alike: KD at T = 20 diverges at lr 0.05 without
             common = {**common, "grad_clip": args.grad_clip}
             row["training"] = common
+        jittered = role.endswith("+jitter")  # the student sees the teacher's random crops too
+        images = fit_jitter if jittered else fit_plain
+        role = role.removesuffix("+jitter")
         if role == "alone":
             log(f"hinton student 2 x {args.student_hidden}, labels alone, {epochs} epochs")
-            res = sq.fit(model, fit_plain, epochs=epochs, val=val, verbose=True,
+            res = sq.fit(model, images, epochs=epochs, val=val, verbose=True,
                          device=args.device, **common)  # fmt: skip
         else:
             temperature = float(role.removeprefix("kd@"))
             method = KD(temperature=temperature, alpha=args.alpha)
-            teacher = load_weights(mlp(args.teacher_hidden, True), HINTON_TEACHER, role)
+            teacher = load_weights(mlp(args.teacher_hidden, args.teacher_dropout),
+                                   HINTON_TEACHER, role)  # fmt: skip
             log(f"hinton student distilled, {method}, {epochs} epochs")
-            res = sq.distill(model, teacher, fit_plain, method, epochs=epochs, val=val,
+            res = sq.distill(model, teacher, images, method, epochs=epochs, val=val,
                              verbose=True, device=args.device, **common)  # fmt: skip
             row["method"] = method.to_dict()
-        row.update(hidden=args.student_hidden, dropout=False, jitter=False)
+        row.update(hidden=args.student_hidden, dropout=False, jitter=jittered)
     row.update(epochs=epochs, val_error_per_epoch=history(res),
                test_errors=errors(model, test, args.device),
                seconds=time.perf_counter() - t0)  # fmt: skip
@@ -600,9 +615,9 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.0f}%"
 
 
-def hinton_md(rows: dict[str, Any]) -> list[str]:
-    t, a = rows.get("hinton:teacher"), rows.get("hinton:alone")
-    kds = sorted((k for k in rows if k.startswith("hinton:kd@")),
+def hinton_md(rows: dict[str, Any], exp: str = "hinton") -> list[str]:
+    t, a = rows.get(f"{exp}:teacher"), rows.get(f"{exp}:alone")
+    kds = sorted((k for k in rows if k.startswith(f"{exp}:kd@") and not k.endswith("+jitter")),
                  key=lambda k: float(k.split("@")[1]))  # fmt: skip
     if not (t and a and kds):
         return []
@@ -610,11 +625,12 @@ def hinton_md(rows: dict[str, Any]) -> list[str]:
     tr = t["training"]
     clip = a["training"].get("grad_clip")
     out = [
-        "## Hinton's MNIST experiment",
+        f"## Hinton's MNIST experiment ({exp})",
         "",
         f"SGD (momentum 0.9) at lr {tr['lr']}, cosine, batch {tr['batch_size']}, no weight "
         f"decay; {t['train_images']:,} training images (5,000 held out for validation); the "
-        "teacher with dropout and random-crop jitter, the students without either, from the "
+        "teacher with random-crop jitter (and dropout, where the table says so), the students "
+        "without either, from the "
         "same initial weights, on the same images for the same epochs. Errors are out of "
         f"{t['test_images']:,} test images. The validation error picks the temperature."
         + on(t, a, *(rows[k] for k in kds))
@@ -627,7 +643,8 @@ def hinton_md(rows: dict[str, Any]) -> list[str]:
         "",
         "| network | hidden units | epochs | validation error | test errors | published |",
         "| --- | --- | --- | --- | --- | --- |",
-        f"| teacher (dropout, jitter) | 2 x {t['hidden']} | {t['epochs']} | "
+        f"| teacher ({'dropout, ' if t.get('dropout', True) else ''}jitter) | "
+        f"2 x {t['hidden']} | {t['epochs']} | "
         f"{100 * t['val_error_per_epoch'][-1]:.2f}% | {t['test_errors']} | 67 |",
         f"| student, labels alone | 2 x {a['hidden']} | {a['epochs']} | "
         f"{100 * a['val_error_per_epoch'][-1]:.2f}% | {a['test_errors']} | 146 |",
@@ -648,6 +665,34 @@ def hinton_md(rows: dict[str, Any]) -> list[str]:
         f"{'met' if c is not None and c >= 0.6 else 'missed'}; published: 90%).",
         "",
     ]
+    ja = rows.get(f"{exp}:alone+jitter")
+    jk = [k for k in rows if k.startswith(f"{exp}:kd@") and k.endswith("+jitter")]
+    if ja and jk:
+        out += [
+            "With the teacher's jitter (random crops) on the students' images too, a transfer "
+            "set augmented as in D1 (the same epochs and clipping)."
+            + on(ja, *(rows[k] for k in jk)),
+            "",
+            "| network | epochs | validation error | test errors | gap closed |",
+            "| --- | --- | --- | --- | --- |",
+            f"| student, labels alone, jitter | {ja['epochs']} | "
+            f"{100 * ja['val_error_per_epoch'][-1]:.2f}% | {ja['test_errors']} | |",
+        ]
+        for k in jk:
+            r, m = rows[k], rows[k]["method"]
+            cj = closed(ja["test_errors"], t["test_errors"], r["test_errors"])
+            c0 = closed(a["test_errors"], t["test_errors"], r["test_errors"])
+            out.append(
+                f"| student, distilled (T = {m['temperature']:g}), jitter | {r['epochs']} | "
+                f"{100 * r['val_error_per_epoch'][-1]:.2f}% | {r['test_errors']} | "
+                + (
+                    f"{_pct(cj)} of the gap to the jittered student alone"
+                    if cj is not None
+                    else "none: the jittered student alone beats the teacher"
+                )
+                + f" ({_pct(c0)} of the gap to the plain one) |"
+            )
+        out.append("")
     return out
 
 
@@ -879,8 +924,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"Date: {report['date']}; {report['threads']} threads; rows trained on: "
         f"{', '.join(where) or 'n/a'}.",
         "",
-        *hinton_md(rows),
-        *[line for exp in fmnist_runs(rows) for line in fmnist_md(rows, exp)],
+        *[line for exp in runs_of("hinton", rows) for line in hinton_md(rows, exp)],
+        *[line for exp in runs_of("fmnist", rows) for line in fmnist_md(rows, exp)],
         *others_md(rows),
         *recovery_md(rows),
         *net2net_md(rows.get("net2net")),
@@ -888,31 +933,32 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def fmnist_runs(rows: dict[str, Any]) -> list[str]:
-    """The Fashion-MNIST comparisons present (``fmnist``, and any renamed at merging)."""
-    return sorted({k.split(":")[0] for k in rows if k.startswith("fmnist")})
+def runs_of(experiment: str, rows: dict[str, Any]) -> list[str]:
+    """The comparisons of ``experiment`` present (itself, and any renamed at merging)."""
+    return sorted({k.split(":")[0] for k in rows if k.split(":")[0].split("-")[0] == experiment})
 
 
 def merge(names: list[str], into: str) -> str:
-    """Combine reports; ``NAME@EXP`` renames NAME's ``fmnist`` rows to experiment ``EXP`` (a
-    second Fashion-MNIST comparison, with another teacher or schedule)."""
+    """Combine reports; ``NAME@EXP-X`` renames NAME's rows of experiment ``EXP`` to ``EXP-X``
+    (a second comparison, with another teacher or schedule)."""
     merged: dict[str, Any] | None = None
     for entry in names:
         name, _, rename = entry.partition("@")
         part = read_report(name)
         if part is None:
             raise SystemExit(f"--merge: benchmarks/results/{name}.json does not exist")
-        if rename:
+        if rename:  # "fmnist-b" renames the rows of experiment "fmnist"
+            base = rename.split("-")[0]
             part["rows"] = {
-                (rename + k.removeprefix("fmnist") if k.startswith("fmnist:") else k): v
+                (rename + k.removeprefix(base) if k.startswith(f"{base}:") else k): v
                 for k, v in part["rows"].items()
             }
         if merged is None:
             merged = copy.deepcopy(part)
-            merged["commands"] = [part["command"]]
+            merged["commands"] = list(part.get("commands", [part["command"]]))
         else:
             merged["rows"].update(part.get("rows", {}))
-            merged["commands"].append(part["command"])
+            merged["commands"] += part.get("commands", [part["command"]])
     assert merged is not None
     return write_report(into, merged, to_markdown)
 
@@ -937,6 +983,8 @@ def main() -> None:
     parser.add_argument("--teacher-hidden", type=int, default=1200)
     parser.add_argument("--student-hidden", type=int, default=800)
     parser.add_argument("--teacher-epochs", type=int, default=20)
+    parser.add_argument("--no-teacher-dropout", dest="teacher_dropout", action="store_false",
+                        help="hinton: train the teacher with jitter alone")  # fmt: skip
     parser.add_argument("--student-epochs", type=int, default=20)
     parser.add_argument("--fmnist-teacher", default="resnet56")
     parser.add_argument("--fmnist-teacher-epochs", type=int, default=15)
