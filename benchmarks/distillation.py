@@ -188,6 +188,8 @@ def hinton_common(args: argparse.Namespace) -> dict[str, Any]:
 def run_hinton(role: str, args: argparse.Namespace, data: Data) -> dict[str, Any]:
     fit_jitter, fit_plain, val, test = data("mnist")
     common = hinton_common(args)
+    if role != "teacher" and args.grad_clip:  # every student alike: KD at T = 20 diverges
+        common = {**common, "grad_clip": args.grad_clip}  # at lr 0.05 without it
     row: dict[str, Any] = {"training": common, "train_images": len(fit_plain),
                            "test_images": len(test)}  # fmt: skip
     t0 = time.perf_counter()
@@ -207,9 +209,6 @@ def run_hinton(role: str, args: argparse.Namespace, data: Data) -> dict[str, Any
         torch.manual_seed(1)
         model = mlp(args.student_hidden, dropout=False)
         epochs = args.student_epochs
-        if args.grad_clip:  # every student alike: KD at T = 20 diverges at lr 0.05 without
-            common = {**common, "grad_clip": args.grad_clip}
-            row["training"] = common
         jittered = role.endswith("+jitter")  # the student sees the teacher's random crops too
         images = fit_jitter if jittered else fit_plain
         role = role.removesuffix("+jitter")
