@@ -32,13 +32,24 @@ def real_data() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def extension_cache(request: pytest.FixtureRequest) -> Path:
+    """Where compiled C++ kernels persist between runs: pytest's own cache folder in the repo,
+    not the user's ~/.cache (so a run pays the minute-long XNOR kernel build once, not every
+    time the isolated HOME below is created afresh)."""
+    return Path(request.config.cache.mkdir("torch_extensions"))
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    extension_cache: Path,
 ) -> Path:
     """No test reads or writes the user's ~/.cache, or finds data it did not ask for."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(extension_cache))
     monkeypatch.delenv("SQUEEZER_DATA", raising=False)
     monkeypatch.setattr("squeezer.data.files.SYSTEM_DIR", home / "no-system-datasets")
     return home

@@ -418,6 +418,24 @@ def test_prune_command(
     assert_one_line_error(code, err, "--ratio must be in [0, 1)")
 
 
+def test_prune_single_weights_by_second_order_saliency(
+    tmp_path: Path, trained: Path, fake_mnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    js, out = tmp_path / "p.json", tmp_path / "p.sqz"
+    argv = ["prune", str(trained), "--sparsity", "0.8", "--saliency", "obs", "--samples", "64",
+            "--data-dir", str(fake_mnist), "--min-run-time", "0.01", "--batch-sizes", "1",
+            "--out", str(out), "--json", str(js), "--quiet"]  # fmt: skip
+    code, text, err = run(capsys, *argv)
+    assert code == 0, err
+    result = json.loads(js.read_text())
+    assert result["saliency"] == "obs" and result["weights"]["sparsity"] == pytest.approx(0.8)
+    assert "optimal brain surgeon" in text
+    pruned = sq.load(out)
+    assert float((pruned.fc1.weight == 0).float().mean()) == pytest.approx(0.8, abs=1e-3)
+    code, _, err = run(capsys, "prune", str(trained), "--sparsity", "1.2")
+    assert_one_line_error(code, err, "--sparsity must be in [0, 1)")
+
+
 @pytest.mark.parametrize("criterion", ["taylor", "apoz", "thinet", "lasso"])
 def test_prune_with_data_criteria(
     criterion: str,

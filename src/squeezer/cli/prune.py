@@ -1,4 +1,5 @@
-"""``squeezer prune``: remove channels (structured pruning) and measure the gain.
+"""``squeezer prune``: remove channels (structured pruning) or single weights (magnitude, OBD,
+OBS) and measure the gain.
 
 One module per command: its options (:func:`add_parser`) beside its body (:func:`run`).
 """
@@ -20,11 +21,12 @@ from squeezer.cli.common import (
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "prune",
-        help="remove channels (structured pruning) and measure the gain",
+        help="remove channels (structured pruning) or single weights, and measure the gain",
         description="Remove whole channels, keeping every coupled layer consistent "
         "(residual additions, concatenations, depthwise convolutions, BatchNorm, "
-        "flatten), optionally fine-tune, and print FLOPs, parameters and measured "
-        "latency before and after.",
+        "flatten), or single weights (--sparsity, by magnitude or second-order saliency), "
+        "optionally fine-tune, and print FLOPs, parameters and measured latency before and "
+        "after.",
     )
     model_argument(p)
     p.add_argument(
@@ -62,6 +64,29 @@ def add_parser(sub: Any) -> None:
         + "; ".join(f"{n}: {criterion_class(n).summary}" for n in list_criteria())
         + " (the criteria that read data use --dataset)",
     )
+    p.add_argument(
+        "--sparsity",
+        type=float,
+        metavar="FRACTION",
+        help="unstructured: fraction of each Linear/Conv2d layer's weights to remove (masked "
+        "to zero; the file stores them sparsely), chosen by --saliency",
+    )
+    p.add_argument(
+        "--saliency",
+        choices=("magnitude", "obd", "obs"),
+        default="magnitude",
+        help="which weights --sparsity removes: magnitude (smallest |w|, Han 2015); obd "
+        "(Optimal Brain Damage: least h w^2/2 with the Gauss-Newton Hessian diagonal); obs "
+        "(layer-wise Optimal Brain Surgeon: least w^2/[H^-1] with the other weights updated "
+        "to make up for each removal). obd and obs read --samples training examples",
+    )
+    p.add_argument(
+        "--samples",
+        type=positive,
+        default=1024,
+        metavar="N",
+        help="training examples --saliency obd/obs compute their Hessians from (default 1024)",
+    )
     p.add_argument("--ignore", metavar="LAYERS", help="comma-separated layer names to keep")
     p.add_argument(
         "--round-to",
@@ -78,9 +103,12 @@ def run(args: argparse.Namespace) -> int:
     import squeezer as sq
     from squeezer.pruning.criteria import criterion_class
 
-    if args.ratio is None and args.heads is None and args.mlp is None:
-        raise UsageError("give --ratio (channels), --heads or --mlp (transformer blocks)")
-    for flag in ("ratio", "heads", "mlp"):
+    if args.ratio is None and args.heads is None and args.mlp is None and args.sparsity is None:
+        raise UsageError(
+            "give --ratio (channels), --heads or --mlp (transformer blocks), or --sparsity "
+            "(single weights)"
+        )
+    for flag in ("ratio", "heads", "mlp", "sparsity"):
         value = getattr(args, flag)
         if value is not None and not 0 <= value < 1:
             raise UsageError(f"--{flag} must be in [0, 1), got {value}")
@@ -103,6 +131,14 @@ def run(args: argparse.Namespace) -> int:
         else None
     )
 
+    weights = None
+    if args.sparsity is not None:
+        kinds = {"magnitude": sq.pruning.Magnitude, "obd": sq.pruning.OBD, "obs": sq.pruning.OBS}
+        fields: dict[str, Any] = {"sparsity": args.sparsity, "exclude": exclude}
+        if args.saliency != "magnitude":
+            fields["samples"] = args.samples
+        weights = kinds[args.saliency](**fields)
+
     def prune(model: Any, x: Any, data: Any) -> dict[str, Any]:
         out: dict[str, Any] = {"ratio": args.ratio, "criterion": args.criterion}
         if channels is not None:
@@ -113,10 +149,16 @@ def run(args: argparse.Namespace) -> int:
             report = sq.prune_(model, heads, x, data=data)
             print(report)
             out["heads"] = report.to_dict()
+        if weights is not None:
+            report = sq.prune_(model, weights, x, data=data)
+            print(report)
+            out.update(sparsity=args.sparsity, saliency=args.saliency, weights=report.to_dict())
         return out
 
     needs = (channels is not None and criterion_class(args.criterion).needs_data) or (
         heads is not None and args.head_importance == "gradient"
     )
     batches = 8 if needs else 0
+    if weights is not None and args.saliency != "magnitude":
+        batches = max(batches, -(-args.samples // 64))
     return transform_command(args, "pruned", prune, batches=batches)

@@ -22,6 +22,9 @@ Each stage is one tag and the fields of that stage's config:
   fields (``bits``, ``per_layer``...) and ``batches`` (calibration batches, default 8); a
   ``fine-tune`` stage after it is quantization-aware training, and ``code`` packs the weights
   at their bit-width;
+- ``obd`` / ``obs``: :class:`~squeezer.pruning.OBD` / :class:`~squeezer.pruning.OBS` (second-
+  order unstructured pruning, masks as after ``prune``) plus ``batches`` (of 64 training
+  examples the Hessians are computed from, default 16);
 - ``sparse-vd``: :class:`~squeezer.pruning.SparseVD` plus ``epochs``, ``lr`` and ``warmup``
   (epochs of KL warm-up): variational training with Adam, then the weights whose log alpha
   exceeds the threshold are removed (a mask, as after ``prune``);
@@ -193,6 +196,10 @@ def _builtin_stages() -> None:
 
     register_stage("prune", Magnitude, {"rounds": 1, "epochs": 0, "lr": 0.01})
     register_stage("channel-prune", ChannelPruning, {"batches": 8}, verb="prune")
+    from squeezer.pruning import OBD, OBS
+
+    register_stage("obd", OBD, {"batches": 16}, verb="prune")
+    register_stage("obs", OBS, {"batches": 16}, verb="prune")
     register_stage("sparse-vd", SparseVD, {"epochs": 10, "lr": 0.001, "warmup": 2.0})
     _PARSERS["factorize"] = _factorize
     STAGE_VERBS["factorize"] = "factorize"

@@ -190,6 +190,8 @@ def run_stage(
     data = None
     if stage.tag == "quantize":  # activation ranges calibrated on training batches
         data = _batches(train, o["batches"], 64, recipe.seed)
+    elif getattr(c, "needs_data", False):  # OBD, OBS: Hessians from training batches
+        data = _batches(train, o.get("batches", 16), 64, recipe.seed)
     elif needs is not None:
         from squeezer.pruning.criteria import criterion_class
 
