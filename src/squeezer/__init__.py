@@ -17,10 +17,12 @@ __version__ = "0.1.0"
 from squeezer import (
     analysis,
     coding,
+    conversion,
     core,
     data,
     deploy,
     distillation,
+    dynamic,
     factorization,
     layers,
     models,
@@ -32,6 +34,7 @@ from squeezer import (
 )
 from squeezer.analysis import measure
 from squeezer.coding import load, save
+from squeezer.conversion import convert_
 from squeezer.deploy import export
 from squeezer.distillation import distill
 from squeezer.errors import SqueezerError
@@ -54,11 +57,14 @@ __all__ = [
     "__version__",
     "analysis",
     "coding",
+    "conversion",
+    "convert_",
     "core",
     "data",
     "deploy",
     "distill",
     "distillation",
+    "dynamic",
     "evaluate",
     "export",
     "factorization",

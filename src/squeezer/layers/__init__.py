@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from squeezer.core.spec import SpecError, build_module, module_spec, register_layer
 from squeezer.layers.blocks import ChannelSelect, FactorizedConv2d, FactorizedLinear
+from squeezer.layers.fastconv import FFTConv2d, WinogradConv2d
 from squeezer.layers.lookup import LookupConv2d, lookup_flops, omp
 from squeezer.layers.structured import (
     ACDCLinear,
@@ -20,6 +21,7 @@ __all__ = [
     "ACDCLinear",
     "ChannelSelect",
     "CirculantLinear",
+    "FFTConv2d",
     "FactorizedConv2d",
     "FactorizedLinear",
     "FastfoodLinear",
@@ -27,6 +29,7 @@ __all__ = [
     "LookupConv2d",
     "SpecError",
     "TTLinear",
+    "WinogradConv2d",
     "build_module",
     "dct",
     "fwht",
