@@ -1,8 +1,9 @@
-"""Fast convolution algorithms against PyTorch's convolution: Winograd F(2x2, 3x3) and FFT.
+"""Fast convolution algorithms against PyTorch's convolution (Winograd F(2x2, 3x3), FFT), and
+perforated convolution (evaluated at 1/2 and 1/4 of the positions) on layers and trained nets.
 
-    python benchmarks/dynamic.py                        # about 5 minutes on 2 cores
-    python benchmarks/dynamic.py --compile              # also each layer under torch.compile
-    python benchmarks/dynamic.py --batch-sizes 1 --min-run-time 0.2
+    python benchmarks/dynamic.py                        # about 10 minutes on 2 cores
+    python benchmarks/dynamic.py --sections fastconv --compile   # also under torch.compile
+    python benchmarks/dynamic.py --sections perforation --batch-sizes 1 --min-run-time 0.2
 
 For each layer shape, ``nn.Conv2d`` (oneDNN on this CPU) and the same weights in
 ``WinogradConv2d`` (3x3 only) and ``FFTConv2d`` are timed alternately in one run (medians),
@@ -10,7 +11,15 @@ at each batch size, with all threads of the machine; the speedup is the conv's t
 candidate's. FLOPs are counted by ``torch.utils.flop_counter`` for the conv and Winograd (its
 transforms count as the small matrix products they are computed with) and by the layer's own
 formula for FFT (the counter has none for FFTs); the largest output difference is on the same
-random input. Writes results/dynamic.{json,md}.
+random input.
+
+Perforation: each layer shape is timed as ``nn.Conv2d`` against ``PerforatedConv2d`` at rates
+1 (every position: the cost of computing by gather and one matrix product instead of oneDNN's
+direct convolution), 2 and 4 (grid masks). Then every convolution of a trained LeNet-5
+(MNIST) and VGG-11-BN (Fashion-MNIST), from the checkpoints the other benchmarks share, is
+perforated at 2x and 4x: test error without retraining (and, for LeNet-5, after one epoch of
+fine-tuning at lr 0.01), FLOPs, and the whole model's measured speedup at batch 1 and 16.
+Writes results/dynamic.{json,md}.
 """
 
 from __future__ import annotations
@@ -25,7 +34,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import elapsed, provenance, write_report
+import squeezer as sq
+from harness import elapsed, provenance, read_report, write_report
 from squeezer.analysis import count_flops, time_models
 from squeezer.layers import FFTConv2d, WinogradConv2d
 
@@ -41,7 +51,7 @@ SHAPES = [
 ]
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def fastconv(args: argparse.Namespace) -> list[dict[str, Any]]:
     threads = torch.get_num_threads()
     rows = []
     for c, o, size, k in SHAPES:
@@ -80,14 +90,155 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 parts = [f"{n} {row[f'{n}_speedup']:.2f}x" for n in candidates]
                 print(f"{row['shape']:24s} {backend:7s} b{batch:<3d} conv {base * 1e3:8.3f} ms  "
                       + "  ".join(parts) + f"  [{elapsed():.0f} s]", flush=True)  # fmt: skip
-    return {**provenance("dynamic.py"), "rows": rows}
+    return rows
+
+
+PERFORATION_SHAPES = [(16, 16, 28, 3), (64, 64, 28, 3), (64, 64, 56, 3), (32, 32, 28, 5)]
+
+
+def perforation(args: argparse.Namespace) -> dict[str, Any]:
+    from squeezer.layers import PerforatedConv2d
+
+    threads = torch.get_num_threads()
+    layers = []
+    for c, o, size, k in PERFORATION_SHAPES:
+        torch.manual_seed(0)
+        conv = nn.Conv2d(c, o, k, padding=k // 2).eval()
+        rates = (1.0, 2.0, 4.0)
+        models = [conv, *(PerforatedConv2d.from_conv(conv, r).eval() for r in rates)]
+        x = torch.randn(1, c, size, size)
+        flops = [count_flops(m, x)[0] for m in models]
+        for batch in args.batch_sizes:
+            times = time_models(models, (x,), batch, threads, min_run_time=args.min_run_time)
+            row = {"shape": f"{c}->{o}, {size}x{size}, {k}x{k}", "batch": batch,
+                   "conv_ms": times[0].median * 1e3, "conv_flops": flops[0]}  # fmt: skip
+            for r, t, f in zip(rates, times[1:], flops[1:], strict=True):
+                row[f"rate{r:g}_ms"] = t.median * 1e3
+                row[f"rate{r:g}_speedup"] = times[0].median / t.median
+                row[f"rate{r:g}_flops"] = f
+            layers.append(row)
+            print(f"perforated {row['shape']:22s} b{batch:<3d} conv {row['conv_ms']:.3f} ms  "
+                  + "  ".join(f"x{r:g} {row[f'rate{r:g}_speedup']:.2f}x" for r in rates)
+                  + f"  [{elapsed():.0f} s]", flush=True)  # fmt: skip
+    return {"layers": layers, "models": perforated_models(args)}
+
+
+def perforated_models(args: argparse.Namespace) -> list[dict[str, Any]]:
+    import copy
+
+    from harness import trained
+
+    threads = torch.get_num_threads()
+    rows = []
+    for name, dataset in (("lenet5", "mnist"), ("vgg11_bn", "fashion-mnist")):
+        train, test = sq.data.load(dataset)
+        base = trained(name, dataset, train, epochs=10).eval()
+        x = torch.zeros(1, *test.input_shape)
+        base_err = 1.0 - sq.evaluate(base, test)["top1"]
+        base_flops = count_flops(base, x)[0]
+        for rate in (2.0, 4.0):
+            model = copy.deepcopy(base)
+            sq.prune_(model, sq.pruning.Perforation(rate=rate), x)
+            row = {
+                "model": name,
+                "dataset": dataset,
+                "rate": rate,
+                "error_before": base_err,
+                "error": 1.0 - sq.evaluate(model, test)["top1"],
+                "flops_before": base_flops,
+                "flops": count_flops(model, x)[0],
+            }
+            for batch in args.batch_sizes:
+                t = time_models([base, model], (x,), batch, threads, min_run_time=args.min_run_time)
+                row[f"speedup_b{batch}"] = t[0].median / t[1].median
+            if name == "lenet5":
+                tuned = copy.deepcopy(model)
+                sq.fit(tuned, train, epochs=1, lr=0.01, verbose=False)
+                row["error_finetuned_1_epoch"] = 1.0 - sq.evaluate(tuned, test)["top1"]
+            rows.append(row)
+            print(f"{name} perforated x{rate:g}: error {base_err:.2%} -> {row['error']:.2%}"
+                  + (f" ({row['error_finetuned_1_epoch']:.2%} after 1 epoch)"
+                     if "error_finetuned_1_epoch" in row else "")
+                  + f", FLOPs {base_flops / row['flops']:.2f}x fewer, "
+                  + ", ".join(f"b{b} {row[f'speedup_b{b}']:.2f}x" for b in args.batch_sizes)
+                  + f"  [{elapsed():.0f} s]", flush=True)  # fmt: skip
+    return rows
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {**provenance("dynamic.py")}
+    earlier = read_report("dynamic") or {}
+    for section in ("fastconv", "perforation"):
+        if section in args.sections:
+            report[section] = fastconv(args) if section == "fastconv" else perforation(args)
+        elif section in earlier:
+            report[section] = earlier[section]  # a run of one section keeps the other's
+            report[f"{section}_command"] = earlier.get(f"{section}_command", earlier["command"])
+        if section in args.sections:
+            report[f"{section}_command"] = report["command"]
+    return report
 
 
 def to_markdown(report: dict[str, Any]) -> str:
+    lines = ["# Fast and perforated convolution against PyTorch's convolution", ""]
+    if "fastconv" in report:
+        lines += fastconv_markdown(report)
+    if "perforation" in report:
+        lines += perforation_markdown(report)
+    return "\n".join(lines) + "\n"
+
+
+def perforation_markdown(report: dict[str, Any]) -> list[str]:
+    p = report["perforation"]
     lines = [
-        "# Fast convolution: Winograd F(2x2, 3x3) and FFT against PyTorch's convolution",
+        "## Perforated convolution (Figurnov et al. 2016), grid masks",
         "",
-        f"`{report['command']}` ({report['date']}, torch {report['torch']}, "
+        f"`{report['perforation_command']}` (torch {report['torch']}, {report['threads']} "
+        "threads, eager)",
+        "",
+        "One layer, `nn.Conv2d` against `PerforatedConv2d` with the same weights, timed "
+        "alternately in one run (medians); speedup = conv time / perforated time. Rate 1 "
+        "evaluates every position: the price of the gather-and-matmul computation against "
+        "oneDNN's direct convolution.",
+        "",
+        "| layer | batch | conv ms | rate 1 | rate 2 | rate 4 | FLOPs at rate 2 / 4 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in p["layers"]:
+        lines.append(
+            f"| {r['shape']} | {r['batch']} | {r['conv_ms']:.3f} | {r['rate1_speedup']:.2f}x | "
+            f"{r['rate2_speedup']:.2f}x | {r['rate4_speedup']:.2f}x | "
+            f"{r['conv_flops'] / r['rate2_flops']:.2f}x / {r['conv_flops'] / r['rate4_flops']:.2f}x"
+            " fewer |"
+        )
+    batches = sorted({int(k[9:]) for r in p["models"] for k in r if k.startswith("speedup_b")})
+    lines += [
+        "",
+        "Trained networks, every convolution perforated (no retraining unless stated); test "
+        "error on the full test set, FLOPs of one example, measured speedup of the whole model:",
+        "",
+        "| model | rate | error before | error after | after 1 epoch | FLOPs | "
+        + " | ".join(f"speedup b{b}" for b in batches)
+        + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(batches),
+    ]
+    for r in p["models"]:
+        tuned = r.get("error_finetuned_1_epoch")
+        lines.append(
+            f"| {r['model']} ({r['dataset']}) | {r['rate']:g} | {r['error_before']:.2%} | "
+            f"{r['error']:.2%} | {'' if tuned is None else f'{tuned:.2%}'} | "
+            f"{r['flops_before'] / r['flops']:.2f}x fewer | "
+            + " | ".join(f"{r[f'speedup_b{b}']:.2f}x" for b in batches)
+            + " |"
+        )
+    return lines
+
+
+def fastconv_markdown(report: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Fast convolution: Winograd F(2x2, 3x3) and FFT",
+        "",
+        f"`{report['fastconv_command']}` (torch {report['torch']}, "
         f"{report['threads']} threads, {report['backend']})",
         "",
         "Speedup = `nn.Conv2d`'s median time over the layer's, timed alternately in one run on "
@@ -99,7 +250,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         "FFT speedup |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for r in report["rows"]:
+    for r in report["fastconv"]:
         w = (f"{r['winograd_ms']:.3f} | {r['winograd_speedup']:.2f}x" if "winograd_ms" in r
              else "- | -")  # fmt: skip
         lines.append(
@@ -109,7 +260,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines += ["", "| layer | conv MFLOPs | Winograd MFLOPs | FFT MFLOPs | max diff Winograd | "
               "max diff FFT |", "|---|---|---|---|---|---|"]  # fmt: skip
     seen = set()
-    for r in report["rows"]:
+    for r in report["fastconv"]:
         if r["shape"] in seen:
             continue
         seen.add(r["shape"])
@@ -118,7 +269,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         wd = f"{d['winograd']:.1e}" if "winograd" in d else "-"
         lines.append(f"| {r['shape']} | {f['conv'] / 1e6:.2f} | {wf} | {f['fft'] / 1e6:.2f} | "
                      f"{wd} | {d['fft']:.1e} |")  # fmt: skip
-    return "\n".join(lines) + "\n"
+    return [*lines, ""]
 
 
 def main() -> None:
@@ -127,6 +278,12 @@ def main() -> None:
                    type=lambda s: [int(v) for v in s.split(",")])  # fmt: skip
     p.add_argument("--min-run-time", type=float, default=0.5)
     p.add_argument("--compile", action="store_true", help="also time under torch.compile")
+    p.add_argument(
+        "--sections",
+        default="fastconv,perforation",
+        type=lambda s: s.split(","),
+        help="fastconv, perforation (default: both)",
+    )
     args = p.parse_args()
     print(write_report("dynamic", run(args), to_markdown))
 

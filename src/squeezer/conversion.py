@@ -148,7 +148,7 @@ def convert_layers_(
             row = ConvertedLayer(name, type(module).__name__)
             if isinstance(result, str):
                 if name in config.layers:
-                    raise ModelError(f"convert_: {method}: {name} cannot be converted: {result}")
+                    raise ModelError(f"{method}: {name} cannot be converted: {result}")
                 row.reason = result
             else:
                 row.after = type(result).__name__
@@ -158,7 +158,7 @@ def convert_layers_(
             rows.append(row)
         if not made:
             why = "; ".join(f"{r.name}: {r.reason}" for r in rows) or "no layer selected"
-            raise ModelError(f"convert_: {method}: no layer could be converted ({why})")
+            raise ModelError(f"{method}: no layer could be converted ({why})")
         for name, layer in made:
             replace(model, name, layer)
         diff = None

@@ -6,6 +6,7 @@ from squeezer.core.spec import SpecError, build_module, module_spec, register_la
 from squeezer.layers.blocks import ChannelSelect, FactorizedConv2d, FactorizedLinear
 from squeezer.layers.fastconv import FFTConv2d, WinogradConv2d
 from squeezer.layers.lookup import LookupConv2d, lookup_flops, omp
+from squeezer.layers.perforated import PerforatedConv2d, perforation_mask
 from squeezer.layers.structured import (
     ACDCLinear,
     CirculantLinear,
@@ -27,6 +28,7 @@ __all__ = [
     "FastfoodLinear",
     "LDRLinear",
     "LookupConv2d",
+    "PerforatedConv2d",
     "SpecError",
     "TTLinear",
     "WinogradConv2d",
@@ -37,6 +39,7 @@ __all__ = [
     "lookup_flops",
     "module_spec",
     "omp",
+    "perforation_mask",
     "register_layer",
     "tt_modes",
 ]

@@ -31,6 +31,7 @@ from squeezer.pruning.dead_units import fold_dead_units_
 from squeezer.pruning.group_lasso import GroupLasso, group_norms
 from squeezer.pruning.heads import HeadPruning, HeadReport, find_attention, find_mlps
 from squeezer.pruning.magnitude import Magnitude, WeightMask, set_mask, sparsity_of
+from squeezer.pruning.perforation import Perforation
 from squeezer.pruning.schedules import GradualPruning, agp_sparsity, iterative_prune, scaled
 from squeezer.pruning.second_order import OBD, OBS, hessian_diagonal, obs_order
 from squeezer.pruning.slimming import BNSparsity, bn_l1
@@ -54,6 +55,7 @@ __all__ = [
     "HeadPruning",
     "HeadReport",
     "Magnitude",
+    "Perforation",
     "SparseLinear",
     "SparseVD",
     "VariationalDropoutWeight",
