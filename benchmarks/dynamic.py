@@ -74,21 +74,21 @@ def fastconv(args: argparse.Namespace) -> list[dict[str, Any]]:
                 models = [torch.compile(m) for m in models]
             for batch in args.batch_sizes:
                 times = time_models(models, (x,), batch, threads, min_run_time=args.min_run_time)
-                base = times[0].median
+                base = times[0].median_ms
                 row = {
                     "shape": f"{c}->{o}, {size}x{size}, {k}x{k}",
                     "backend": backend,
                     "batch": batch,
-                    "conv_ms": base * 1e3,
+                    "conv_ms": base,
                     "flops_per_example": flops,
                     "max_abs_diff": diffs,
                 }
                 for (n, _), t in zip(candidates.items(), times[1:], strict=True):
-                    row[f"{n}_ms"] = t.median * 1e3
-                    row[f"{n}_speedup"] = base / t.median
+                    row[f"{n}_ms"] = t.median_ms
+                    row[f"{n}_speedup"] = base / t.median_ms
                 rows.append(row)
                 parts = [f"{n} {row[f'{n}_speedup']:.2f}x" for n in candidates]
-                print(f"{row['shape']:24s} {backend:7s} b{batch:<3d} conv {base * 1e3:8.3f} ms  "
+                print(f"{row['shape']:24s} {backend:7s} b{batch:<3d} conv {base:8.3f} ms  "
                       + "  ".join(parts) + f"  [{elapsed():.0f} s]", flush=True)  # fmt: skip
     return rows
 
@@ -105,20 +105,23 @@ def perforation(args: argparse.Namespace) -> dict[str, Any]:
         torch.manual_seed(0)
         conv = nn.Conv2d(c, o, k, padding=k // 2).eval()
         rates = (1.0, 2.0, 4.0)
-        models = [conv, *(PerforatedConv2d.from_conv(conv, r).eval() for r in rates)]
+        grid = [PerforatedConv2d.from_conv(conv, r, "grid").eval() for r in rates]
+        strided = [PerforatedConv2d.from_conv(conv, r, "strided").eval() for r in rates[1:]]
+        models = [conv, *grid, *strided]
         x = torch.randn(1, c, size, size)
         flops = [count_flops(m, x)[0] for m in models]
         for batch in args.batch_sizes:
             times = time_models(models, (x,), batch, threads, min_run_time=args.min_run_time)
             row = {"shape": f"{c}->{o}, {size}x{size}, {k}x{k}", "batch": batch,
-                   "conv_ms": times[0].median * 1e3, "conv_flops": flops[0]}  # fmt: skip
-            for r, t, f in zip(rates, times[1:], flops[1:], strict=True):
-                row[f"rate{r:g}_ms"] = t.median * 1e3
-                row[f"rate{r:g}_speedup"] = times[0].median / t.median
-                row[f"rate{r:g}_flops"] = f
+                   "conv_ms": times[0].median_ms, "conv_flops": flops[0]}  # fmt: skip
+            names = [f"rate{r:g}" for r in rates] + [f"strided{r:g}" for r in rates[1:]]
+            for name, t, f in zip(names, times[1:], flops[1:], strict=True):
+                row[f"{name}_ms"] = t.median_ms
+                row[f"{name}_speedup"] = times[0].median_ms / t.median_ms
+                row[f"{name}_flops"] = f
             layers.append(row)
             print(f"perforated {row['shape']:22s} b{batch:<3d} conv {row['conv_ms']:.3f} ms  "
-                  + "  ".join(f"x{r:g} {row[f'rate{r:g}_speedup']:.2f}x" for r in rates)
+                  + "  ".join(f"{n} {row[f'{n}_speedup']:.2f}x" for n in names)
                   + f"  [{elapsed():.0f} s]", flush=True)  # fmt: skip
     return {"layers": layers, "models": perforated_models(args)}
 
@@ -136,13 +139,14 @@ def perforated_models(args: argparse.Namespace) -> list[dict[str, Any]]:
         x = torch.zeros(1, *test.input_shape)
         base_err = 1.0 - sq.evaluate(base, test)["top1"]
         base_flops = count_flops(base, x)[0]
-        for rate in (2.0, 4.0):
+        for rate, mask in ((2.0, "grid"), (4.0, "grid"), (2.0, "strided"), (4.0, "strided")):
             model = copy.deepcopy(base)
-            sq.prune_(model, sq.pruning.Perforation(rate=rate), x)
+            sq.prune_(model, sq.pruning.Perforation(rate=rate, mask=mask), x)
             row = {
                 "model": name,
                 "dataset": dataset,
                 "rate": rate,
+                "mask": mask,
                 "error_before": base_err,
                 "error": 1.0 - sq.evaluate(model, test)["top1"],
                 "flops_before": base_flops,
@@ -150,13 +154,13 @@ def perforated_models(args: argparse.Namespace) -> list[dict[str, Any]]:
             }
             for batch in args.batch_sizes:
                 t = time_models([base, model], (x,), batch, threads, min_run_time=args.min_run_time)
-                row[f"speedup_b{batch}"] = t[0].median / t[1].median
+                row[f"speedup_b{batch}"] = t[0].median_ms / t[1].median_ms
             if name == "lenet5":
                 tuned = copy.deepcopy(model)
                 sq.fit(tuned, train, epochs=1, lr=0.01, verbose=False)
                 row["error_finetuned_1_epoch"] = 1.0 - sq.evaluate(tuned, test)["top1"]
             rows.append(row)
-            print(f"{name} perforated x{rate:g}: error {base_err:.2%} -> {row['error']:.2%}"
+            print(f"{name} perforated x{rate:g} {mask}: error {base_err:.2%} -> {row['error']:.2%}"
                   + (f" ({row['error_finetuned_1_epoch']:.2%} after 1 epoch)"
                      if "error_finetuned_1_epoch" in row else "")
                   + f", FLOPs {base_flops / row['flops']:.2f}x fewer, "
@@ -197,17 +201,21 @@ def perforation_markdown(report: dict[str, Any]) -> list[str]:
         "threads, eager)",
         "",
         "One layer, `nn.Conv2d` against `PerforatedConv2d` with the same weights, timed "
-        "alternately in one run (medians); speedup = conv time / perforated time. Rate 1 "
-        "evaluates every position: the price of the gather-and-matmul computation against "
-        "oneDNN's direct convolution.",
+        "alternately in one run (medians); speedup = conv time / perforated time. Grid masks "
+        "(Figurnov's, uneven spacing) gather the kept positions' patches and multiply once; "
+        "rate 1 evaluates every position that way: the price of gather-and-matmul against "
+        "oneDNN's direct convolution. Strided masks (even spacing) run as one strided oneDNN "
+        "convolution plus the nearest-neighbour fill.",
         "",
-        "| layer | batch | conv ms | rate 1 | rate 2 | rate 4 | FLOPs at rate 2 / 4 |",
-        "|---|---|---|---|---|---|---|",
+        "| layer | batch | conv ms | grid, rate 1 | grid, rate 2 | grid, rate 4 | strided, "
+        "rate 2 | strided, rate 4 | FLOPs at rate 2 / 4 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in p["layers"]:
         lines.append(
             f"| {r['shape']} | {r['batch']} | {r['conv_ms']:.3f} | {r['rate1_speedup']:.2f}x | "
             f"{r['rate2_speedup']:.2f}x | {r['rate4_speedup']:.2f}x | "
+            f"{r['strided2_speedup']:.2f}x | {r['strided4_speedup']:.2f}x | "
             f"{r['conv_flops'] / r['rate2_flops']:.2f}x / {r['conv_flops'] / r['rate4_flops']:.2f}x"
             " fewer |"
         )
@@ -225,7 +233,8 @@ def perforation_markdown(report: dict[str, Any]) -> list[str]:
     for r in p["models"]:
         tuned = r.get("error_finetuned_1_epoch")
         lines.append(
-            f"| {r['model']} ({r['dataset']}) | {r['rate']:g} | {r['error_before']:.2%} | "
+            f"| {r['model']} ({r['dataset']}) | {r['mask']} | {r['rate']:g} | "
+            f"{r['error_before']:.2%} | "
             f"{r['error']:.2%} | {'' if tuned is None else f'{tuned:.2%}'} | "
             f"{r['flops_before'] / r['flops']:.2f}x fewer | "
             + " | ".join(f"{r[f'speedup_b{b}']:.2f}x" for b in batches)

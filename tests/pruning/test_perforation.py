@@ -24,7 +24,7 @@ GEOMETRIES = [
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-@pytest.mark.parametrize("kind", ["grid", "uniform"])
+@pytest.mark.parametrize("kind", ["grid", "strided", "uniform"])
 def test_evaluated_positions_are_exact_and_the_others_copy_the_nearest(geometry, kind):
     c, o, k, s, p, d, g, h, w = geometry
     torch.manual_seed(0)
@@ -33,7 +33,8 @@ def test_evaluated_positions_are_exact_and_the_others_copy_the_nearest(geometry,
     ref = conv(x)
     full = PerforatedConv2d.from_conv(conv, rate=1.0, mask=kind)
     torch.testing.assert_close(full(x), ref, rtol=0, atol=1e-12)
-    layer = PerforatedConv2d.from_conv(conv, rate=2.0, mask=kind, seed=3)
+    layer = PerforatedConv2d.from_conv(conv, rate=2.0 if kind != "strided" else 4.0, mask=kind,
+                                       seed=3)  # fmt: skip
     out = layer(x)
     mask = layer.positions(h, w)
     assert out.shape == ref.shape and mask.shape == ref.shape[-2:]
@@ -54,12 +55,22 @@ def test_nearest_is_the_closest_evaluated_position():
 @pytest.mark.parametrize("rate", [2.0, 4.0])
 def test_masks_keep_about_one_position_in_rate(rate):
     for h, w in [(24, 24), (28, 20), (10, 10)]:
-        for kind in ("grid", "uniform"):
+        for kind in ("grid", "strided", "uniform"):
             m = perforation_mask(h, w, rate, kind)
             assert abs(m.float().mean().item() - 1 / rate) < 0.1 / rate + 1 / (h * w)
     grid = perforation_mask(24, 24, rate, "grid")
     rows, cols = grid.any(1), grid.any(0)
     assert torch.equal(grid, rows[:, None] & cols[None, :])  # whole rows x whole columns
+    strided = perforation_mask(24, 24, rate, "strided", seed=5)
+    steps = (1, 2) if rate == 2 else (2, 2)
+    r, c = strided.any(1).nonzero().flatten(), strided.any(0).nonzero().flatten()
+    assert set(r.diff().tolist()) == {steps[0]} or len(r) == 24
+    assert set(c.diff().tolist()) == {steps[1]}
+    assert torch.equal(
+        strided,
+        r.new_zeros(24, dtype=torch.bool).index_fill(0, r, True)[:, None]
+        & c.new_zeros(24, dtype=torch.bool).index_fill(0, c, True)[None, :],
+    )
     assert not torch.equal(perforation_mask(24, 24, rate, "uniform", seed=1),
                            perforation_mask(24, 24, rate, "uniform", seed=2))  # fmt: skip
 
@@ -98,7 +109,9 @@ def test_bad_input():
         sq.pruning.Perforation(rate=0.5)
     with pytest.raises(ConfigError, match="rate of conv1 must be >= 1"):
         sq.pruning.Perforation(per_layer={"conv1": 0})
-    with pytest.raises(ConfigError, match="mask must be one of grid, uniform"):
+    with pytest.raises(ValueError, match="whole-number rate, got 2.5"):
+        perforation_mask(8, 8, 2.5, "strided")
+    with pytest.raises(ConfigError, match="mask must be one of grid, strided, uniform"):
         sq.pruning.Perforation(mask="random")
     with pytest.raises(ValueError, match="groups=3 must divide"):
         PerforatedConv2d(4, 6, 3, groups=3)

@@ -105,6 +105,19 @@ class _ConvLike(nn.Module):
             f"stride={self.stride}, padding={self.padding}, groups={self.groups}"
         )
 
+    def _cached(self, name: str, make: Any, *key: Any) -> Tensor:
+        """``make()``, kept while the layer is in inference (eval mode, no gradients) and its
+        weight unchanged; computed afresh whenever it trains."""
+        if self.training or torch.is_grad_enabled():
+            return make()
+        full = (name, self.weight._version, self.weight.data_ptr(), self.weight.dtype, *key)
+        cache = self.__dict__.setdefault("_transform_cache", {})
+        if full not in cache:
+            if len(cache) > 8:
+                cache.clear()
+            cache[full] = make()
+        return cache[full]
+
     def _out_size(self, h: int, w: int) -> tuple[int, int]:
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
@@ -137,12 +150,18 @@ class WinogradConv2d(_ConvLike):
         super().__init__(in_channels, out_channels, 3, 1, padding, groups, bias)
 
     def transformed_weight(self) -> Tensor:
-        """``G g G^T`` for every filter, as ``(16, groups, out/groups, in/groups)``."""
-        g = self.groups
-        G = _G.to(self.weight)
-        u = torch.einsum("ij,ocjk,lk->iloc", G, self.weight, G)  # (4, 4, O, C/g)
-        o, c = self.out_channels // g, self.in_channels // g
-        return u.reshape(16, g, o, c)
+        """``G g G^T`` for every filter, as ``(16, 1, groups, out/groups, in/groups)``
+        (cached in inference while the weight is unchanged)."""
+
+        def make() -> Tensor:
+            g = self.groups
+            G = _G.to(self.weight)
+            # (4 columns, 4 rows, O, C/g): the order the input transform leaves the tiles in
+            u = torch.einsum("ij,ocjk,lk->lioc", G, self.weight, G)
+            o, c = self.out_channels // g, self.in_channels // g
+            return u.reshape(16, 1, g, o, c)
+
+        return self._cached("winograd", make)
 
     def forward(self, x: Tensor) -> Tensor:
         n, _, h, w = x.shape
@@ -151,20 +170,32 @@ class WinogradConv2d(_ConvLike):
         ph, pw = self.padding
         # pad so the 4x4 tiles at stride 2 cover every output (the extra rows are cropped)
         x = F.pad(x, (pw, pw + 2 * tw + 2 - (w + 2 * pw), ph, ph + 2 * th + 2 - (h + 2 * ph)))
-        tiles = x.unfold(2, 4, 2).unfold(3, 4, 2)  # (n, C, th, tw, 4, 4)
-        bt = _BT.to(x)
-        v = torch.einsum("ij,ncpqjk,lk->ilcnpq", bt, tiles, bt)  # (4, 4, C, n, th, tw)
+        tiles = x.unfold(2, 4, 2).unfold(3, 4, 2)  # (n, C, th, tw, 4, 4), a view
+        # B^T d B by additions, on the rows then on the columns of every tile
+        rows = _bt(tiles, -2)  # (4 rows, n, C, th, tw, 4 columns)
+        v = _bt(rows, -1)  # (4 columns, 4 rows, n, C, th, tw)
         g = self.groups
-        c = self.in_channels // g
-        v = v.reshape(16, g, c, n * th * tw)
-        m = torch.matmul(self.transformed_weight(), v)  # (16, g, O/g, tiles)
-        m = m.reshape(4, 4, self.out_channels, n, th, tw)
-        at = _AT.to(x)
-        y = torch.einsum("ai,ijonpq,bj->nopaqb", at, m, at)  # (n, O, th, 2, tw, 2)
-        y = y.reshape(n, self.out_channels, 2 * th, 2 * tw)[:, :, :ho, :wo]
+        v = v.reshape(16, n, g, self.in_channels // g, th * tw)
+        m = torch.matmul(self.transformed_weight(), v)  # (16, n, g, O/g, th*tw)
+        m = m.reshape(4, 4, n, self.out_channels, th, tw)
+        y = _at(_at(m, 0), 1)  # A^T m A: (2 columns, 2 rows, n, O, th, tw)
+        y = y.permute(2, 3, 4, 1, 5, 0).reshape(n, self.out_channels, 2 * th, 2 * tw)
+        y = y[:, :, :ho, :wo]
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)
         return y.contiguous()
+
+
+def _bt(t: Tensor, dim: int) -> Tensor:
+    """``B^T`` applied along ``dim`` (of size 4), the result's 4 stacked first."""
+    d0, d1, d2, d3 = t.unbind(dim)
+    return torch.stack([d0 - d2, d1 + d2, d2 - d1, d1 - d3])
+
+
+def _at(t: Tensor, dim: int) -> Tensor:
+    """``A^T`` applied along ``dim`` (of size 4), in place of it."""
+    m0, m1, m2, m3 = t.unbind(dim)
+    return torch.stack([m0 + m1 + m2, m1 - m2 - m3], dim)
 
 
 @register_layer
@@ -186,10 +217,14 @@ class FFTConv2d(_ConvLike):
         xf = torch.fft.rfft2(x, s=(hp, wp))  # (n, C, hp, wp//2+1)
         # correlation: the conjugate of the kernel's transform (a circular correlation, whose
         # first hp-kh+1 rows and wp-kw+1 columns never wrap around)
-        wf = torch.fft.rfft2(self.weight, s=(hp, wp)).conj()  # (O, C/g, hp, wf)
         freqs = xf.shape[-2] * xf.shape[-1]
+
+        def make() -> Tensor:
+            wf = torch.fft.rfft2(self.weight, s=(hp, wp)).conj()  # (O, C/g, hp, wf)
+            return wf.reshape(g, o, c, freqs).permute(3, 0, 2, 1)  # (F, g, C/g, O/g)
+
+        wf = self._cached("fft", make, hp, wp)
         xf = xf.reshape(n, g, c, freqs).permute(3, 1, 0, 2)  # (F, g, n, C/g)
-        wf = wf.reshape(g, o, c, freqs).permute(3, 0, 2, 1)  # (F, g, C/g, O/g)
         yf = torch.matmul(xf, wf)  # (F, g, n, O/g)
         yf = yf.permute(2, 1, 3, 0).reshape(n, self.out_channels, hp, -1)
         y = torch.fft.irfft2(yf, s=(hp, wp))[:, :, : hp - kh + 1, : wp - kw + 1]

@@ -12,6 +12,10 @@ Masks, for an output of ``H x W`` positions and a reduction ``rate`` (positions 
   integer sequence ``floor((n / k) * (i + b))``, ``i < k``, with a seeded offset ``b`` in
   [0, 1) (about ``sqrt(1 / rate)`` of each axis kept); every position at a kept row and a kept
   column is evaluated;
+- ``"strided"``: a regular grid, every ``a``-th row and ``b``-th column with ``a b = rate``
+  (:func:`strides_for`) from a seeded start: the grid mask with even spacing, which runs as one
+  strided convolution of the backend (oneDNN here) on the shifted input instead of gathered
+  patches, so the saving in FLOPs becomes a saving in time;
 - ``"uniform"``: ``H W / rate`` positions chosen uniformly at random (seeded).
 
 The mask depends only on the output size, the rate, the kind and the seed, so it is rebuilt
@@ -29,7 +33,17 @@ from torch import Tensor, nn
 
 from squeezer.core.spec import register_layer
 
-MASKS = ("grid", "uniform")
+MASKS = ("grid", "strided", "uniform")
+
+
+def strides_for(rate: float) -> tuple[int, int]:
+    """The ``(row, column)`` steps of a ``"strided"`` mask: integers whose product is
+    ``rate``, as even as possible (2 -> 1 x 2, 4 -> 2 x 2, 6 -> 2 x 3)."""
+    r = round(rate)
+    if abs(rate - r) > 1e-9 or r < 1:
+        raise ValueError(f"a strided perforation mask needs a whole-number rate, got {rate}")
+    rows = max(d for d in range(1, math.isqrt(r) + 1) if r % d == 0)
+    return rows, r // rows
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -55,6 +69,11 @@ def perforation_mask(height: int, width: int, rate: float, kind: str, seed: int 
     mask = torch.zeros(height, width, dtype=torch.bool)
     if kind == "uniform":
         mask.view(-1)[torch.randperm(total, generator=g)[:target]] = True
+        return mask
+    if kind == "strided":
+        a, b = strides_for(rate)
+        start = torch.randint(0, a * b, (1,), generator=g).item()
+        mask[start // b % a :: a, start % b :: b] = True
         return mask
     # grid: the same keep fraction per axis, sqrt of the total
     per_axis = math.sqrt(target / total)
@@ -186,11 +205,34 @@ class PerforatedConv2d(nn.Module):
             )
         return self._plans[key]
 
+    def _grid_plan(self, h: int, w: int, device: torch.device) -> tuple[Any, ...]:
+        """A strided mask's (first kept row, column, their counts, nearest kept row of every
+        row, nearest kept column of every column): Euclidean nearest on a product grid is
+        the nearest row with the nearest column."""
+        key = (h, w, str(device), "grid")
+        if key not in self._plans:
+            mask = self.positions(h, w)
+            rows = mask.any(1).nonzero().flatten()
+            cols = mask.any(0).nonzero().flatten()
+            near_r = (torch.arange(mask.shape[0])[:, None] - rows[None, :]).abs().argmin(1)
+            near_c = (torch.arange(mask.shape[1])[:, None] - cols[None, :]).abs().argmin(1)
+            self._plans[key] = (int(rows[0]), int(cols[0]), len(rows), len(cols),
+                                near_r.to(device), near_c.to(device))  # fmt: skip
+        return self._plans[key]  # type: ignore[return-value]
+
     def forward(self, x: Tensor) -> Tensor:
+        xp = F.pad(x, (self.padding[1], self.padding[1], self.padding[0], self.padding[0]))
+        if self.mask == "strided":  # one strided convolution of the backend, then the fill
+            r0, c0, nr, nc, near_r, near_c = self._grid_plan(x.shape[2], x.shape[3], x.device)
+            a, b = strides_for(self.rate)
+            (sh, sw), (dh, dw) = self.stride, self.dilation
+            shifted = xp[:, :, r0 * sh :, c0 * sw :]
+            y = F.conv2d(shifted, self.weight, self.bias, (a * sh, b * sw), 0, (dh, dw),
+                         self.groups)  # fmt: skip
+            return y[:, :, :nr, :nc].index_select(2, near_r).index_select(3, near_c)
         n, _, h, w = x.shape
         ho, wo = self.output_size(h, w)
         offsets, nearest, kept = self._plan(h, w, x.device)
-        xp = F.pad(x, (self.padding[1], self.padding[1], self.padding[0], self.padding[0]))
         patches = xp.flatten(2)[:, :, offsets]  # (n, C, k*k, kept)
         g = self.groups
         patches = patches.reshape(n, g, -1, kept)  # (n, g, C/g * k*k, kept)
