@@ -44,6 +44,10 @@ def test_lenet5_layers_are_the_caffe_ones() -> None:
 def test_every_model_runs_on_grey_and_colour(
     name: str, in_channels: int, size: int, classes: int
 ) -> None:
+    if name == "alexnet_imagenet":  # its stem and poolings leave nothing of 32 px
+        with pytest.raises(ValueError, match="at least 63 px.*use alexnet for small images"):
+            create(name, num_classes=classes, in_channels=in_channels, input_size=size)
+        return
     model = create(name, num_classes=classes, in_channels=in_channels, input_size=size)
     out = model(torch.randn(2, in_channels, size, size))
     assert out.shape == (2, classes)
@@ -71,6 +75,10 @@ def test_register_model_rejects_duplicates() -> None:
         # CIFAR-family figures of the papers: ResNet-20 0.27M, ResNet-56 0.85M
         ("resnet20", 272_474),
         ("resnet56", 855_770),
+        # torchvision's AlexNet and SqueezeNet 1.1; Keras's MobileNet v1 (trainable)
+        ("alexnet_imagenet", 61_100_840),
+        ("squeezenet", 1_235_496),
+        ("mobilenet_v1", 4_231_976),
     ],
 )
 def test_zoo_parameter_counts(name: str, params: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from squeezer.core.arch import ARCH_ATTR, arch_of
 
 # Importing the modules registers their models.
-from squeezer.models import allcnn, densenet, inception, lenet, mobilenet, resnet, vgg
+from squeezer.models import allcnn, compact, densenet, inception, lenet, mobilenet, resnet, vgg
 from squeezer.models.lenet import LeNet5, LeNet300
 from squeezer.models.registry import (
     accepts,
@@ -23,6 +23,7 @@ __all__ = [
     "accepts",
     "allcnn",
     "arch_of",
+    "compact",
     "create",
     "densenet",
     "inception",
