@@ -4,6 +4,7 @@ perforated convolution (evaluated at 1/2 and 1/4 of the positions) on layers and
     python benchmarks/dynamic.py                        # about 10 minutes on 2 cores
     python benchmarks/dynamic.py --sections fastconv --compile   # also under torch.compile
     python benchmarks/dynamic.py --sections perforation --batch-sizes 1 --min-run-time 0.2
+    python benchmarks/dynamic.py --sections early-exit --exit-epochs 2
 
 For each layer shape, ``nn.Conv2d`` (oneDNN on this CPU) and the same weights in
 ``WinogradConv2d`` (3x3 only) and ``FFTConv2d`` are timed alternately in one run (medians),
@@ -175,12 +176,72 @@ def perforated_models(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def early_exit(args: argparse.Namespace) -> dict[str, Any]:
+    """Exits after ResNet-20's first and second stages (heads trained, backbone frozen), then
+    accuracy, exits taken, expected FLOPs and measured time over test images per threshold."""
+    import time
+
+    from harness import trained
+
+    train, test = sq.data.load("fashion-mnist")
+    model = trained("resnet20", "fashion-mnist", train, epochs=10).eval()
+    x = torch.zeros(1, *test.input_shape)
+    net = sq.dynamic.early_exits(model, ["layers.0", "layers.1"], x)
+    net.freeze_backbone_()
+    torch.manual_seed(0)
+    sq.fit(net, train, epochs=args.exit_epochs, lr=0.05, callbacks=[sq.dynamic.ExitLoss(net)],
+           verbose=True)  # fmt: skip
+    net.eval()
+    costs = sq.dynamic.exit_costs(net, x)
+    loader = list(sq.data.loader(test, 100, shuffle=False))
+    timed = loader[: args.timed_batches]
+    base_err = 1.0 - sq.evaluate(model, test)["top1"]
+    rows = []
+    for threshold in args.thresholds:
+        net.threshold = threshold
+        wrong, exits = 0, []
+        with torch.no_grad():
+            for xb, yb in loader:
+                wrong += int((net(xb).argmax(1) != yb).sum())
+                exits.append(net.last_exits)
+        taken = torch.cat(exits)
+        times: dict[str, list[float]] = {"model": [], "exits": []}
+        with torch.no_grad():
+            for _ in range(args.rounds):  # alternating whole passes over the timed batches
+                for name, m in (("model", model), ("exits", net)):
+                    t0 = time.perf_counter()
+                    for xb, _ in timed:
+                        m(xb)
+                    times[name].append(time.perf_counter() - t0)
+        med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+        row = {
+            "threshold": threshold,
+            "error": wrong / len(taken),
+            "exit_fractions": [float((taken == i).float().mean()) for i in range(len(costs))],
+            "expected_flops": sq.dynamic.expected_flops(costs, taken),
+            "model_seconds": med["model"],
+            "exits_seconds": med["exits"],
+        }
+        rows.append(row)
+        print(f"early exit t={threshold:g}: error {row['error']:.2%} (model {base_err:.2%}), "
+              f"exits {' / '.join(f'{f:.0%}' for f in row['exit_fractions'])}, FLOPs "
+              f"{costs[-1] / row['expected_flops']:.2f}x fewer, time "
+              f"{med['model'] / med['exits']:.2f}x  [{elapsed():.0f} s]", flush=True)  # fmt: skip
+    return {"model": "resnet20 (fashion-mnist)", "error_before": base_err, "costs": costs,
+            "exit_epochs": args.exit_epochs, "timed_images": 100 * len(timed),
+            "rounds": args.rounds, "rows": rows}  # fmt: skip
+
+
+SECTIONS = ("fastconv", "perforation", "early-exit")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {**provenance("dynamic.py")}
     earlier = read_report("dynamic") or {}
-    for section in ("fastconv", "perforation"):
+    makers = {"fastconv": fastconv, "perforation": perforation, "early-exit": early_exit}
+    for section in SECTIONS:
         if section in args.sections:
-            report[section] = fastconv(args) if section == "fastconv" else perforation(args)
+            report[section] = makers[section](args)
         elif section in earlier:
             report[section] = earlier[section]  # a run of one section keeps the other's
             report[f"{section}_command"] = earlier.get(f"{section}_command", earlier["command"])
@@ -195,6 +256,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += fastconv_markdown(report)
     if "perforation" in report:
         lines += perforation_markdown(report)
+    if "early-exit" in report:
+        lines += early_exit_markdown(report)
     return "\n".join(lines) + "\n"
 
 
@@ -247,6 +310,40 @@ def perforation_markdown(report: dict[str, Any]) -> list[str]:
             f"{r['flops_before'] / r['flops']:.2f}x fewer | "
             + " | ".join(f"{r[f'speedup_b{b}']:.2f}x" for b in batches)
             + " |"
+        )
+    return lines
+
+
+def early_exit_markdown(report: dict[str, Any]) -> list[str]:
+    e = report["early-exit"]
+    costs = e["costs"]
+    lines = [
+        "",
+        "## Early exits (BranchyNet-style) on a trained ResNet-20, Fashion-MNIST",
+        "",
+        f"`{report['early-exit_command']}` (torch {report['torch']}, {report['threads']} threads,"
+        " eager)",
+        "",
+        f"Exit heads (global pooling + one Linear) after stage 1 and stage 2, trained "
+        f"{e['exit_epochs']} epoch(s) with the backbone frozen (the model itself is unchanged: "
+        f"{e['error_before']:.2%} test error). An example stops at the first exit whose top "
+        "softmax probability reaches the threshold; the others go on with only their rows. "
+        f"FLOPs of one example per exit: {' / '.join(f'{c / 1e6:.2f}M' for c in costs)} "
+        f"(the last is the whole model plus both heads). Time: the model and the early-exit "
+        f"network alternately over the first {e['timed_images']:,} test images in batches of "
+        f"100, {e['rounds']} rounds, medians.",
+        "",
+        "| threshold | test error | exits (stage 1 / stage 2 / end) | expected FLOPs | "
+        "FLOPs reduction | measured speedup |",
+        "|---|---|---|---|---|---|",
+    ]
+    full = costs[-1]
+    for r in e["rows"]:
+        lines.append(
+            f"| {r['threshold']:g} | {r['error']:.2%} | "
+            + " / ".join(f"{f:.1%}" for f in r["exit_fractions"])
+            + f" | {r['expected_flops'] / 1e6:.2f}M | {full / r['expected_flops']:.2f}x | "
+            f"{r['model_seconds'] / r['exits_seconds']:.2f}x |"
         )
     return lines
 

@@ -125,6 +125,7 @@ def convert_layers_(
     make: Callable[[str, nn.Module], nn.Module | str],
     example_inputs: Any,
     method: str,
+    selected: list[tuple[str, nn.Module]] | None = None,
 ) -> ConversionReport:
     """The common walker of the conversions (see the module).
 
@@ -135,6 +136,8 @@ def convert_layers_(
             why it cannot have one.
         example_inputs: for FLOPs and the output check (None: the model's ``input_shape``).
         method: the conversion's name, for the report.
+        selected: the layers to visit, when the handler chose them itself (default: those
+            ``config`` selects).
     """
     inputs = _inputs(model, example_inputs)
     was_training = model.training
@@ -143,7 +146,7 @@ def convert_layers_(
         before_out = _run(model, inputs)
         flops_before = count_flops(model, inputs)[1] if inputs is not None else {}
         rows, made = [], []
-        for name, module in list(config.select(model)):
+        for name, module in selected if selected is not None else list(config.select(model)):
             result = make(name, module)
             row = ConvertedLayer(name, type(module).__name__)
             if isinstance(result, str):

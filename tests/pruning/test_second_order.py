@@ -204,18 +204,24 @@ def test_obs_visits_layers_in_the_order_forward_calls_them():
     assert list(report) == ["early", "late"]
 
 
-def test_obs_and_obd_are_recipe_stages():
-    from squeezer.pipeline import Recipe
+def test_obs_and_obd_are_recipe_stages_reading_training_batches():
+    from squeezer.pipeline import Recipe, run_recipe
 
-    recipe = Recipe.from_dict(
-        {
-            "stages": [
-                {"obs": {"sparsity": 0.5, "samples": 64}},
-                {"obd": {"per_layer": {"fc3": 0.3}}},
-            ]
-        }
-    )
+    train, test = sq.data.load("digits")
+    torch.manual_seed(0)
+    model = sq.models.create("lenet300")
+    sq.fit(model, train, epochs=2, lr=0.1, batch_size=64)
+    stages = [
+        {"obs": {"sparsity": 0.5, "layers": ["fc2", "fc3"], "batches": 2}},
+        {"obd": {"per_layer": {"fc1": 0.3}, "samples": 64, "batches": 1}},
+    ]
+    recipe = Recipe.from_dict({"name": "second-order", "stages": stages})
     assert [type(s.config).__name__ for s in recipe.stages] == ["OBS", "OBD"]
+    result = run_recipe(model, train, test, recipe)
+    assert [r["stage"] for r in result.reports] == ["obs", "obd"]
+    assert float((model.fc2.weight == 0).float().mean()) == pytest.approx(0.5)
+    assert float((model.fc1.weight == 0).float().mean()) == pytest.approx(0.3, abs=1e-4)
+    assert result.top1_after > 0.5
 
 
 # ------------------------------------------------------------------------------ bad input

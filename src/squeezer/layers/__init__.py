@@ -6,6 +6,7 @@ from squeezer.core.spec import SpecError, build_module, module_spec, register_la
 from squeezer.layers.blocks import ChannelSelect, FactorizedConv2d, FactorizedLinear
 from squeezer.layers.fastconv import FFTConv2d, WinogradConv2d
 from squeezer.layers.lookup import LookupConv2d, lookup_flops, omp
+from squeezer.layers.moe import MixtureOfExperts
 from squeezer.layers.perforated import PerforatedConv2d, perforation_mask
 from squeezer.layers.structured import (
     ACDCLinear,
@@ -28,6 +29,7 @@ __all__ = [
     "FastfoodLinear",
     "LDRLinear",
     "LookupConv2d",
+    "MixtureOfExperts",
     "PerforatedConv2d",
     "SpecError",
     "TTLinear",

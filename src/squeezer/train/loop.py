@@ -22,7 +22,7 @@ from squeezer.errors import CheckpointError, ConfigError
 from squeezer.train.callbacks import Callback, TrainState
 from squeezer.train.checkpoint import read_checkpoint, save_checkpoint
 from squeezer.train.config import TrainConfig, lr_at, make_optimizer
-from squeezer.train.penalty import model_penalty
+from squeezer.train.penalty import auxiliary_loss, model_penalty
 
 Batches = Iterable[tuple[Tensor, Tensor]]
 
@@ -274,6 +274,9 @@ def _train_epoch(
         loss = F.cross_entropy(out, state.targets, label_smoothing=config.label_smoothing)
         for cb in callbacks:
             loss = cb.loss(state, loss)
+        aux = auxiliary_loss(model)
+        if aux is not None:  # per-batch terms layers leave (mixture-of-experts balancing)
+            loss = loss + aux
         penalty = model_penalty(model)
         if penalty is not None:  # trained parametrizations: their term per training example
             loss = loss + penalty / state.num_examples

@@ -86,6 +86,19 @@ def model_penalty(model: nn.Module) -> Tensor | None:
     return total
 
 
+def auxiliary_loss(model: nn.Module) -> Tensor | None:
+    """The sum of the ``aux_loss`` tensors that layers left in their last forward pass (a
+    mixture of experts' load balancing, a per-batch term that ``fit`` adds as it is), each
+    taken once: it is cleared on reading. None when there is none."""
+    total = None
+    for module in model.modules():
+        term = getattr(module, "aux_loss", None)
+        if isinstance(term, Tensor):
+            total = term if total is None else total + term
+            module.aux_loss = None
+    return total
+
+
 def finish_(model: nn.Module) -> dict[str, dict[str, object]]:
     """Turn every trained parametrization of ``model`` into its deployed form, in place.
 
