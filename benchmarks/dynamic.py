@@ -392,12 +392,13 @@ def main() -> None:
                    type=lambda s: [int(v) for v in s.split(",")])  # fmt: skip
     p.add_argument("--min-run-time", type=float, default=0.5)
     p.add_argument("--compile", action="store_true", help="also time under torch.compile")
-    p.add_argument(
-        "--sections",
-        default="fastconv,perforation",
-        type=lambda s: s.split(","),
-        help="fastconv, perforation (default: both)",
-    )
+    p.add_argument("--sections", default=",".join(SECTIONS), type=lambda s: s.split(","),
+                   help="fastconv, perforation, early-exit (default: all)")  # fmt: skip
+    p.add_argument("--exit-epochs", type=int, default=2, help="epochs training the exit heads")
+    p.add_argument("--thresholds", default="0.5,0.8,0.9,0.95,0.99,0.999,1.0",
+                   type=lambda s: [float(v) for v in s.split(",")])  # fmt: skip
+    p.add_argument("--timed-batches", type=int, default=20, help="test batches of 100 timed")
+    p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args()
     print(write_report("dynamic", run(args), to_markdown))
 

@@ -65,7 +65,9 @@ def test_the_heads_train_alone_with_the_backbone_frozen():
 
 def test_costs_grow_with_the_exit_and_the_expected_cost_is_their_mean():
     model, net, x = _net()
+    net.eval()
     costs = exit_costs(net, x[:1])
+    assert not net.training  # counting leaves the mode as it was
     assert costs[0] < costs[1] < costs[2]
     full = sq.analysis.count_flops(model, x[:1])[0]
     assert full < costs[2] < 1.01 * full  # the model plus the two small heads

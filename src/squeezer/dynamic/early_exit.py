@@ -242,7 +242,11 @@ def exit_costs(net: EarlyExitNet, example: Tensor) -> list[int]:
     every head it evaluated on the way."""
     from squeezer.analysis import count_flops
 
-    return [_cost_to(net, example, i, count_flops) for i in range(len(net.heads) + 1)]
+    was = net.training
+    try:
+        return [_cost_to(net, example, i, count_flops) for i in range(len(net.heads) + 1)]
+    finally:
+        net.train(was)
 
 
 def _cost_to(net: EarlyExitNet, example: Tensor, stop: int, count: Any) -> int:
@@ -263,7 +267,7 @@ def _cost_to(net: EarlyExitNet, example: Tensor, stop: int, count: Any) -> int:
                         return last
             return fx.node.map_arg(net._output.args[0], lambda n: env[n.name])
 
-    return int(count(Until(), example)[0])
+    return int(count(Until().eval(), example)[0])
 
 
 def expected_flops(costs: Sequence[int], exits: Tensor) -> float:
