@@ -186,7 +186,8 @@ def early_exit(args: argparse.Namespace) -> dict[str, Any]:
     train, test = sq.data.load("fashion-mnist")
     model = trained("resnet20", "fashion-mnist", train, epochs=10).eval()
     x = torch.zeros(1, *test.input_shape)
-    net = sq.dynamic.early_exits(model, ["layers.0", "layers.1"], x)
+    net = sq.dynamic.early_exits(model, ["layers.0", "layers.1"], x,
+                                 head_channels=args.head_channels)  # fmt: skip
     net.freeze_backbone_()
     torch.manual_seed(0)
     sq.fit(net, train, epochs=args.exit_epochs, lr=0.05, callbacks=[sq.dynamic.ExitLoss(net)],
@@ -228,6 +229,7 @@ def early_exit(args: argparse.Namespace) -> dict[str, Any]:
               f"{costs[-1] / row['expected_flops']:.2f}x fewer, time "
               f"{med['model'] / med['exits']:.2f}x  [{elapsed():.0f} s]", flush=True)  # fmt: skip
     return {"model": "resnet20 (fashion-mnist)", "error_before": base_err, "costs": costs,
+            "head_channels": args.head_channels,
             "exit_epochs": args.exit_epochs, "timed_images": 100 * len(timed),
             "rounds": args.rounds, "rows": rows}  # fmt: skip
 
@@ -324,7 +326,13 @@ def early_exit_markdown(report: dict[str, Any]) -> list[str]:
         f"`{report['early-exit_command']}` (torch {report['torch']}, {report['threads']} threads,"
         " eager)",
         "",
-        f"Exit heads (global pooling + one Linear) after stage 1 and stage 2, trained "
+        "Exit heads ("
+        + (
+            f"a 3x3 stride-2 conv to {e['head_channels']} channels, BatchNorm, ReLU, then "
+            if e.get("head_channels")
+            else ""
+        )
+        + "global pooling + one Linear) after stage 1 and stage 2, trained "
         f"{e['exit_epochs']} epoch(s) with the backbone frozen (the model itself is unchanged: "
         f"{e['error_before']:.2%} test error). An example stops at the first exit whose top "
         "softmax probability reaches the threshold; the others go on with only their rows. "
@@ -399,6 +407,8 @@ def main() -> None:
                    type=lambda s: [float(v) for v in s.split(",")])  # fmt: skip
     p.add_argument("--timed-batches", type=int, default=20, help="test batches of 100 timed")
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--head-channels", type=int, default=None,
+                   help="exit heads with a 3x3 conv to N channels (default: linear)")  # fmt: skip
     args = p.parse_args()
     print(write_report("dynamic", run(args), to_markdown))
 

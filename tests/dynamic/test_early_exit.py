@@ -91,3 +91,12 @@ def test_bad_input():
     _, net, _ = _net()
     with pytest.raises(ConfigError, match="2 exits, 1 weights"):
         ExitLoss(net, weights=[1.0])
+
+
+def test_heads_can_have_a_convolution_of_their_own():
+    model, _, x = _net()
+    net = early_exits(model, ["layers.0"], x[:2], head_channels=8, threshold=1e-6).eval()
+    head = net.heads[0]
+    assert isinstance(head[0], nn.Conv2d) and head[0].out_channels == 8 and head[0].stride == (2, 2)
+    stage = model.layers[0](model.relu(model.bn1(model.conv1(x))))
+    torch.testing.assert_close(net(x), head(stage))

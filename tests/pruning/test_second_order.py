@@ -159,6 +159,19 @@ def test_obs_beats_magnitude_on_the_layer_output_and_reports_that_error():
     assert report[""]["error"] == pytest.approx(error(surgeon), rel=1e-3)
 
 
+def test_obs_does_not_depend_on_the_scale_of_the_inputs():
+    """Scaled inputs give the same mask and weights (H is normalized), even at scales whose
+    products would be subnormal numbers (which once made LAPACK take minutes)."""
+    torch.manual_seed(0)
+    layer = nn.Linear(30, 6)
+    x = torch.randn(64, 30, dtype=torch.float64)
+    a, b = copy.deepcopy(layer).double(), copy.deepcopy(layer).double()
+    sq.prune_(a, OBS(sparsity=0.6), data=[(x, None)])
+    sq.prune_(b, OBS(sparsity=0.6), data=[(x * 1e-160, None)])
+    assert torch.equal(a.weight == 0, b.weight == 0)
+    torch.testing.assert_close(a.weight, b.weight)
+
+
 def test_obs_on_a_grouped_padded_conv_measures_its_error_on_the_real_outputs():
     torch.manual_seed(0)
     conv = nn.Conv2d(4, 6, 3, padding=1, stride=2, groups=2, bias=False)

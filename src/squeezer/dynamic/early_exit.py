@@ -32,10 +32,20 @@ from squeezer.train.callbacks import Callback, TrainState
 
 
 class ExitHead(nn.Sequential):
-    """Global average pooling (for feature maps), flatten, one Linear to the classes."""
+    """Global average pooling (for feature maps), flatten, one Linear to the classes; with
+    ``hidden``, first a 3x3 stride-2 convolution to ``hidden`` channels with BatchNorm and
+    ReLU (a BranchyNet-style branch that can still learn features of its own)."""
 
-    def __init__(self, channels: int, num_classes: int, spatial: bool = True) -> None:
-        layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(1)] if spatial else []
+    def __init__(
+        self, channels: int, num_classes: int, spatial: bool = True, hidden: int | None = None
+    ) -> None:
+        layers: list[nn.Module] = []
+        if spatial and hidden:
+            layers += [nn.Conv2d(channels, hidden, 3, 2, 1, bias=False), nn.BatchNorm2d(hidden),
+                       nn.ReLU(inplace=True)]  # fmt: skip
+            channels = hidden
+        if spatial:
+            layers.append(nn.AdaptiveAvgPool2d(1))
         super().__init__(*layers, nn.Flatten(), nn.Linear(channels, num_classes))
 
 
@@ -162,7 +172,7 @@ def _narrow(value: Any, keep: Tensor) -> Any:
 
 def early_exits(
     model: nn.Module, after: Sequence[str], example_inputs: Tensor, *,
-    num_classes: int | None = None, threshold: float = 0.9,
+    num_classes: int | None = None, threshold: float = 0.9, head_channels: int | None = None,
 ) -> EarlyExitNet:  # fmt: skip
     """``model`` with an exit head after each module named in ``after`` (in forward order).
 
@@ -172,6 +182,8 @@ def early_exits(
         example_inputs: one batch, to size the heads.
         num_classes: the heads' outputs (default: the model's).
         threshold: the confidence at which an example stops (eval mode).
+        head_channels: give the heads a 3x3 stride-2 convolution to this many channels
+            before the pooling (default: pooling and one Linear layer).
 
     Raises:
         ModelError: the model cannot be traced, or a name is not a module it calls.
@@ -208,7 +220,8 @@ def early_exits(
             h.remove()
     classes = num_classes or out.shape[1]
     heads = nn.ModuleList(
-        ExitHead(shapes[a][1], classes, spatial=len(shapes[a]) == 4) for a in cuts
+        ExitHead(shapes[a][1], classes, spatial=len(shapes[a]) == 4, hidden=head_channels)
+        for a in cuts
     )
     node_names = [calls[a].name for a in cuts]
     net = EarlyExitNet(gm, node_names, heads, threshold)

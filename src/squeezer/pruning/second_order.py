@@ -26,6 +26,7 @@ hold through fine-tuning and ``.sqz`` files store them sparsely.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -311,6 +312,13 @@ def _rows_and_hessians(module: nn.Module, inputs: list[Tensor]) -> tuple[Tensor,
     """The layer's weight as rows ``(rows, d)``, the group each row reads (``(rows,)``) and the
     per-group ``sum x x^T`` over the sampled input vectors ``(groups, d, d)``, with the count."""
     w = current_weight(module)
+    # scaled to a largest magnitude of 1 (OBS does not depend on the scale): products of
+    # tiny activations would otherwise underflow before H is formed
+    peak = max(float(t.abs().max()) for t in inputs)
+    if not math.isfinite(peak):
+        raise ModelError("prune_: OBS: a layer's inputs are not finite (NaN or inf)")
+    if peak > 0:
+        inputs = [t / peak for t in inputs]
     if isinstance(module, nn.Linear):
         x = torch.cat([t.reshape(-1, t.shape[-1]) for t in inputs]).double()
         return w.reshape(w.shape[0], -1), torch.zeros(w.shape[0], dtype=torch.long), (
@@ -407,19 +415,24 @@ def _quadratic(hessian: Tensor, group: Tensor, rows: Tensor) -> float:
 
 def _reconstruct(rows: Tensor, hessian: Tensor, group: Tensor, keep: Tensor) -> Tensor:
     """Each row's kept weights set to the exact least-squares optimum for its mask:
-    ``w_K = H_KK^-1 (H w)_K``, the weights the OBS updates arrive at."""
-    n, d = rows.shape
-    out = torch.empty_like(rows)
-    eye = torch.eye(d, dtype=rows.dtype, device=rows.device)
-    per_chunk = max(1, int(2.5e8 // (d * d * rows.element_size())))
-    for i in range(0, n, per_chunk):
-        r, k = rows[i : i + per_chunk], keep[i : i + per_chunk]
-        h = hessian[group[i : i + per_chunk]]
-        hw = torch.einsum("bij,bj->bi", h, r)
-        both = k.unsqueeze(2) & k.unsqueeze(1)
-        masked = torch.where(both, h, eye.expand_as(h))
-        rhs = torch.where(k, hw, torch.zeros_like(hw))
-        out[i : i + per_chunk] = torch.linalg.solve(masked, rhs) * k
+    ``w_K = H_KK^-1 (H w)_K``, the weights the OBS updates arrive at.
+
+    One Cholesky solve per row, of the kept weights only (small at high sparsity). Not one
+    batched solve: PyTorch parallelizes a batch over threads and MKL each factorization
+    again, and the nested thread teams can spin for minutes.
+    """
+    out = torch.zeros_like(rows)
+    hw = torch.einsum("gij,nj->ngi", hessian, rows)[torch.arange(len(rows)), group]
+    for i in range(len(rows)):
+        kept = keep[i].nonzero().flatten()
+        if kept.numel() == 0:
+            continue
+        h = hessian[group[i]][kept][:, kept]
+        factor, info = torch.linalg.cholesky_ex(h)
+        if int(info) == 0:
+            out[i, kept] = torch.cholesky_solve(hw[i, kept, None], factor)[:, 0]
+        else:  # not positive definite in floating point: least squares instead
+            out[i, kept] = torch.linalg.lstsq(h, hw[i, kept, None]).solution[:, 0]
     return out
 
 
@@ -508,7 +521,15 @@ def _prune_layer(
     if k == 0:
         return {"sparsity": 1.0 - float(w.count_nonzero()) / w.numel(), "error": 0.0}
     plain = hessian / count
-    scale = plain.diagonal(dim1=1, dim2=2).mean(1).clamp_min(1e-12)
+    # OBS's choices and weights do not change when H is scaled: bring it to a unit mean
+    # diagonal, so tiny activations cannot leave subnormal numbers that make LAPACK crawl
+    unit = float(plain.diagonal(dim1=1, dim2=2).mean())
+    if not math.isfinite(unit):
+        raise ModelError("prune_: OBS: a layer's inputs are not finite (NaN or inf)")
+    plain = plain / unit if unit > 1e-250 else torch.zeros_like(plain)
+    plain = torch.where(plain.abs() < 1e-150, torch.zeros_like(plain), plain)
+    scale = plain.diagonal(dim1=1, dim2=2).mean(1)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # dead inputs: H = damping I
     h = plain + config.damping * scale.view(-1, 1, 1) * torch.eye(
         d, dtype=plain.dtype, device=plain.device
     )
