@@ -229,6 +229,7 @@ def early_exit(args: argparse.Namespace) -> dict[str, Any]:
               f"{costs[-1] / row['expected_flops']:.2f}x fewer, time "
               f"{med['model'] / med['exits']:.2f}x  [{elapsed():.0f} s]", flush=True)  # fmt: skip
     return {"model": "resnet20 (fashion-mnist)", "error_before": base_err, "costs": costs,
+            "model_flops": count_flops(model, x)[0],
             "head_channels": args.head_channels,
             "exit_epochs": args.exit_epochs, "timed_images": 100 * len(timed),
             "rounds": args.rounds, "rows": rows}  # fmt: skip
@@ -249,6 +250,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report[f"{section}_command"] = earlier.get(f"{section}_command", earlier["command"])
         if section in args.sections:
             report[f"{section}_command"] = report["command"]
+    for key in ("early-exit-linear", "early-exit-linear_command"):  # an earlier variant's rows
+        if key in earlier:
+            report[key] = earlier[key]
     return report
 
 
@@ -258,8 +262,9 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += fastconv_markdown(report)
     if "perforation" in report:
         lines += perforation_markdown(report)
-    if "early-exit" in report:
-        lines += early_exit_markdown(report)
+    for key in ("early-exit-linear", "early-exit"):  # the linear-head run kept beside
+        if key in report:
+            lines += early_exit_markdown(report, key)
     return "\n".join(lines) + "\n"
 
 
@@ -316,14 +321,19 @@ def perforation_markdown(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def early_exit_markdown(report: dict[str, Any]) -> list[str]:
-    e = report["early-exit"]
+def early_exit_markdown(report: dict[str, Any], key: str = "early-exit") -> list[str]:
+    e = report[key]
     costs = e["costs"]
     lines = [
         "",
-        "## Early exits (BranchyNet-style) on a trained ResNet-20, Fashion-MNIST",
+        "## Early exits (BranchyNet-style) on a trained ResNet-20, Fashion-MNIST: "
+        + (
+            f"conv heads ({e['head_channels']} channels)"
+            if e.get("head_channels")
+            else "linear heads"
+        ),
         "",
-        f"`{report['early-exit_command']}` (torch {report['torch']}, {report['threads']} threads,"
+        f"`{report[key + '_command']}` (torch {report['torch']}, {report['threads']} threads,"
         " eager)",
         "",
         "Exit heads ("
@@ -342,10 +352,10 @@ def early_exit_markdown(report: dict[str, Any]) -> list[str]:
         f"100, {e['rounds']} rounds, medians.",
         "",
         "| threshold | test error | exits (stage 1 / stage 2 / end) | expected FLOPs | "
-        "FLOPs reduction | measured speedup |",
+        "FLOPs reduction (against the model alone) | measured speedup |",
         "|---|---|---|---|---|---|",
     ]
-    full = costs[-1]
+    full = e.get("model_flops", costs[-1])  # the model alone, without any head
     for r in e["rows"]:
         lines.append(
             f"| {r['threshold']:g} | {r['error']:.2%} | "
