@@ -1,10 +1,11 @@
-"""Fast convolution algorithms against PyTorch's convolution (Winograd F(2x2, 3x3), FFT), and
-perforated convolution (evaluated at 1/2 and 1/4 of the positions) on layers and trained nets.
+"""Fast convolution algorithms against PyTorch's convolution (Winograd F(2x2, 3x3), FFT),
+perforated convolution (evaluated at 1/2 and 1/4 of the positions) on layers and trained nets,
+and early exits on a trained ResNet-20.
 
-    python benchmarks/dynamic.py                        # about 10 minutes on 2 cores
+    python benchmarks/dynamic.py                        # about 25 minutes on 2 cores
     python benchmarks/dynamic.py --sections fastconv --compile   # also under torch.compile
     python benchmarks/dynamic.py --sections perforation --batch-sizes 1 --min-run-time 0.2
-    python benchmarks/dynamic.py --sections early-exit --exit-epochs 2
+    python benchmarks/dynamic.py --sections early-exit --head-channels 32   # conv heads
 
 For each layer shape, ``nn.Conv2d`` (oneDNN on this CPU) and the same weights in
 ``WinogradConv2d`` (3x3 only) and ``FFTConv2d`` are timed alternately in one run (medians),
@@ -21,6 +22,10 @@ direct convolution), 2 and 4 (grid masks). Then every convolution of a trained L
 perforated at 2x and 4x: test error without retraining (and, for LeNet-5, after one epoch of
 fine-tuning at lr 0.01; for VGG-11, with its BatchNorm statistics re-estimated on training
 images), FLOPs, and the whole model's measured speedup at batch 1 and 16.
+Early exits: heads after ResNet-20's first two stages (Fashion-MNIST checkpoint), trained with
+the backbone frozen; per confidence threshold, test error, the exits taken, expected FLOPs and
+the measured time of whole passes over test batches against the model's, alternating.
+
 Writes results/dynamic.{json,md}.
 """
 
