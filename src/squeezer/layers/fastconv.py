@@ -19,7 +19,7 @@ dilation 1 and computes a strided convolution at stride 1 before subsampling (ex
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +39,10 @@ def _pair(v: Any) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-class _ConvLike(nn.Module):
+C = TypeVar("C", bound="ConvLike")
+
+
+class ConvLike(nn.Module):
     """Holds a convolution's weight, bias and geometry as ``nn.Conv2d`` does."""
 
     def __init__(
@@ -77,27 +80,30 @@ class _ConvLike(nn.Module):
             "bias": self.bias is not None,
         }
 
-    @classmethod
-    def from_conv(cls, conv: nn.Conv2d) -> _ConvLike:
-        """The same convolution as ``conv`` (weights copied; a parametrized weight baked)."""
+    @staticmethod
+    def check_padding(conv: nn.Conv2d) -> None:
+        """Refuse (``ValueError``) a conv whose padding is not numbers of zeros."""
         if isinstance(conv.padding, str):
             raise ValueError(f"padding={conv.padding!r}: give the padding as numbers")
         if conv.padding_mode != "zeros":
             raise ValueError(f"padding_mode={conv.padding_mode!r}: only zero padding")
-        layer = cls(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
-            conv.groups,
-            conv.bias is not None,
-        )
+
+    def copy_weights_(self: C, conv: nn.Conv2d) -> C:
+        """Take ``conv``'s weight and bias (and its dtype and device); returns ``self``."""
         with torch.no_grad():
-            layer.weight.copy_(conv.weight)
+            self.weight.copy_(conv.weight)
             if conv.bias is not None:
-                layer.bias.copy_(conv.bias)  # type: ignore[union-attr]
-        return layer.to(conv.weight)
+                self.bias.copy_(conv.bias)  # type: ignore[union-attr]
+        return self.to(conv.weight)
+
+    @classmethod
+    def from_conv(cls: type[C], conv: nn.Conv2d) -> C:
+        """The same convolution as ``conv`` (weights copied)."""
+        cls.check_padding(conv)
+        return cls(
+            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+            conv.groups, conv.bias is not None,
+        ).copy_weights_(conv)  # fmt: skip
 
     def extra_repr(self) -> str:
         return (
@@ -124,7 +130,7 @@ class _ConvLike(nn.Module):
 
 
 @register_layer
-class WinogradConv2d(_ConvLike):
+class WinogradConv2d(ConvLike):
     """A 3x3, stride-1 convolution computed by Winograd's F(2x2, 3x3) (see the module).
 
     Example:
@@ -199,7 +205,7 @@ def _at(t: Tensor, dim: int) -> Tensor:
 
 
 @register_layer
-class FFTConv2d(_ConvLike):
+class FFTConv2d(ConvLike):
     """A convolution computed in the Fourier domain (see the module).
 
     Example:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from squeezer.core.spec import register_layer
+from squeezer.layers.fastconv import ConvLike, _pair
 
 MASKS = ("grid", "strided", "uniform")
 
@@ -44,10 +45,6 @@ def strides_for(rate: float) -> tuple[int, int]:
         raise ValueError(f"a strided perforation mask needs a whole-number rate, got {rate}")
     rows = max(d for d in range(1, math.isqrt(r) + 1) if r % d == 0)
     return rows, r // rows
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 def _axis(n: int, keep: int, offset: float) -> list[int]:
@@ -96,7 +93,7 @@ def nearest_index(mask: Tensor) -> Tensor:
 
 
 @register_layer
-class PerforatedConv2d(nn.Module):
+class PerforatedConv2d(ConvLike):
     """A convolution evaluated at ``1 / rate`` of its output positions (see the module).
 
     Holds ``weight`` and ``bias`` as ``nn.Conv2d`` does; :meth:`from_conv` converts one.
@@ -116,56 +113,29 @@ class PerforatedConv2d(nn.Module):
         mask: str = "grid",
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"groups={groups} must divide in_channels={in_channels} and "
-                f"out_channels={out_channels}"
-            )
         if mask not in MASKS:
             raise ValueError(f"perforation mask must be one of {', '.join(MASKS)}, got {mask!r}")
         if not rate >= 1:
             raise ValueError(f"perforation rate must be >= 1, got {rate}")
-        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
-        self.padding, self.dilation = _pair(padding), _pair(dilation)
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, groups, bias)
+        self.dilation = _pair(dilation)
         self.rate, self.mask, self.seed = float(rate), mask, seed
-        ref = nn.Conv2d(in_channels, out_channels, self.kernel_size, groups=groups, bias=bias)
-        self.weight = nn.Parameter(ref.weight.detach().clone())
-        self.bias = nn.Parameter(ref.bias.detach().clone()) if bias else None
         self._plans: dict[tuple[int, int, str], tuple[Tensor, Tensor, int]] = {}
 
     def spec_args(self) -> dict[str, Any]:
-        return {
-            "in_channels": self.in_channels,
-            "out_channels": self.out_channels,
-            "kernel_size": list(self.kernel_size),
-            "stride": list(self.stride),
-            "padding": list(self.padding),
-            "dilation": list(self.dilation),
-            "groups": self.groups,
-            "bias": self.bias is not None,
-            "rate": self.rate,
-            "mask": self.mask,
-            "seed": self.seed,
-        }
+        return {**super().spec_args(), "dilation": list(self.dilation), "rate": self.rate,
+                "mask": self.mask, "seed": self.seed}  # fmt: skip
 
     @classmethod
-    def from_conv(
+    def from_conv(  # type: ignore[override]
         cls, conv: nn.Conv2d, rate: float = 2.0, mask: str = "grid", seed: int = 0
     ) -> PerforatedConv2d:
         """``conv`` evaluated at ``1 / rate`` of its positions (weights copied)."""
-        if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
-            raise ValueError("perforation needs numeric zero padding")
-        layer = cls(
+        cls.check_padding(conv)
+        return cls(
             conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
             conv.dilation, conv.groups, conv.bias is not None, rate, mask, seed,
-        )  # fmt: skip
-        with torch.no_grad():
-            layer.weight.copy_(conv.weight)
-            if conv.bias is not None:
-                layer.bias.copy_(conv.bias)  # type: ignore[union-attr]
-        return layer.to(conv.weight)
+        ).copy_weights_(conv)  # fmt: skip
 
     def extra_repr(self) -> str:
         return (
