@@ -23,6 +23,7 @@ ORDER = [
     "pruning",
     "quantization",
     "factorization",
+    "compact",
     "dynamic",
     "coding",
     "distillation",

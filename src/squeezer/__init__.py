@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 from squeezer import (
     analysis,
     coding,
+    compact,
     conversion,
     core,
     data,
@@ -57,6 +58,7 @@ __all__ = [
     "__version__",
     "analysis",
     "coding",
+    "compact",
     "conversion",
     "convert_",
     "core",

@@ -37,6 +37,7 @@ class ConvertedLayer:
     params_after: int = 0
     flops_before: int = 0
     flops_after: int = 0
+    fit_error: float | None = None
 
     @property
     def converted(self) -> bool:
@@ -46,11 +47,14 @@ class ConvertedLayer:
 @dataclass
 class ConversionReport(Report):
     """Per-layer results of :func:`convert_`, and the model's largest output change on the
-    example inputs (``max_abs_diff``; None without example inputs)."""
+    example inputs (``max_abs_diff``; None without example inputs). Conversions that fit the
+    new layers give each layer's relative output error (``fit_error``) and what they were
+    fitted to (``fitted_to``)."""
 
     method: str
     layers: list[ConvertedLayer]
     max_abs_diff: float | None = None
+    fitted_to: str = ""
 
     @property
     def converted(self) -> list[ConvertedLayer]:
@@ -61,19 +65,23 @@ class ConversionReport(Report):
             "method": self.method,
             "converted": len(self.converted),
             "max_abs_diff": self.max_abs_diff,
+            **({"fitted_to": self.fitted_to} if self.fitted_to else {}),
             "layers": [{**asdict(r), "converted": r.converted} for r in self.layers],
         }
 
     def format(self) -> str:
         head = f"{'layer':<24} {'now':<18} {'params':>19} {'FLOPs':>25}  note"
-        lines = [f"conversion: {self.method}", head, "-" * len(head)]
+        title = f"conversion: {self.method}"
+        lines = [title + (f", fitted to {self.fitted_to}" if self.fitted_to else ""), head]
+        lines.append("-" * len(head))
         for r in self.layers:
             if not r.converted:
                 lines.append(f"{r.name:<24} {r.before:<18} {'':>19} {'':>25}  {r.reason}")
                 continue
             params = f"{r.params_before:,} -> {r.params_after:,}"
             flops = f"{r.flops_before:,} -> {r.flops_after:,}"
-            lines.append(f"{r.name:<24} {r.after:<18} {params:>19} {flops:>25}")
+            note = "" if r.fit_error is None else f"  output error {r.fit_error:.3f}"
+            lines.append(f"{r.name:<24} {r.after:<18} {params:>19} {flops:>25}{note}")
         lines.append(f"{len(self.converted)} of {len(self.layers)} layers converted")
         if self.max_abs_diff is not None:
             lines.append(f"largest change of the model's output: {self.max_abs_diff:.3g}")

@@ -206,3 +206,34 @@ def resized(
             take("weight", 1, i)
             setattr(new, in_attr, len(i))
     return new
+
+
+def conv_patches(module: nn.Conv2d, x: Tensor) -> Tensor:
+    """The input patches ``module`` multiplies its filters with: ``(groups, N * positions, d)``
+    for input ``x``, where ``d`` is one filter's size (``in_channels / groups * kh * kw``, in
+    the weight's order), so that the conv's output is ``patches @ weight.view(out, d).T``
+    group by group (padding, stride and dilation as the conv does them)."""
+    if module.padding_mode != "zeros":
+        x = torch.nn.functional.pad(
+            x, module._reversed_padding_repeated_twice, mode=module.padding_mode
+        )
+        padding: object = 0
+    else:
+        padding = module.padding
+    if isinstance(padding, str):  # "same" / "valid"
+        padding = (
+            0
+            if padding == "valid"
+            else tuple((module.dilation[i] * (module.kernel_size[i] - 1)) // 2 for i in range(2))
+        )
+    cols = torch.nn.functional.unfold(
+        x,
+        module.kernel_size,
+        module.dilation,
+        padding,
+        module.stride,  # type: ignore[arg-type]
+    )
+    n, _, positions = cols.shape
+    g = module.groups
+    d = cols.shape[1] // g
+    return cols.view(n, g, d, positions).permute(1, 0, 3, 2).reshape(g, -1, d)

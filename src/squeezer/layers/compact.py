@@ -496,3 +496,84 @@ class ShiftBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         y = self.body(x)
         return F.relu(x + y if self.residual else y)
+
+
+# ------------------------------------------------------------------ conversion targets
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else (int(v), int(v))
+
+
+@register_layer
+class DepthwiseSeparableConv2d(nn.Module):
+    """A ``k x k`` convolution factored as MobileNet's pair: a depthwise ``k x k`` conv with
+    ``multiplier`` filters per input channel (no bias), then a pointwise 1x1 conv (with bias),
+    no nonlinearity between, so it can stand in for a trained conv.
+
+    ``in * multiplier * (k^2 + out)`` weights instead of ``in * out * k^2``.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: Any = 3, stride: Any = 1,
+        padding: Any = 0, dilation: Any = 1, multiplier: int = 1, bias: bool = True,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        if multiplier < 1:
+            raise ValueError(f"multiplier must be >= 1, got {multiplier}")
+        self.multiplier = multiplier
+        self.depthwise = nn.Conv2d(
+            in_channels, in_channels * multiplier, _pair(kernel_size), _pair(stride),
+            _pair(padding), _pair(dilation), groups=in_channels, bias=False,
+        )  # fmt: skip
+        self.pointwise = nn.Conv2d(in_channels * multiplier, out_channels, 1, bias=bias)
+
+    def spec_args(self) -> dict[str, Any]:
+        d = self.depthwise
+        return {
+            "in_channels": d.in_channels, "out_channels": self.pointwise.out_channels,
+            "kernel_size": list(d.kernel_size), "stride": list(d.stride),
+            "padding": list(d.padding), "dilation": list(d.dilation),  # type: ignore[arg-type]
+            "multiplier": self.multiplier, "bias": self.pointwise.bias is not None,
+        }  # fmt: skip
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+@register_layer
+class PairedConv2d(nn.Module):
+    """A convolution computing half its output channels' filters, each output channel a scaled
+    copy of one of them: ``y[:, c] = scale[c] * h[:, source[c]] + bias[c]`` with ``h`` the
+    half-width conv. Two channels reading one filter with opposite-signed scales are CReLU's
+    negated pair (Shang et al. 2016): with the ReLU that follows, ``relu(h)`` and ``relu(-h)``
+    for the price of one filter. Halves the conv's multiplications."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: Any = 3, stride: Any = 1,
+        padding: Any = 0, dilation: Any = 1,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        if out_channels % 2:
+            raise ValueError(f"out_channels must be even, got {out_channels}")
+        self.conv = nn.Conv2d(
+            in_channels, out_channels // 2, _pair(kernel_size), _pair(stride), _pair(padding),
+            _pair(dilation), bias=False,
+        )  # fmt: skip
+        self.register_buffer("source", torch.arange(out_channels) % (out_channels // 2))
+        sign = torch.ones(out_channels)
+        sign[out_channels // 2 :] = -1.0  # CReLU's layout: [h, -h]
+        self.scale = nn.Parameter(sign)
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+
+    source: Tensor
+
+    def spec_args(self) -> dict[str, Any]:
+        c = self.conv
+        return {
+            "in_channels": c.in_channels, "out_channels": self.scale.numel(),
+            "kernel_size": list(c.kernel_size), "stride": list(c.stride),
+            "padding": list(c.padding), "dilation": list(c.dilation),  # type: ignore[arg-type]
+        }  # fmt: skip
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv(x).index_select(1, self.source)
+        return torch.addcmul(self.bias.view(1, -1, 1, 1), h, self.scale.view(1, -1, 1, 1))

@@ -25,6 +25,10 @@ Each stage is one tag and the fields of that stage's config:
 - ``obd`` / ``obs``: :class:`~squeezer.pruning.OBD` / :class:`~squeezer.pruning.OBS` (second-
   order unstructured pruning, masks as after ``prune``) plus ``batches`` (of 64 training
   examples the Hessians are computed from, default 16);
+- ``separable`` / ``crelu-pairs``: :class:`~squeezer.compact.DepthwiseSeparable` /
+  :class:`~squeezer.compact.CReLUPairs` (trained convs refitted as depthwise-separable pairs
+  or CReLU pairs by least squares on their inputs) plus ``batches`` (of 64 training examples
+  the fit reads, default 8); follow with ``distill`` or ``fine-tune`` to recover;
 - ``sparse-vd``: :class:`~squeezer.pruning.SparseVD` plus ``epochs``, ``lr`` and ``warmup``
   (epochs of KL warm-up): variational training with Adam, then the weights whose log alpha
   exceeds the threshold are removed (a mask, as after ``prune``);
@@ -200,6 +204,10 @@ def _builtin_stages() -> None:
 
     register_stage("obd", OBD, {"batches": 16}, verb="prune")
     register_stage("obs", OBS, {"batches": 16}, verb="prune")
+    from squeezer.compact import CReLUPairs, DepthwiseSeparable
+
+    register_stage("separable", DepthwiseSeparable, {"batches": 8}, verb="convert")
+    register_stage("crelu-pairs", CReLUPairs, {"batches": 8}, verb="convert")
     register_stage("sparse-vd", SparseVD, {"epochs": 10, "lr": 0.001, "warmup": 2.0})
     _PARSERS["factorize"] = _factorize
     STAGE_VERBS["factorize"] = "factorize"

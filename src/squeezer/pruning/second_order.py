@@ -36,7 +36,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from squeezer.config import check
-from squeezer.core import LayerSelection, PerLayerReport, current_weight, register_handler
+from squeezer.core import (
+    LayerSelection,
+    PerLayerReport,
+    conv_patches,
+    current_weight,
+    register_handler,
+)
 from squeezer.errors import ModelError
 from squeezer.pruning.magnitude import require_plain_or_masked, set_mask
 
@@ -329,20 +335,9 @@ def _rows_and_hessians(module: nn.Module, inputs: list[Tensor]) -> tuple[Tensor,
     hessian = torch.zeros(g, d, d, dtype=torch.float64, device=w.device)
     count = 0
     for t in inputs:
-        if module.padding_mode != "zeros":
-            t = F.pad(t, module._reversed_padding_repeated_twice, mode=module.padding_mode)
-            padding: Any = 0
-        else:
-            padding = module.padding
-        if isinstance(padding, str):  # "same" / "valid"
-            padding = 0 if padding == "valid" else tuple(
-                (module.dilation[i] * (module.kernel_size[i] - 1)) // 2 for i in range(2)
-            )  # fmt: skip
-        cols = F.unfold(t, module.kernel_size, module.dilation, padding, module.stride)
-        n, _, positions = cols.shape
-        cols = cols.view(n, g, d, positions).permute(1, 0, 3, 2).reshape(g, -1, d).double()
+        cols = conv_patches(module, t).double()
         hessian += cols.transpose(1, 2) @ cols
-        count += n * positions
+        count += cols.shape[1]
     group_of_row = torch.arange(w.shape[0], device=w.device) // (w.shape[0] // g)
     return w.reshape(w.shape[0], -1), group_of_row, (hessian, count)
 
