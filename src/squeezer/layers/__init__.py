@@ -8,6 +8,7 @@ from squeezer.layers.fastconv import FFTConv2d, WinogradConv2d
 from squeezer.layers.lookup import LookupConv2d, lookup_flops, omp
 from squeezer.layers.moe import MixtureOfExperts
 from squeezer.layers.perforated import PerforatedConv2d, perforation_mask
+from squeezer.layers.pooling import DetailPreservingPool2d, S3Pool
 from squeezer.layers.structured import (
     ACDCLinear,
     CirculantLinear,
@@ -23,6 +24,7 @@ __all__ = [
     "ACDCLinear",
     "ChannelSelect",
     "CirculantLinear",
+    "DetailPreservingPool2d",
     "FFTConv2d",
     "FactorizedConv2d",
     "FactorizedLinear",
@@ -31,6 +33,7 @@ __all__ = [
     "LookupConv2d",
     "MixtureOfExperts",
     "PerforatedConv2d",
+    "S3Pool",
     "SpecError",
     "TTLinear",
     "WinogradConv2d",
