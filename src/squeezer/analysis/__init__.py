@@ -20,10 +20,13 @@ from squeezer.analysis.measure import (
     format_measurement,
     measure,
 )
+from squeezer.analysis.over_data import DataCost, DataMeasurement, measure_data
 from squeezer.analysis.quality import output_similarity
 
 __all__ = [
     "Comparison",
+    "DataCost",
+    "DataMeasurement",
     "Latency",
     "LayerCounts",
     "Measurement",
@@ -37,6 +40,7 @@ __all__ = [
     "layer_counts",
     "layer_latency",
     "measure",
+    "measure_data",
     "output_similarity",
     "size_bytes",
     "time_models",

@@ -17,6 +17,7 @@ from squeezer.cli.common import (
     load_model,
     model_options,
     parse_ints,
+    positive,
     positive_float,
     write_json,
 )
@@ -64,6 +65,35 @@ def add_parser(sub: Any) -> None:
         help="seconds of timing per model and setting, at least (default: 0.5)",
     )
     p.add_argument("--no-latency", action="store_true", help="count only, do not time")
+    p.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help="also measure over this dataset's test images: expected FLOPs per example (a "
+        "dynamic network's, such as early exits, depend on the input), top-1, and the time of "
+        "whole passes over them (with --baseline, alternating)",
+    )
+    p.add_argument(
+        "--examples",
+        type=positive,
+        default=2000,
+        metavar="N",
+        help="test images measured with --dataset (default: 2000)",
+    )
+    p.add_argument(
+        "--data-batch-size",
+        type=positive,
+        default=100,
+        metavar="B",
+        help="batch size of the passes over the data (default: 100)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=positive,
+        default=5,
+        metavar="N",
+        help="timed passes over the data per model; the median is reported (default: 5)",
+    )
+    p.add_argument("--data-dir", metavar="DIR", help="folder to look in first for the dataset")
     layout_option(p)
     json_option(p)
     p.set_defaults(run=run)
@@ -114,6 +144,23 @@ def run(args: argparse.Namespace) -> int:
         info(f"{args.checkpoint}: zoo model with random weights")
     print(m)
     payload = m.to_dict()
+    if args.dataset:
+        from squeezer.cli.common import check_fits, dataset_splits
+        from squeezer.data import canonical_name
+
+        dataset = canonical_name(args.dataset)
+        _, test = dataset_splits(dataset, args.data_dir, limit=args.examples)
+        check_fits(model, test.input_shape, test.num_classes, dataset)
+        over = sq.analysis.measure_data(
+            model,
+            test,
+            baseline=baseline,
+            batch_size=args.data_batch_size,
+            rounds=args.rounds,
+            threads=threads[0] if threads else None,
+        )
+        print(f"{dataset} test images, {over.format()}")
+        payload["over_data"] = {"dataset": dataset, **over.to_dict()}
     files = [Path(p) for p in (args.checkpoint, args.baseline) if p and Path(p).is_file()]
     if Path(args.checkpoint).is_file():
         payload["file_bytes"] = Path(args.checkpoint).stat().st_size

@@ -71,6 +71,7 @@ class EarlyExitNet(nn.Module):
         self.last_exits: Tensor | None = None
         self.exit_logits: list[Tensor] = []
         self.frozen = False
+        self._costs: tuple[tuple[int, ...], list[int]] | None = None
         self._plan()
 
     def _plan(self) -> None:
@@ -161,6 +162,17 @@ class EarlyExitNet(nn.Module):
         result[remaining] = final
         self.last_exits = exits
         return result
+
+    def forward_flops(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The outputs for ``x`` (in eval mode) and each example's FLOPs: the cost of
+        reaching the exit it took (:func:`exit_costs`, counted once per input shape)."""
+        shape = tuple(x.shape[1:])
+        if self._costs is None or self._costs[0] != shape:
+            self._costs = (shape, exit_costs(self, x[:1]))
+        out = self(x)
+        assert self.last_exits is not None
+        table = torch.tensor(self._costs[1], dtype=torch.float64)
+        return out, table[self.last_exits.cpu()]
 
 
 def _narrow(value: Any, keep: Tensor) -> Any:
