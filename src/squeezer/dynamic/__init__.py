@@ -5,10 +5,19 @@ depth, early exits (the mixture-of-experts layer is :class:`squeezer.layers.Mixt
     sq.convert_(model, sq.dynamic.FFTConv())    # convs in the Fourier domain
     sq.convert_(model, sq.dynamic.StochasticDepth(final_survival=0.5))  # residual nets
     net = sq.dynamic.early_exits(model, ["layers.0", "layers.1"], x, threshold=0.9)
+    net = sq.dynamic.block_drop(model, example_inputs=x)   # per-input block skipping
+    sq.dynamic.train_policy(net, train)
 """
 
 from __future__ import annotations
 
+from squeezer.dynamic.block_drop import (
+    BlockDropNet,
+    SkippableBlock,
+    block_drop,
+    default_policy,
+    train_policy,
+)
 from squeezer.dynamic.early_exit import (
     EarlyExitNet,
     ExitHead,
@@ -22,14 +31,19 @@ from squeezer.dynamic.stochastic_depth import StochasticDepth as StochasticDepth
 from squeezer.dynamic.stochastic_depth import StochasticDepthConfig as StochasticDepth
 
 __all__ = [
+    "BlockDropNet",
     "EarlyExitNet",
     "ExitHead",
     "ExitLoss",
     "FFTConv",
+    "SkippableBlock",
     "StochasticDepth",
     "StochasticDepthLayer",
     "Winograd",
+    "block_drop",
+    "default_policy",
     "early_exits",
     "exit_costs",
     "expected_flops",
+    "train_policy",
 ]
