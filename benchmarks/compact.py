@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -118,6 +120,179 @@ def convert(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# ------------------------------------------------------------------ families
+def _stage(layers: list[nn.Module], pool: bool) -> list[nn.Module]:
+    return layers + ([nn.MaxPool2d(2)] if pool else [])
+
+
+def _plain(w: int, classes: int) -> nn.Module:
+    c = [w, 2 * w, 4 * w]
+    return nn.Sequential(
+        nn.Conv2d(1, c[0], 3, padding=1), nn.BatchNorm2d(c[0]), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(c[0], c[1], 3, padding=1), nn.BatchNorm2d(c[1]), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(c[1], c[2], 3, padding=1), nn.BatchNorm2d(c[2]), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c[2], classes),
+    )  # fmt: skip
+
+
+def _crelu(w: int, classes: int) -> nn.Module:
+    from squeezer.layers.compact import CReLU
+
+    c = [w, 2 * w, 4 * w]  # channels after CReLU; each conv computes half of them
+    return nn.Sequential(
+        nn.Conv2d(1, c[0] // 2, 3, padding=1), nn.BatchNorm2d(c[0] // 2), CReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(c[0], c[1] // 2, 3, padding=1), nn.BatchNorm2d(c[1] // 2), CReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c[1], c[2] // 2, 3, padding=1), nn.BatchNorm2d(c[2] // 2), CReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c[2], classes),
+    )  # fmt: skip
+
+
+def _multibias(w: int, classes: int) -> nn.Module:
+    from squeezer.layers.compact import MultiBias
+
+    c = [w, 2 * w, 4 * w]  # channels after MultiBias(K=4); each conv computes a quarter
+    return nn.Sequential(
+        nn.Conv2d(1, c[0] // 4, 3, padding=1), nn.BatchNorm2d(c[0] // 4), MultiBias(c[0] // 4),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c[0], c[1] // 4, 3, padding=1), nn.BatchNorm2d(c[1] // 4),
+        MultiBias(c[1] // 4), nn.MaxPool2d(2),
+        nn.Conv2d(c[1], c[2] // 4, 3, padding=1), nn.BatchNorm2d(c[2] // 4),
+        MultiBias(c[2] // 4),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c[2], classes),
+    )  # fmt: skip
+
+
+class _P4Net(nn.Module):
+    def __init__(self, w: int, classes: int) -> None:
+        from squeezer.layers.compact import P4ConvP4, P4ConvZ2, P4Pool
+
+        super().__init__()
+        c = [w, 2 * w, 4 * w]
+        self.lift = P4ConvZ2(1, c[0])
+        self.bn1 = nn.BatchNorm3d(c[0])
+        self.conv2 = P4ConvP4(c[0], c[1])
+        self.bn2 = nn.BatchNorm3d(c[1])
+        self.conv3 = P4ConvP4(c[1], c[2])
+        self.bn3 = nn.BatchNorm3d(c[2])
+        self.pool = P4Pool("max")
+        self.fc = nn.Linear(c[2], classes)
+
+    @staticmethod
+    def _down(x: torch.Tensor) -> torch.Tensor:  # 2x2 max pooling of every orientation
+        n, c, g, h, w = x.shape
+        return F.max_pool2d(x.view(n, c * g, h, w), 2).view(n, c, g, h // 2, w // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._down(F.relu(self.bn1(self.lift(x))))
+        x = self._down(F.relu(self.bn2(self.conv2(x))))
+        x = F.relu(self.bn3(self.conv3(x)))
+        return self.fc(self.pool(x).mean((2, 3)))
+
+
+def _cyclic(w: int, classes: int) -> nn.Module:
+    from squeezer.layers.compact import CyclicPool, CyclicRoll, CyclicSlice
+
+    c = [w, 2 * w, 4 * w]
+    return nn.Sequential(
+        CyclicSlice(),
+        nn.Conv2d(1, c[0], 3, padding=1), nn.BatchNorm2d(c[0]), nn.ReLU(), nn.MaxPool2d(2),
+        CyclicRoll(),
+        nn.Conv2d(4 * c[0], c[1], 3, padding=1), nn.BatchNorm2d(c[1]), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c[1], c[2], 3, padding=1), nn.BatchNorm2d(c[2]), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), CyclicPool("mean"), nn.Linear(c[2], classes),
+    )  # fmt: skip
+
+
+def _doubly(w: int, classes: int) -> nn.Module:
+    from squeezer.layers.compact import DoublyConv2d
+
+    c = [w, 2 * w, 4 * w]  # 4 filters (the 2x2 patch grid of a 4x4 meta filter) per meta
+    return nn.Sequential(
+        nn.Conv2d(1, c[0], 3, padding=1), nn.BatchNorm2d(c[0]), nn.ReLU(), nn.MaxPool2d(2),
+        DoublyConv2d(c[0], c[1] // 4, 3, 4), nn.BatchNorm2d(c[1]), nn.ReLU(), nn.MaxPool2d(2),
+        DoublyConv2d(c[1], c[2] // 4, 3, 4), nn.BatchNorm2d(c[2]), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c[2], classes),
+    )  # fmt: skip
+
+
+FAMILIES = {
+    "plain": _plain,
+    "crelu": _crelu,
+    "multibias": _multibias,
+    "p4": _P4Net,
+    "cyclic": _cyclic,
+    "doubly": _doubly,
+}
+
+
+def _params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def _matched(name: str, budget: int, classes: int) -> nn.Module:
+    """The family's network whose width (a multiple of 4) brings its parameters closest to
+    ``budget``."""
+    best = None
+    for w in range(4, 257, 4):
+        m = FAMILIES[name](w, classes)
+        gap = abs(_params(m) - budget)
+        if best is None or gap < best[0]:
+            best = (gap, w)
+    assert best is not None
+    torch.manual_seed(0)
+    model = FAMILIES[name](best[1], classes)
+    model.width = best[1]  # type: ignore[assignment]
+    return model
+
+
+def families(args: argparse.Namespace) -> dict[str, Any]:
+    from harness import CHECKPOINTS
+
+    train, test = sq.data.load("fashion-mnist")
+    x = torch.zeros(1, *test.input_shape)
+    torch.manual_seed(0)
+    budget = _params(_plain(args.plain_width, train.num_classes))
+    rows = []
+    for name in args.families:
+        model = _matched(name, budget, train.num_classes)
+        path = CHECKPOINTS / f"compact-family-{name}.pt"
+        row: dict[str, Any] = {"family": name, "width": model.width, "params": _params(model),
+                               "flops": count_flops(model.eval(), x)[0]}  # fmt: skip
+        if path.exists() and args.reuse:
+            model.load_state_dict(torch.load(path, weights_only=True))
+            before = (read_report("compact") or {}).get("families", {}).get("rows", [])
+            row["seconds_per_epoch"] = next(
+                (r.get("seconds_per_epoch") for r in before if r["family"] == name), None
+            )
+        else:
+            torch.manual_seed(0)
+            t0 = elapsed()
+            sq.fit(model, train, epochs=args.family_epochs, lr=0.05, verbose=True)
+            row["seconds_per_epoch"] = (elapsed() - t0) / args.family_epochs
+            CHECKPOINTS.mkdir(parents=True, exist_ok=True)
+            torch.save(model.state_dict(), path)
+        model.eval()
+        row["error"] = 1.0 - sq.evaluate(model, test)["top1"]
+        print(f"{name}: width {row['width']}, {row['params']:,} params, {row['flops']:,} FLOPs, "
+              f"error {row['error']:.2%}  [{elapsed():.0f} s]", flush=True)  # fmt: skip
+        rows.append((row, model))
+    out = []
+    if not args.skip_timing:
+        base = rows[0][1]
+        threads = torch.get_num_threads()
+        for row, model in rows:
+            for batch in args.batch_sizes:
+                t = time_models([base, model], (x,), batch, threads, min_run_time=args.min_run_time)
+                row[f"b{batch}_ms"] = t[1].median_ms
+                row[f"b{batch}_vs_first"] = t[0].median_ms / t[1].median_ms
+    for row, _ in rows:
+        out.append(row)
+    return {"dataset": "fashion-mnist", "epochs": args.family_epochs, "budget": budget,
+            "rows": out}  # fmt: skip
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     lines = ["# Compact filters: conversions of a trained network", ""]
     command = report.get("convert_command", report["command"])
@@ -130,6 +305,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
         f"## {c['model']}: 3x3 convolutions converted, then distilled from the original",
         "",
+        f"Command: `{report.get('convert_command', report['command'])}`  ",
         f"Original: test error {c['error_before']:.2%}, {c['params_before']:,} parameters, "
         f"{c['flops_before']:,} FLOPs. Fitted on {c['fit_examples']} training images; "
         f"distillation {c['epochs']} epoch(s) (KD T=4, alpha 0.9, lr {c['lr']:g} halved each "
@@ -163,13 +339,57 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def families_markdown(report: dict[str, Any]) -> list[str]:
+    f = report["families"]
+    lines = [
+        "",
+        "## Compact and transferred filters against a plain CNN of the same parameters",
+        "",
+        f"Command: `{report.get('families_command', report['command'])}`  ",
+        f"Fashion-MNIST, three conv stages (widths w, 2w, 4w), BatchNorm, 2x2 max pooling, "
+        f"global average pooling, one Linear; each family's w chosen to bring its "
+        f"parameters closest to the plain CNN's {f['budget']:,}; {f['epochs']} epoch(s) of "
+        "SGD (lr 0.05, cosine), seed 0. Latency: eager, all threads, each model timed "
+        "alternately with the plain CNN (ratio > 1: faster than plain).",
+        "",
+    ]
+    sizes = sorted({int(k[1:].split("_")[0]) for r in f["rows"] for k in r if k.endswith("_ms")})
+    lines.append("| family | width | params | FLOPs | test error | "
+                 + " | ".join(f"b{b} ms (vs plain)" for b in sizes) + " | s/epoch |")  # fmt: skip
+    lines.append("| --- " * (6 + len(sizes)) + "|")
+    for r in f["rows"]:
+        t = [f"{r[f'b{b}_ms']:.2f} ({r[f'b{b}_vs_first']:.2f}x)" if f"b{b}_ms" in r else ""
+             for b in sizes]  # fmt: skip
+        spe = "" if r.get("seconds_per_epoch") is None else f"{r['seconds_per_epoch']:.0f}"
+        lines.append(f"| {r['family']} | {r['width']} | {r['params']:,} | {r['flops']:,} | "
+                     f"{r['error']:.2%} | " + " | ".join(t) + f" | {spe} |")  # fmt: skip
+    return lines
+
+
+SECTIONS = ("convert", "families")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sections", default="convert", type=lambda s: s.split(","),
+                   help="convert (trained VGG-11 converted), families (filters trained "
+                   "from scratch); default: convert")  # fmt: skip
     p.add_argument("--variants", default=",".join(VARIANTS), type=lambda s: s.split(","),
                    help=f"conversions to run (default: {','.join(VARIANTS)})")  # fmt: skip
     p.add_argument("--epochs", type=int, default=2, help="distillation epochs per variant")
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--fit-batches", type=int, default=8, help="batches of 64 the fit reads")
+    p.add_argument("--families", default=",".join(FAMILIES), type=lambda s: s.split(","),
+                   help=f"filter families (default: {','.join(FAMILIES)}; the first is the "
+                   "baseline of the timing)")  # fmt: skip
+    p.add_argument("--family-epochs", type=int, default=3)
+    p.add_argument("--plain-width", type=int, default=32, help="w of the plain CNN")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="families: load the weights an earlier run saved instead of training",
+    )
+    p.add_argument("--skip-timing", action="store_true", help="families: no latency")
     p.add_argument("--batch-sizes", default="1,16",
                    type=lambda s: [int(v) for v in s.split(",")])  # fmt: skip
     p.add_argument("--backends", default="eager,onnxruntime", type=lambda s: s.split(","))
@@ -177,11 +397,15 @@ def main() -> None:
     args = p.parse_args()
     report: dict[str, Any] = {**provenance("compact.py")}
     report["threads"] = torch.get_num_threads()
-    report["convert"] = convert(args)
-    report["convert_command"] = report["command"]
+    makers = {"convert": convert, "families": families}
     earlier = read_report("compact") or {}
-    for key, value in earlier.items():  # sections another run wrote
-        report.setdefault(key, value)
+    for section in SECTIONS:
+        if section in args.sections:
+            report[section] = makers[section](args)
+            report[f"{section}_command"] = report["command"]
+        elif section in earlier:
+            report[section] = earlier[section]
+            report[f"{section}_command"] = earlier.get(f"{section}_command", earlier["command"])
     print(write_report("compact", report, to_markdown))
 
 
