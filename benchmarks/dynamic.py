@@ -6,6 +6,7 @@ and early exits on a trained ResNet-20.
     python benchmarks/dynamic.py --sections fastconv --compile   # also under torch.compile
     python benchmarks/dynamic.py --sections perforation --batch-sizes 1 --min-run-time 0.2
     python benchmarks/dynamic.py --sections early-exit --head-channels 32   # conv heads
+    python benchmarks/dynamic.py --sections block-drop --penalties 1,5
 
 For each layer shape, ``nn.Conv2d`` (oneDNN on this CPU) and the same weights in
 ``WinogradConv2d`` (3x3 only) and ``FFTConv2d`` are timed alternately in one run (medians),
@@ -25,6 +26,8 @@ images), FLOPs, and the whole model's measured speedup at batch 1 and 16.
 Early exits: heads after ResNet-20's first two stages (Fashion-MNIST checkpoint), trained with
 the backbone frozen; per confidence threshold, test error, the exits taken, expected FLOPs and
 the measured time of whole passes over test batches against the model's, alternating.
+BlockDrop: a per-image block-skipping policy on the same ResNet-20, per penalty: test error,
+blocks run, expected FLOPs and the time of passes over the test set (``measure_data``).
 
 Writes results/dynamic.{json,md}.
 """
@@ -240,13 +243,84 @@ def early_exit(args: argparse.Namespace) -> dict[str, Any]:
             "rounds": args.rounds, "rows": rows}  # fmt: skip
 
 
-SECTIONS = ("fastconv", "perforation", "early-exit")
+def block_drop(args: argparse.Namespace) -> dict[str, Any]:
+    """A BlockDrop policy on ResNet-20's seven shape-keeping blocks (Fashion-MNIST checkpoint),
+    trained by REINFORCE with the backbone frozen, per penalty; then test error, blocks used,
+    expected FLOPs and time over the whole test set against the model (``measure_data``)."""
+    import copy
+
+    from harness import trained
+
+    train, test = sq.data.load("fashion-mnist")
+    base = trained("resnet20", "fashion-mnist", train, epochs=10).eval()
+    x = torch.zeros(1, *test.input_shape)
+    base_err = 1.0 - sq.evaluate(base, test)["top1"]
+    rows = []
+    for penalty in args.penalties:
+        torch.manual_seed(0)
+        net = sq.dynamic.block_drop(copy.deepcopy(base), example_inputs=x)
+        history = sq.dynamic.train_policy(net, train, epochs=args.policy_epochs, lr=1e-3,
+                                          penalty=penalty, verbose=True)  # fmt: skip
+        m = sq.analysis.measure_data(net, test, baseline=base, rounds=args.rounds)
+        with torch.no_grad():
+            used = torch.cat([net.decide(xb) for xb, _ in sq.data.loader(test, 500)])
+        row = {
+            "penalty": penalty,
+            "history": history,
+            "error": 1.0 - (m.model.top1 or 0.0),
+            "blocks_used": float(used.float().sum(1).mean()),
+            "block_use": used.float().mean(0).tolist(),
+            **{k: v for k, v in m.to_dict().items() if k in ("flops_reduction", "speedup")},
+            "measurement": m.to_dict(),
+        }
+        rows.append(row)
+        print(f"BlockDrop penalty {penalty:g}: error {row['error']:.2%} (model {base_err:.2%}), "
+              f"{row['blocks_used']:.2f} of {len(net.names)} blocks, FLOPs "
+              f"{m.flops_reduction:.2f}x fewer, measured {m.speedup:.2f}x  "
+              f"[{elapsed():.0f} s]", flush=True)  # fmt: skip
+    return {"model": "resnet20 (fashion-mnist)", "error_before": base_err,
+            "blocks": len(net.names), "policy_epochs": args.policy_epochs,
+            "rounds": args.rounds, "rows": rows}  # fmt: skip
+
+
+def block_drop_markdown(report: dict[str, Any]) -> list[str]:
+    b = report["block-drop"]
+    lines = [
+        "",
+        "## BlockDrop on a trained ResNet-20, Fashion-MNIST",
+        "",
+        f"`{report['block-drop_command']}` (torch {report['torch']}, {report['threads']} "
+        "threads, eager)",
+        "",
+        f"A policy CNN (two stride-2 convs, 16 and 32 channels, then one Linear) chooses per "
+        f"image which of the {b['blocks']} shape-keeping residual blocks run (the two that "
+        f"downsample always run); trained {b['policy_epochs']} epoch(s) by REINFORCE "
+        "(self-critical baseline, reward 1 - (used/K)^2 when right, -penalty when wrong; Adam "
+        f"1e-3), the backbone frozen ({b['error_before']:.2%} test error). Inference: a block "
+        "runs where its probability is above 1/2, on the rows of the batch that keep it. "
+        "Expected FLOPs: the mean over the 10,000 test images of each one's cost (policy "
+        "included); time: whole passes over the test set in batches of 100, the model and "
+        f"the BlockDrop network alternately, {b['rounds']} rounds, medians.",
+        "",
+        "| penalty | test error | blocks run (mean) | per-block use | expected FLOPs reduction "
+        "| measured speedup |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in b["rows"]:
+        use = " ".join(f"{u:.0%}" for u in r["block_use"])
+        lines.append(f"| {r['penalty']:g} | {r['error']:.2%} | {r['blocks_used']:.2f} | {use} "
+                     f"| {r['flops_reduction']:.2f}x | {r['speedup']:.2f}x |")  # fmt: skip
+    return lines
+
+
+SECTIONS = ("fastconv", "perforation", "early-exit", "block-drop")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {**provenance("dynamic.py")}
     earlier = read_report("dynamic") or {}
-    makers = {"fastconv": fastconv, "perforation": perforation, "early-exit": early_exit}
+    makers = {"fastconv": fastconv, "perforation": perforation, "early-exit": early_exit,
+              "block-drop": block_drop}  # fmt: skip
     for section in SECTIONS:
         if section in args.sections:
             report[section] = makers[section](args)
@@ -270,6 +344,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     for key in ("early-exit-linear", "early-exit"):  # the linear-head run kept beside
         if key in report:
             lines += early_exit_markdown(report, key)
+    if "block-drop" in report:
+        lines += block_drop_markdown(report)
     return "\n".join(lines) + "\n"
 
 
@@ -416,12 +492,19 @@ def main() -> None:
     p.add_argument("--min-run-time", type=float, default=0.5)
     p.add_argument("--compile", action="store_true", help="also time under torch.compile")
     p.add_argument("--sections", default=",".join(SECTIONS), type=lambda s: s.split(","),
-                   help="fastconv, perforation, early-exit (default: all)")  # fmt: skip
+                   help="fastconv, perforation, early-exit, block-drop (default: all)")  # fmt: skip
     p.add_argument("--exit-epochs", type=int, default=2, help="epochs training the exit heads")
     p.add_argument("--thresholds", default="0.5,0.8,0.9,0.95,0.99,0.999,1.0",
                    type=lambda s: [float(v) for v in s.split(",")])  # fmt: skip
     p.add_argument("--timed-batches", type=int, default=20, help="test batches of 100 timed")
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument(
+        "--penalties",
+        default="1,5",
+        type=lambda s: [float(v) for v in s.split(",")],
+        help="BlockDrop: rewards of a wrong prediction (negated), one policy each",
+    )
+    p.add_argument("--policy-epochs", type=int, default=2, help="BlockDrop policy epochs")
     p.add_argument("--head-channels", type=int, default=None,
                    help="exit heads with a 3x3 conv to N channels (default: linear)")  # fmt: skip
     args = p.parse_args()
