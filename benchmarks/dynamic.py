@@ -7,6 +7,7 @@ and early exits on a trained ResNet-20.
     python benchmarks/dynamic.py --sections perforation --batch-sizes 1 --min-run-time 0.2
     python benchmarks/dynamic.py --sections early-exit --head-channels 32   # conv heads
     python benchmarks/dynamic.py --sections block-drop --penalties 1,5
+    python benchmarks/dynamic.py --sections moe
 
 For each layer shape, ``nn.Conv2d`` (oneDNN on this CPU) and the same weights in
 ``WinogradConv2d`` (3x3 only) and ``FFTConv2d`` are timed alternately in one run (medians),
@@ -28,6 +29,8 @@ the backbone frozen; per confidence threshold, test error, the exits taken, expe
 the measured time of whole passes over test batches against the model's, alternating.
 BlockDrop: a per-image block-skipping policy on the same ResNet-20, per penalty: test error,
 blocks run, expected FLOPs and the time of passes over the test set (``measure_data``).
+Mixture of experts: an MLP with a MoE block against dense blocks of equal compute and of
+equal parameters.
 
 Writes results/dynamic.{json,md}.
 """
@@ -313,14 +316,101 @@ def block_drop_markdown(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-SECTIONS = ("fastconv", "perforation", "early-exit", "block-drop")
+def _mlp(block: nn.Module) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), block, nn.ReLU(),
+                         nn.Linear(128, 10))  # fmt: skip
+
+
+def _expert_mlp(hidden: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(128, hidden), nn.ReLU(), nn.Linear(hidden, 128))
+
+
+def moe(args: argparse.Namespace) -> dict[str, Any]:
+    """A sparsely-gated mixture-of-experts layer against dense layers in an MLP on
+    Fashion-MNIST: the dense block as large as one expert (equal compute at k = 1), the MoE
+    at k = 1 and 2, and a dense block as wide as all experts together (equal parameters)."""
+    train, test = sq.data.load("fashion-mnist")
+    x = torch.zeros(1, *test.input_shape)
+    e, h = args.experts, args.expert_hidden
+    builds = {
+        f"dense (hidden {h}, one expert's compute)": lambda: _mlp(_expert_mlp(h)),
+        f"MoE {e} experts, k=1": lambda: _mlp(sq.layers.MixtureOfExperts(128, 128, e, 1, h)),
+        f"MoE {e} experts, k=2": lambda: _mlp(sq.layers.MixtureOfExperts(128, 128, e, 2, h)),
+        f"dense (hidden {h * e}, all experts' parameters)": lambda: _mlp(_expert_mlp(h * e)),
+    }
+    rows, models = [], []
+    for name, build in builds.items():
+        torch.manual_seed(0)
+        model = build()
+        t0 = elapsed()
+        sq.fit(model, train, epochs=args.moe_epochs, lr=0.05, verbose=False)
+        model.eval()
+        row = {
+            "model": name,
+            "params": sum(p.numel() for p in model.parameters()),
+            "flops": count_flops(model, x)[0],
+            "error": 1.0 - sq.evaluate(model, test)["top1"],
+            "train_seconds": elapsed() - t0,
+        }
+        moe_layer = next((m for m in model.modules()
+                          if isinstance(m, sq.layers.MixtureOfExperts)), None)  # fmt: skip
+        if moe_layer is not None:
+            with torch.no_grad():
+                load = torch.zeros(e)
+                for xb, _ in sq.data.loader(test, 1000):
+                    model(xb)
+                    load += moe_layer.last_load.float()
+            row["expert_load"] = (load / load.sum()).tolist()
+        rows.append(row)
+        models.append(model)
+        print(f"{name}: {row['params']:,} params, {row['flops']:,} FLOPs, error "
+              f"{row['error']:.2%}  [{elapsed():.0f} s]", flush=True)  # fmt: skip
+    threads = torch.get_num_threads()
+    for row, model in zip(rows, models, strict=True):
+        for batch in args.batch_sizes:
+            t = time_models([models[0], model], (x,), batch, threads,
+                            min_run_time=args.min_run_time)  # fmt: skip
+            row[f"b{batch}_ms"] = t[1].median_ms
+            row[f"b{batch}_vs_dense"] = t[0].median_ms / t[1].median_ms
+    return {"dataset": "fashion-mnist", "epochs": args.moe_epochs, "rows": rows}
+
+
+def moe_markdown(report: dict[str, Any]) -> list[str]:
+    m = report["moe"]
+    sizes = sorted({int(k[1:].split("_")[0]) for r in m["rows"] for k in r if k.endswith("_ms")})
+    lines = [
+        "",
+        "## Sparsely-gated mixture of experts against dense layers, Fashion-MNIST MLP",
+        "",
+        f"`{report['moe_command']}` (torch {report['torch']}, {report['threads']} threads, eager)",
+        "",
+        "784 -> 128 -> [block] -> 10 with ReLUs; the block is a two-layer MLP 128 -> hidden -> "
+        "128 (dense) or a mixture of such experts with noisy top-k gating and the "
+        f"load-balancing terms (Shazeer 2017). {m['epochs']} epochs of SGD (lr 0.05, cosine), "
+        "seed 0. FLOPs of one example (the MoE counts the experts it runs); latency timed "
+        "alternately with the first row.",
+        "",
+        "| model | params | FLOPs | test error | expert load | "
+        + " | ".join(f"b{b} ms (vs first)" for b in sizes)
+        + " |",
+        "| --- " * (5 + len(sizes)) + "|",
+    ]
+    for r in m["rows"]:
+        load = " ".join(f"{v:.0%}" for v in r["expert_load"]) if "expert_load" in r else ""
+        t = [f"{r[f'b{b}_ms']:.3f} ({r[f'b{b}_vs_dense']:.2f}x)" for b in sizes]
+        lines.append(f"| {r['model']} | {r['params']:,} | {r['flops']:,} | {r['error']:.2%} | "
+                     f"{load} | " + " | ".join(t) + " |")  # fmt: skip
+    return lines
+
+
+SECTIONS = ("fastconv", "perforation", "early-exit", "block-drop", "moe")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {**provenance("dynamic.py")}
     earlier = read_report("dynamic") or {}
     makers = {"fastconv": fastconv, "perforation": perforation, "early-exit": early_exit,
-              "block-drop": block_drop}  # fmt: skip
+              "block-drop": block_drop, "moe": moe}  # fmt: skip
     for section in SECTIONS:
         if section in args.sections:
             report[section] = makers[section](args)
@@ -346,6 +436,8 @@ def to_markdown(report: dict[str, Any]) -> str:
             lines += early_exit_markdown(report, key)
     if "block-drop" in report:
         lines += block_drop_markdown(report)
+    if "moe" in report:
+        lines += moe_markdown(report)
     return "\n".join(lines) + "\n"
 
 
@@ -492,7 +584,7 @@ def main() -> None:
     p.add_argument("--min-run-time", type=float, default=0.5)
     p.add_argument("--compile", action="store_true", help="also time under torch.compile")
     p.add_argument("--sections", default=",".join(SECTIONS), type=lambda s: s.split(","),
-                   help="fastconv, perforation, early-exit, block-drop (default: all)")  # fmt: skip
+                   help="fastconv, perforation, early-exit, block-drop, moe (all)")  # fmt: skip
     p.add_argument("--exit-epochs", type=int, default=2, help="epochs training the exit heads")
     p.add_argument("--thresholds", default="0.5,0.8,0.9,0.95,0.99,0.999,1.0",
                    type=lambda s: [float(v) for v in s.split(",")])  # fmt: skip
@@ -505,6 +597,9 @@ def main() -> None:
         help="BlockDrop: rewards of a wrong prediction (negated), one policy each",
     )
     p.add_argument("--policy-epochs", type=int, default=2, help="BlockDrop policy epochs")
+    p.add_argument("--experts", type=int, default=8, help="MoE: experts")
+    p.add_argument("--expert-hidden", type=int, default=256, help="MoE: an expert's hidden width")
+    p.add_argument("--moe-epochs", type=int, default=10)
     p.add_argument("--head-channels", type=int, default=None,
                    help="exit heads with a 3x3 conv to N channels (default: linear)")  # fmt: skip
     args = p.parse_args()
