@@ -201,3 +201,32 @@ def test_separable_then_distill_is_a_recipe_and_the_file_rebuilds(tmp_path):
     loaded = sq.load(path)
     x = torch.randn(4, *shape)
     torch.testing.assert_close(loaded(x), model.eval()(x))
+
+
+def test_convert_command_fits_fine_tunes_measures_and_saves(tmp_path, capsys, real_data):
+    import json
+
+    from squeezer.cli import main
+
+    train, _ = sq.data.load("mnist", real_data)
+    torch.manual_seed(0)
+    model = sq.models.create("lenet5")
+    sq.fit(model, train.subset(256), epochs=1, lr=0.05)
+    ckpt = tmp_path / "lenet5.pt"
+    sq.save_checkpoint(model, ckpt, meta={"dataset": "mnist"})
+    out, js = tmp_path / "sep.sqz", tmp_path / "sep.json"
+    common = ["--data-dir", str(real_data), "--limit", "256", "--batch-sizes", "1",
+              "--min-run-time", "0.01", "--quiet"]  # fmt: skip
+    code = main(["convert", str(ckpt), "--method", "separable", "--layers", "conv2",
+                 "--fit-batches", "2", "--finetune-epochs", "1", "--distill", *common,
+                 "--out", str(out), "--json", str(js)])  # fmt: skip
+    printed, err = capsys.readouterr()
+    assert code == 0, err
+    assert "conv2" in printed and "output error" in printed
+    result = json.loads(js.read_text())
+    assert result["conversion"]["converted"] == 1 and "top1_after" in result
+    assert isinstance(sq.load(out).conv2, DepthwiseSeparableConv2d)
+    code = main(["convert", str(ckpt), "--method", "crelu-pairs", "--max-error", "1e-9",
+                 *common])  # fmt: skip
+    _, err = capsys.readouterr()
+    assert code != 0 and "above max_error" in err and "Traceback" not in err

@@ -36,6 +36,7 @@ COMMANDS = (
     "run",
     "prune",
     "factorize",
+    "convert",
     "quantize",
     "distill",
     "export",
