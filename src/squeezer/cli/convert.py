@@ -60,8 +60,7 @@ def add_parser(sub: Any) -> None:
         type=positive,
         default=8,
         metavar="N",
-        help="separable, crelu-pairs: batches of 64 images of --dataset the fit reads "
-        "(default 8)",
+        help="separable, crelu-pairs: batches of 64 images of --dataset the fit reads (default 8)",
     )
     p.add_argument(
         "--min-kernel",

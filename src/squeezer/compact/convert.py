@@ -33,12 +33,14 @@ leaves the layers that fit worse than that as they are.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from squeezer.config import check
 from squeezer.conversion import ConversionReport, convert_layers_
@@ -355,18 +357,25 @@ def _convert(
         live = {n: originals[n] for n in convs}
         moments.update(patch_moments(model, live, data, config.samples, method))
     errors: dict[str, float] = {}
+    bar = tqdm(total=len(convs), desc=f"{method}: fitting", unit="layer", leave=False,
+               disable=not sys.stderr.isatty())  # fmt: skip
 
     def make(name: str, module: nn.Module) -> nn.Module | str:
         conv = chosen[name]
         if isinstance(conv, str):
             return conv
+        bar.set_postfix_str(name)
         layer, error = fit(conv, moments[name])
+        bar.update()
         errors[name] = error
         if config.max_error is not None and error > config.max_error:
             return f"fit error {error:.3f} above max_error={config.max_error:g}"
         return layer.to(conv.weight.device, conv.weight.dtype)
 
-    report = convert_layers_(model, config, make, example_inputs, method)
+    try:
+        report = convert_layers_(model, config, make, example_inputs, method)
+    finally:
+        bar.close()
     for row in report.layers:
         row.fit_error = errors.get(row.name)
     report.fitted_to = "the weights alone (no data)" if data is None else "the data's inputs"

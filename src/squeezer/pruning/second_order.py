@@ -27,6 +27,7 @@ hold through fine-tuning and ``.sqz`` files store them sparsely.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -34,6 +35,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from squeezer.config import check
 from squeezer.core import (
@@ -239,7 +241,9 @@ def hessian_diagonal(
     model.eval()
     n = 0
     try:
-        for x, y in _inputs(data, samples, "OBD"):
+        bar = tqdm(_inputs(data, samples, "OBD"), desc="OBD: Hessian diagonal",
+                   disable=not sys.stderr.isatty(), leave=False, unit="batch")  # fmt: skip
+        for x, y in bar:
             x = x.to(device)
             if kind == "fisher" and y is None:
                 raise ModelError("prune_: OBD with hessian='fisher' needs the targets")
@@ -463,7 +467,11 @@ def prune_obs_(
     was_training = model.training
     model.eval()
     try:
-        for name, module in _forward_order(model, layers, batches[0][:1].to(device)):
+        ordered = _forward_order(model, layers, batches[0][:1].to(device))
+        bar = tqdm(ordered, desc="OBS", disable=not sys.stderr.isatty(), leave=False,
+                   unit="layer")  # fmt: skip
+        for name, module in bar:
+            bar.set_postfix_str(name)
             captured: list[Tensor] = []  # later layers see the inputs pruned ones produce
             hook = module.register_forward_pre_hook(
                 lambda m, args, into=captured: into.append(args[0].detach())
