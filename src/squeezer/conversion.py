@@ -187,6 +187,32 @@ def convert_layers_(
     return ConversionReport(method, rows, diff)
 
 
+def conv_obstacle(module: nn.Module, *, dilation: bool = True, groups: bool = True) -> str:
+    """Why ``module`` is not a convolution a conversion can take ('' when it is): not a
+    ``Conv2d``, padding given as a string, a padding mode other than zeros, and, for the
+    conversions that cannot take them, dilation (``dilation=False``) or groups
+    (``groups=False``)."""
+    if not isinstance(module, nn.Conv2d):
+        return f"{type(module).__name__} is not a Conv2d"
+    if isinstance(module.padding, str):
+        return f"padding={module.padding!r}: give the padding as numbers"
+    if module.padding_mode != "zeros":
+        return f"padding_mode={module.padding_mode!r}: only zero padding"
+    if not dilation and module.dilation != (1, 1):
+        return f"dilation {module.dilation}: only undilated convolutions"
+    if not groups and module.groups != 1:
+        return f"groups={module.groups}: only ungrouped convolutions"
+    return ""
+
+
+def plain_conv(module: nn.Conv2d) -> nn.Conv2d:
+    """The conv with any parametrization (mask, shared weights) baked into a plain weight (a
+    copy), or the conv itself when it has none."""
+    from squeezer.core.modules import baked_copy
+
+    return baked_copy(module) if hasattr(module, "parametrizations") else module
+
+
 @torch.no_grad()
 def _run(model: nn.Module, inputs: tuple[Tensor, ...] | None) -> Any:
     return None if inputs is None else model(*inputs)

@@ -88,7 +88,7 @@ def test_crelu_pairs_recover_shuffled_negated_pairs_exactly():
     torch.testing.assert_close(model(x), torch.relu(conv(x)), atol=1e-4, rtol=1e-4)
     # each filter feeds two channels with opposite signs: CReLU's negated pairs
     for k in range(4):
-        signs = layer.scale[layer.source == k]
+        signs = layer.scale.detach()[layer.source == k]
         assert len(signs) == 2 and float(signs[0] * signs[1]) < 0
     assert report.converted[0].flops_after * 2 == report.converted[0].flops_before
 

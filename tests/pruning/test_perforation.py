@@ -98,7 +98,7 @@ def test_rate_one_and_other_layers_are_reported_not_skipped_silently():
     report = sq.prune_(model, sq.pruning.Perforation(per_layer={"0": 1.0}), x)
     reasons = {r.name: r.reason for r in report.layers}
     assert reasons == {"0": "rate 1: nothing to perforate",
-                       "1": "perforation needs numeric zero padding", "2": ""}  # fmt: skip
+                       "1": "padding='same': give the padding as numbers", "2": ""}  # fmt: skip
     assert [r.name for r in report.converted] == ["2"] and "1 of 3" in report.format()
     with pytest.raises(sq.errors.ModelError, match="no layer could be converted.*rate 1"):
         sq.prune_(nn.Sequential(nn.Conv2d(1, 2, 3)), sq.pruning.Perforation(rate=1.0), x)

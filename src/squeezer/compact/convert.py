@@ -43,9 +43,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from squeezer.config import check
-from squeezer.conversion import ConversionReport, convert_layers_
+from squeezer.conversion import ConversionReport, conv_obstacle, convert_layers_, plain_conv
 from squeezer.core import LayerSelection, conv_patches, register_handler
-from squeezer.core.modules import baked_copy, current_weight
+from squeezer.core.modules import current_weight
 from squeezer.errors import ModelError
 from squeezer.layers.compact import DepthwiseSeparableConv2d, PairedConv2d
 
@@ -104,18 +104,6 @@ class CReLUPairs(_FittedConversion):
         samples, damping, max_error, layers, exclude, layer_types: as
             :class:`DepthwiseSeparable`.
     """
-
-
-def _why_not(module: nn.Module) -> str:
-    if not isinstance(module, nn.Conv2d):
-        return f"{type(module).__name__} is not a Conv2d"
-    if module.groups != 1:
-        return f"groups={module.groups}: only ungrouped convolutions"
-    if isinstance(module.padding, str):
-        return f"padding={module.padding!r}: give the padding as numbers"
-    if module.padding_mode != "zeros":
-        return f"padding_mode={module.padding_mode!r}: only zero padding"
-    return ""
 
 
 def _examples(data: Iterable[Any], samples: int, who: str) -> Iterable[Tensor]:
@@ -334,9 +322,8 @@ def _convs(model: nn.Module, config: _FittedConversion, why: Any) -> dict[str, A
     """Every selected layer: the plain conv to fit, or why it cannot be converted."""
     out: dict[str, Any] = {}
     for name, module in config.select(model):
-        reason = _why_not(module) or why(module)
-        out[name] = reason or (baked_copy(module) if hasattr(module, "parametrizations")
-                               else module)  # fmt: skip
+        reason = conv_obstacle(module, groups=False) or why(module)
+        out[name] = reason or plain_conv(module)
     return out
 
 

@@ -9,28 +9,9 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from squeezer.conversion import ConversionReport, convert_layers_
+from squeezer.conversion import ConversionReport, conv_obstacle, convert_layers_, plain_conv
 from squeezer.core import LayerSelection, register_handler
-from squeezer.core.modules import baked_copy
 from squeezer.layers.fastconv import FFTConv2d, WinogradConv2d
-
-
-def _common(module: nn.Module) -> str:
-    """Why a conv cannot be converted at all ('' when it can)."""
-    if not isinstance(module, nn.Conv2d):
-        return f"{type(module).__name__} is not a Conv2d"
-    if module.dilation != (1, 1):
-        return f"dilation {module.dilation}: only undilated convolutions"
-    if isinstance(module.padding, str):
-        return f"padding={module.padding!r}: give the padding as numbers"
-    if module.padding_mode != "zeros":
-        return f"padding_mode={module.padding_mode!r}: only zero padding"
-    return ""
-
-
-def _plain(module: nn.Conv2d) -> nn.Conv2d:
-    """The conv with any parametrization (mask, shared weights) baked into a plain weight."""
-    return baked_copy(module) if hasattr(module, "parametrizations") else module
 
 
 @dataclass(frozen=True)
@@ -72,7 +53,7 @@ def convert_winograd_(
     model: nn.Module, config: Winograd, example_inputs: Any = None, *, data: Any = None
 ) -> ConversionReport:
     def make(name: str, module: nn.Module) -> nn.Module | str:
-        why = _common(module)
+        why = conv_obstacle(module, dilation=False)
         if why:
             return why
         assert isinstance(module, nn.Conv2d)
@@ -80,7 +61,7 @@ def convert_winograd_(
             return f"kernel {module.kernel_size}: F(2x2, 3x3) needs 3x3"
         if module.stride != (1, 1):
             return f"stride {module.stride}: F(2x2, 3x3) needs stride 1"
-        return WinogradConv2d.from_conv(_plain(module))
+        return WinogradConv2d.from_conv(plain_conv(module))
 
     return convert_layers_(model, config, make, example_inputs, "Winograd F(2x2, 3x3)")
 
@@ -90,12 +71,12 @@ def convert_fft_(
     model: nn.Module, config: FFTConv, example_inputs: Any = None, *, data: Any = None
 ) -> ConversionReport:
     def make(name: str, module: nn.Module) -> nn.Module | str:
-        why = _common(module)
+        why = conv_obstacle(module, dilation=False)
         if why:
             return why
         assert isinstance(module, nn.Conv2d)
         if min(module.kernel_size) < config.min_kernel:
             return f"kernel {module.kernel_size} below min_kernel={config.min_kernel}"
-        return FFTConv2d.from_conv(_plain(module))
+        return FFTConv2d.from_conv(plain_conv(module))
 
     return convert_layers_(model, config, make, example_inputs, "FFT convolution")

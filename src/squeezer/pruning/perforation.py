@@ -14,9 +14,8 @@ from typing import Any, ClassVar
 from torch import nn
 
 from squeezer.config import check
-from squeezer.conversion import ConversionReport, convert_layers_
+from squeezer.conversion import ConversionReport, conv_obstacle, convert_layers_, plain_conv
 from squeezer.core import LayerSelection, register_handler
-from squeezer.core.modules import baked_copy
 from squeezer.layers.perforated import MASKS, PerforatedConv2d
 
 
@@ -62,15 +61,14 @@ def perforate_(
     """
 
     def make(name: str, module: nn.Module) -> nn.Module | str:
-        if not isinstance(module, nn.Conv2d):
-            return f"{type(module).__name__} is not a Conv2d"
-        if isinstance(module.padding, str) or module.padding_mode != "zeros":
-            return "perforation needs numeric zero padding"
+        why = conv_obstacle(module)
+        if why:
+            return why
+        assert isinstance(module, nn.Conv2d)
         rate = float(config.value_for(name, config.rate))
         if rate == 1:
             return "rate 1: nothing to perforate"
-        plain = baked_copy(module) if hasattr(module, "parametrizations") else module
-        return PerforatedConv2d.from_conv(plain, rate, config.mask, config.seed)
+        return PerforatedConv2d.from_conv(plain_conv(module), rate, config.mask, config.seed)
 
     method = f"perforation ({config.mask} mask)"
     return convert_layers_(model, config, make, example_inputs, method)
