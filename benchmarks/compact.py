@@ -1,9 +1,20 @@
-"""Compact filters as conversions of a trained network: VGG-11-BN on Fashion-MNIST (the
-checkpoint the other benchmarks share) with its 3x3 convolutions refitted as depthwise-
-separable pairs (multiplier 1 and 2) or as CReLU pairs, then distilled from the original.
+"""Compact filters on Fashion-MNIST, in three sections.
 
-    python benchmarks/compact.py                        # about an hour on 2 cores
+``convert``: a trained network converted. VGG-11-BN (the checkpoint the other benchmarks
+share) with its 3x3 convolutions refitted as depthwise-separable pairs (multiplier 1 and 2)
+or as CReLU pairs, then distilled from the original.
+``families``: CReLU, multi-bias, p4 group convolutions, cyclic slicing/rolling/pooling and
+doubly convolutional layers in a small CNN, each at the width that matches a plain CNN's
+parameters, all trained alike from scratch.
+``zoo``: the efficient architectures of the zoo (SqueezeNet, MobileNet v1 at width 1 and 0.5,
+ShuffleNet, ShiftNet, EffNet) and their baselines (ResNet-20, VGG-11-BN), trained alike.
+
+    python benchmarks/compact.py                        # convert: about an hour on 2 cores
     python benchmarks/compact.py --variants separable1 --epochs 1
+    python benchmarks/compact.py --sections families --family-epochs 2
+    python benchmarks/compact.py --sections zoo --zoo resnet20,shiftnet,effnet --zoo-epochs 3
+
+Convert section:
 
 Per variant: the conversion (least squares on 512 training images' layer inputs; see
 ``squeezer.compact``), the test error straight after it, after re-estimating BatchNorm
@@ -339,6 +350,74 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+ZOO = {
+    "resnet20": {},
+    "vgg11_bn": {},
+    "squeezenet": {},
+    "mobilenet_v1": {},
+    "mobilenet_v1-0.5": {"width_mult": 0.5},
+    "shufflenet": {},
+    "shiftnet": {},
+    "effnet": {},
+}
+
+
+def zoo(args: argparse.Namespace) -> dict[str, Any]:
+    """Efficient architectures of the zoo and their baselines, all trained alike from scratch
+    on Fashion-MNIST: parameters, FLOPs, test error, latency."""
+    train, test = sq.data.load("fashion-mnist")
+    x = torch.zeros(1, *test.input_shape)
+    shape = train.input_shape
+    rows, models = [], []
+    for key in args.zoo:
+        name = key.split("-")[0]
+        torch.manual_seed(0)
+        model = sq.models.create(name, num_classes=train.num_classes, in_channels=shape[0],
+                                 input_size=shape[1], **ZOO.get(key, {}))  # fmt: skip
+        t0 = elapsed()
+        sq.fit(model, train, epochs=args.zoo_epochs, lr=0.05, verbose=True)
+        model.eval()
+        row = {"model": key, "params": _params(model), "flops": count_flops(model, x)[0],
+               "error": 1.0 - sq.evaluate(model, test)["top1"],
+               "seconds_per_epoch": (elapsed() - t0) / args.zoo_epochs}  # fmt: skip
+        print(f"{key}: {row['params']:,} params, {row['flops']:,} FLOPs, error "
+              f"{row['error']:.2%}  [{elapsed():.0f} s]", flush=True)  # fmt: skip
+        rows.append(row)
+        models.append(model)
+    threads = torch.get_num_threads()
+    for row, model in zip(rows, models, strict=True):
+        for batch in args.batch_sizes:
+            t = time_models([models[0], model], (x,), batch, threads,
+                            min_run_time=args.min_run_time)  # fmt: skip
+            row[f"b{batch}_ms"] = t[1].median_ms
+            row[f"b{batch}_vs_first"] = t[0].median_ms / t[1].median_ms
+    return {"dataset": "fashion-mnist", "epochs": args.zoo_epochs, "rows": rows}
+
+
+def zoo_markdown(report: dict[str, Any]) -> list[str]:
+    z = report["zoo"]
+    sizes = sorted({int(k[1:].split("_")[0]) for r in z["rows"] for k in r if k.endswith("_ms")})
+    first = z["rows"][0]["model"]
+    lines = [
+        "",
+        "## Efficient architectures trained from scratch against their baselines",
+        "",
+        f"Command: `{report.get('zoo_command', report['command'])}`  ",
+        f"Fashion-MNIST (28 x 28), every model {z['epochs']} epoch(s) of SGD (lr 0.05, "
+        f"cosine), seed 0; latency eager, all threads, timed alternately with {first}.",
+        "",
+        "| model | params | FLOPs | test error | "
+        + " | ".join(f"b{b} ms (vs {first})" for b in sizes)
+        + " | s/epoch |",
+        "| --- " * (5 + len(sizes)) + "|",
+    ]
+    for r in z["rows"]:
+        t = [f"{r[f'b{b}_ms']:.2f} ({r[f'b{b}_vs_first']:.2f}x)" for b in sizes]
+        lines.append(f"| {r['model']} | {r['params']:,} | {r['flops']:,} | {r['error']:.2%} | "
+                     + " | ".join(t) + f" | {r['seconds_per_epoch']:.0f} |")  # fmt: skip
+    return lines
+
+
 def families_markdown(report: dict[str, Any]) -> list[str]:
     f = report["families"]
     lines = [
@@ -366,14 +445,14 @@ def families_markdown(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-SECTIONS = ("convert", "families")
+SECTIONS = ("convert", "families", "zoo")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sections", default="convert", type=lambda s: s.split(","),
                    help="convert (trained VGG-11 converted), families (filters trained "
-                   "from scratch); default: convert")  # fmt: skip
+                   "from scratch), zoo (efficient architectures); default: convert")  # fmt: skip
     p.add_argument("--variants", default=",".join(VARIANTS), type=lambda s: s.split(","),
                    help=f"conversions to run (default: {','.join(VARIANTS)})")  # fmt: skip
     p.add_argument("--epochs", type=int, default=2, help="distillation epochs per variant")
@@ -383,6 +462,10 @@ def main() -> None:
                    help=f"filter families (default: {','.join(FAMILIES)}; the first is the "
                    "baseline of the timing)")  # fmt: skip
     p.add_argument("--family-epochs", type=int, default=3)
+    p.add_argument("--zoo", default=",".join(ZOO), type=lambda s: s.split(","),
+                   help=f"zoo models (default: {','.join(ZOO)}; the first is the timing's "
+                   "reference)")  # fmt: skip
+    p.add_argument("--zoo-epochs", type=int, default=3)
     p.add_argument("--plain-width", type=int, default=32, help="w of the plain CNN")
     p.add_argument(
         "--reuse",
@@ -397,7 +480,7 @@ def main() -> None:
     args = p.parse_args()
     report: dict[str, Any] = {**provenance("compact.py")}
     report["threads"] = torch.get_num_threads()
-    makers = {"convert": convert, "families": families}
+    makers = {"convert": convert, "families": families, "zoo": zoo}
     earlier = read_report("compact") or {}
     for section in SECTIONS:
         if section in args.sections:
