@@ -29,6 +29,13 @@ Blocks of efficient architectures:
   pooling, depthwise 3x1 and a 2x1-strided pointwise conv;
 - :class:`Shift` and :class:`ShiftBlock` (ShiftNet, Wu et al. 2018): channels moved by fixed
   offsets in a ``k x k`` neighbourhood (no parameters, no FLOPs) between two 1x1 convs.
+
+What the conversions of :mod:`squeezer.compact` put in a trained network's place:
+
+- :class:`DepthwiseSeparableConv2d`: depthwise ``k x k`` (``multiplier`` filters per input
+  channel) then pointwise 1x1, with the replaced conv's stride, padding and dilation;
+- :class:`PairedConv2d`: half the filters, each output channel a scaled copy of one of them
+  plus a bias (CReLU's negated pairs when two channels share a filter with opposite signs).
 """
 
 from __future__ import annotations
