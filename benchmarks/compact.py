@@ -305,12 +305,14 @@ def families(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def to_markdown(report: dict[str, Any]) -> str:
-    lines = ["# Compact filters: conversions of a trained network", ""]
-    command = report.get("convert_command", report["command"])
-    lines += [
-        f"Command: `{command}`  ",
-        f"Date: {report['date']}; torch {report['torch']}, {report['threads']} threads.",
-    ]
+    lines = ["# Compact filters on Fashion-MNIST", ""]
+    lines.append(f"Date: {report['date']}; torch {report['torch']}, {report['threads']} threads.")
+    if "families" in report:
+        lines += families_markdown(report)
+    if "zoo" in report:
+        lines += zoo_markdown(report)
+    if "convert" not in report:
+        return "\n".join(lines) + "\n"
     c = report["convert"]
     lines += [
         "",
@@ -440,8 +442,9 @@ def families_markdown(report: dict[str, Any]) -> list[str]:
         t = [f"{r[f'b{b}_ms']:.2f} ({r[f'b{b}_vs_first']:.2f}x)" if f"b{b}_ms" in r else ""
              for b in sizes]  # fmt: skip
         spe = "" if r.get("seconds_per_epoch") is None else f"{r['seconds_per_epoch']:.0f}"
+        timed = "".join(f"{v} | " for v in t)
         lines.append(f"| {r['family']} | {r['width']} | {r['params']:,} | {r['flops']:,} | "
-                     f"{r['error']:.2%} | " + " | ".join(t) + f" | {spe} |")  # fmt: skip
+                     f"{r['error']:.2%} | {timed}{spe} |")  # fmt: skip
     return lines
 
 
