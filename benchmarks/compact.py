@@ -435,8 +435,11 @@ def families_markdown(report: dict[str, Any]) -> list[str]:
         "",
     ]
     sizes = sorted({int(k[1:].split("_")[0]) for r in f["rows"] for k in r if k.endswith("_ms")})
-    lines.append("| family | width | params | FLOPs | test error | "
-                 + " | ".join(f"b{b} ms (vs plain)" for b in sizes) + " | s/epoch |")  # fmt: skip
+    if not sizes:
+        lines += ["No latency in this run (--skip-timing); s/epoch is the wall time of training, "
+                  "which shared the 2 cores with another benchmark.", ""]  # fmt: skip
+    heads = "".join(f"b{b} ms (vs plain) | " for b in sizes)
+    lines.append(f"| family | width | params | FLOPs | test error | {heads}s/epoch |")
     lines.append("| --- " * (6 + len(sizes)) + "|")
     for r in f["rows"]:
         t = [f"{r[f'b{b}_ms']:.2f} ({r[f'b{b}_vs_first']:.2f}x)" if f"b{b}_ms" in r else ""
