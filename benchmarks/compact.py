@@ -47,7 +47,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import squeezer as sq
-from harness import elapsed, on_backend, provenance, read_report, write_report
+from harness import elapsed, on_backend, provenance, read_report, time_against_first, write_report
 from squeezer.analysis import count_flops, time_models
 
 VARIANTS = {
@@ -289,17 +289,10 @@ def families(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{name}: width {row['width']}, {row['params']:,} params, {row['flops']:,} FLOPs, "
               f"error {row['error']:.2%}  [{elapsed():.0f} s]", flush=True)  # fmt: skip
         rows.append((row, model))
-    out = []
     if not args.skip_timing:
-        base = rows[0][1]
-        threads = torch.get_num_threads()
-        for row, model in rows:
-            for batch in args.batch_sizes:
-                t = time_models([base, model], (x,), batch, threads, min_run_time=args.min_run_time)
-                row[f"b{batch}_ms"] = t[1].median_ms
-                row[f"b{batch}_vs_first"] = t[0].median_ms / t[1].median_ms
-    for row, _ in rows:
-        out.append(row)
+        time_against_first([r for r, _ in rows], [m for _, m in rows], x, args.batch_sizes,
+                           args.min_run_time)  # fmt: skip
+    out = [row for row, _ in rows]
     return {"dataset": "fashion-mnist", "epochs": args.family_epochs, "budget": budget,
             "rows": out}  # fmt: skip
 
@@ -386,13 +379,7 @@ def zoo(args: argparse.Namespace) -> dict[str, Any]:
               f"{row['error']:.2%}  [{elapsed():.0f} s]", flush=True)  # fmt: skip
         rows.append(row)
         models.append(model)
-    threads = torch.get_num_threads()
-    for row, model in zip(rows, models, strict=True):
-        for batch in args.batch_sizes:
-            t = time_models([models[0], model], (x,), batch, threads,
-                            min_run_time=args.min_run_time)  # fmt: skip
-            row[f"b{batch}_ms"] = t[1].median_ms
-            row[f"b{batch}_vs_first"] = t[0].median_ms / t[1].median_ms
+    time_against_first(rows, models, x, args.batch_sizes, args.min_run_time)
     return {"dataset": "fashion-mnist", "epochs": args.zoo_epochs, "rows": rows}
 
 

@@ -48,7 +48,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import squeezer as sq
-from harness import elapsed, provenance, read_report, write_report
+from harness import elapsed, provenance, read_report, time_against_first, write_report
 from squeezer.analysis import count_flops, time_models
 from squeezer.layers import FFTConv2d, WinogradConv2d
 
@@ -365,13 +365,7 @@ def moe(args: argparse.Namespace) -> dict[str, Any]:
         models.append(model)
         print(f"{name}: {row['params']:,} params, {row['flops']:,} FLOPs, error "
               f"{row['error']:.2%}  [{elapsed():.0f} s]", flush=True)  # fmt: skip
-    threads = torch.get_num_threads()
-    for row, model in zip(rows, models, strict=True):
-        for batch in args.batch_sizes:
-            t = time_models([models[0], model], (x,), batch, threads,
-                            min_run_time=args.min_run_time)  # fmt: skip
-            row[f"b{batch}_ms"] = t[1].median_ms
-            row[f"b{batch}_vs_dense"] = t[0].median_ms / t[1].median_ms
+    time_against_first(rows, models, x, args.batch_sizes, args.min_run_time, "dense")
     return {"dataset": "fashion-mnist", "epochs": args.moe_epochs, "rows": rows}
 
 

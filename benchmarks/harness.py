@@ -103,3 +103,23 @@ def trained(
     CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     sq.save_checkpoint(model, path, meta={"dataset": dataset})
     return model
+
+
+def time_against_first(
+    rows: list[dict[str, Any]],
+    models: list[nn.Module],
+    x: torch.Tensor,
+    batch_sizes: list[int],
+    min_run_time: float,
+    label: str = "first",
+) -> None:
+    """Time every model alternately with ``models[0]`` at each batch size (all threads,
+    medians) and write ``b{B}_ms`` and ``b{B}_vs_{label}`` (the first's time over this one's)
+    into its row."""
+    threads = torch.get_num_threads()
+    for row, model in zip(rows, models, strict=True):
+        for batch in batch_sizes:
+            t = sq.analysis.time_models([models[0], model], (x,), batch, threads,
+                                        min_run_time=min_run_time)  # fmt: skip
+            row[f"b{batch}_ms"] = t[1].median_ms
+            row[f"b{batch}_vs_{label}"] = t[0].median_ms / t[1].median_ms
