@@ -8,6 +8,7 @@ and early exits on a trained ResNet-20.
     python benchmarks/dynamic.py --sections early-exit --head-channels 32   # conv heads
     python benchmarks/dynamic.py --sections block-drop --penalties 1,5
     python benchmarks/dynamic.py --sections moe
+    python benchmarks/dynamic.py --sections stochastic-depth --sd-epochs 3   # ~35 min on 2 cores
 
 For each layer shape, ``nn.Conv2d`` (oneDNN on this CPU) and the same weights in
 ``WinogradConv2d`` (3x3 only) and ``FFTConv2d`` are timed alternately in one run (medians),
@@ -31,6 +32,7 @@ BlockDrop: a per-image block-skipping policy on the same ResNet-20, per penalty:
 blocks run, expected FLOPs and the time of passes over the test set (``measure_data``).
 Mixture of experts: an MLP with a MoE block against dense blocks of equal compute and of
 equal parameters.
+Stochastic depth: a zoo ResNet (ResNet-56 by default) trained alike with and without it.
 
 Writes results/dynamic.{json,md}.
 """
@@ -397,14 +399,90 @@ def moe_markdown(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-SECTIONS = ("fastconv", "perforation", "early-exit", "block-drop", "moe")
+def stochastic_depth(args: argparse.Namespace) -> dict[str, Any]:
+    """A ResNet trained from scratch with and without stochastic depth (linear decay to
+    ``--sd-survival``), the same epochs and schedule: test error after each epoch, seconds
+    per training epoch, and inference FLOPs and latency (identical work: the branches are
+    only scaled)."""
+    train, test = sq.data.load("fashion-mnist")
+    x = torch.zeros(1, *test.input_shape)
+    shape = train.input_shape
+    rows, models = [], []
+    for survival in (None, args.sd_survival):
+        torch.manual_seed(0)
+        model = sq.models.create(args.sd_model, num_classes=train.num_classes,
+                                 in_channels=shape[0], input_size=shape[1])  # fmt: skip
+        name = args.sd_model
+        if survival is not None:
+            sq.convert_(model, sq.dynamic.StochasticDepth(final_survival=survival), x)
+            name = f"{args.sd_model}, stochastic depth (p_L = {survival:g})"
+        result = sq.fit(model, train, epochs=args.sd_epochs, lr=0.05, val=test, verbose=True,
+                        device=args.device)  # fmt: skip
+        model.cpu().eval()
+        history = [{"epoch": i + 1, "test_error": 1.0 - h["val_top1"], "seconds": h["seconds"]}
+                   for i, h in enumerate(result.history)]  # fmt: skip
+        params = sum(p.numel() for p in model.parameters())
+        row = {"model": name, "final_survival": survival, "params": params,
+               "flops": count_flops(model, x)[0], "error": history[-1]["test_error"],
+               "best_error": min(h["test_error"] for h in history),
+               "seconds_per_epoch": sum(h["seconds"] for h in history) / len(history),
+               "history": history}  # fmt: skip
+        rows.append(row)
+        models.append(model)
+        print(
+            f"{name}: error {row['error']:.2%} (best {row['best_error']:.2%}), "
+            f"{row['seconds_per_epoch']:.0f} s/epoch  [{elapsed():.0f} s]",
+            flush=True,
+        )
+    time_against_first(rows, models, x, args.batch_sizes, args.min_run_time, "plain")
+    return {"dataset": "fashion-mnist", "epochs": args.sd_epochs, "device": args.device,
+            "rows": rows}  # fmt: skip
+
+
+def stochastic_depth_markdown(report: dict[str, Any]) -> list[str]:
+    s = report["stochastic-depth"]
+    sizes = sorted({int(k[1:].split("_")[0]) for r in s["rows"] for k in r if k.endswith("_ms")})
+    lines = [
+        "",
+        "## Stochastic depth (Huang 2016) against the plain ResNet, Fashion-MNIST",
+        "",
+        f"`{report['stochastic-depth_command']}` (torch {report['torch']}, "
+        f"{report['threads']} threads, trained on {s['device'] or 'cpu'}, timed eager on the "
+        "CPU)",
+        "",
+        f"Both trained from scratch alike: {s['epochs']} epochs of SGD (lr 0.05, momentum 0.9, "
+        "cosine, batch 128), seed 0. Stochastic depth wraps each residual branch's last "
+        "BatchNorm: survival decays linearly to p_L over the blocks, one draw per mini-batch; "
+        "a dropped branch adds zeros, so its backward pass is skipped but its first "
+        "convolutions still run forward. At inference every branch runs, scaled by its "
+        "survival: the same FLOPs as the plain network.",
+        "",
+        "| model | params | FLOPs | test error (last / best epoch) | s per training epoch | "
+        + " | ".join(f"b{b} ms (vs plain)" for b in sizes)
+        + " |",
+        "| --- " * (5 + len(sizes)) + "|",
+    ]
+    for r in s["rows"]:
+        t = [f"{r[f'b{b}_ms']:.2f} ({r[f'b{b}_vs_plain']:.2f}x)" for b in sizes]
+        lines.append(f"| {r['model']} | {r['params']:,} | {r['flops']:,} | {r['error']:.2%} / "
+                     f"{r['best_error']:.2%} | {r['seconds_per_epoch']:.0f} | "
+                     + " | ".join(t) + " |")  # fmt: skip
+    lines += ["", "Test error after each epoch:", ""]
+    for r in s["rows"]:
+        errs = ", ".join(f"{h['test_error']:.2%}" for h in r["history"])
+        lines.append(f"- {r['model']}: {errs}")
+    return lines
+
+
+SECTIONS = ("fastconv", "perforation", "early-exit", "block-drop", "moe", "stochastic-depth")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {**provenance("dynamic.py")}
     earlier = read_report("dynamic") or {}
     makers = {"fastconv": fastconv, "perforation": perforation, "early-exit": early_exit,
-              "block-drop": block_drop, "moe": moe}  # fmt: skip
+              "block-drop": block_drop, "moe": moe,
+              "stochastic-depth": stochastic_depth}  # fmt: skip
     for section in SECTIONS:
         if section in args.sections:
             report[section] = makers[section](args)
@@ -432,6 +510,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += block_drop_markdown(report)
     if "moe" in report:
         lines += moe_markdown(report)
+    if "stochastic-depth" in report:
+        lines += stochastic_depth_markdown(report)
     return "\n".join(lines) + "\n"
 
 
@@ -578,7 +658,7 @@ def main() -> None:
     p.add_argument("--min-run-time", type=float, default=0.5)
     p.add_argument("--compile", action="store_true", help="also time under torch.compile")
     p.add_argument("--sections", default=",".join(SECTIONS), type=lambda s: s.split(","),
-                   help="fastconv, perforation, early-exit, block-drop, moe (all)")  # fmt: skip
+                   help=", ".join(SECTIONS) + " (all)")  # fmt: skip
     p.add_argument("--exit-epochs", type=int, default=2, help="epochs training the exit heads")
     p.add_argument("--thresholds", default="0.5,0.8,0.9,0.95,0.99,0.999,1.0",
                    type=lambda s: [float(v) for v in s.split(",")])  # fmt: skip
@@ -596,6 +676,10 @@ def main() -> None:
     p.add_argument("--moe-epochs", type=int, default=10)
     p.add_argument("--head-channels", type=int, default=None,
                    help="exit heads with a 3x3 conv to N channels (default: linear)")  # fmt: skip
+    p.add_argument("--sd-model", default="resnet56", help="stochastic depth: the zoo ResNet")
+    p.add_argument("--sd-epochs", type=int, default=3)
+    p.add_argument("--sd-survival", type=float, default=0.5, help="stochastic depth: p_L")
+    p.add_argument("--device", default=None, help="where stochastic depth trains (cuda)")
     args = p.parse_args()
     print(write_report("dynamic", run(args), to_markdown))
 
