@@ -12,6 +12,7 @@ ShuffleNet, ShiftNet, EffNet) and their baselines (ResNet-20, VGG-11-BN), traine
     python benchmarks/compact.py                        # convert: about an hour on 2 cores
     python benchmarks/compact.py --variants separable1 --epochs 1
     python benchmarks/compact.py --sections families --family-epochs 2
+    python benchmarks/compact.py --sections families --timing-only   # latency of that run's nets
     python benchmarks/compact.py --sections zoo --zoo resnet20,shiftnet,effnet --zoo-epochs 3
 
 Convert section:
@@ -266,11 +267,20 @@ def families(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(0)
     budget = _params(_plain(args.plain_width, train.num_classes))
     rows = []
+    before = (read_report("compact") or {}).get("families", {})
     for name in args.families:
         model = _matched(name, budget, train.num_classes)
         path = CHECKPOINTS / f"compact-family-{name}.pt"
         row: dict[str, Any] = {"family": name, "width": model.width, "params": _params(model),
                                "flops": count_flops(model.eval(), x)[0]}  # fmt: skip
+        if args.timing_only:  # latency does not depend on the weights' values
+            old = next((r for r in before.get("rows", []) if r["family"] == name), None)
+            if old is None:
+                raise SystemExit(f"--timing-only: no earlier families row for {name}")
+            row.update({k: old[k] for k in ("error", "seconds_per_epoch") if k in old})
+            row["timed_untrained"] = True
+            rows.append((row, model.eval()))
+            continue
         if path.exists() and args.reuse:
             model.load_state_dict(torch.load(path, weights_only=True))
             before = (read_report("compact") or {}).get("families", {}).get("rows", [])
@@ -290,11 +300,12 @@ def families(args: argparse.Namespace) -> dict[str, Any]:
               f"error {row['error']:.2%}  [{elapsed():.0f} s]", flush=True)  # fmt: skip
         rows.append((row, model))
     if not args.skip_timing:
-        time_against_first([r for r, _ in rows], [m for _, m in rows], x, args.batch_sizes,
-                           args.min_run_time)  # fmt: skip
+        for backend in args.backends:
+            time_against_first([r for r, _ in rows], [m for _, m in rows], x, args.batch_sizes,
+                               args.min_run_time, backend=backend)  # fmt: skip
     out = [row for row, _ in rows]
-    return {"dataset": "fashion-mnist", "epochs": args.family_epochs, "budget": budget,
-            "rows": out}  # fmt: skip
+    epochs = before.get("epochs") if args.timing_only else args.family_epochs
+    return {"dataset": "fashion-mnist", "epochs": epochs, "budget": budget, "rows": out}
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -345,6 +356,33 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _timed_key(key: str) -> tuple[str, int]:
+    """``"b16_ms"`` -> ``("eager", 16)``, ``"onnxruntime_b1_ms"`` -> ``("onnxruntime", 1)``."""
+    stem = key.removesuffix("_ms")
+    backend, _, size = (f"eager_{stem}" if stem.startswith("b") else stem).rpartition("_b")
+    return backend, int(size)
+
+
+def _timing(rows: list[dict[str, Any]], first: str) -> tuple[list[str], list[list[str]]]:
+    """Column heads and per-row cells of the ``time_against_first`` timings in ``rows``:
+    milliseconds and the ratio to the first row, per backend and batch size."""
+    found = sorted({_timed_key(k) for r in rows for k in r if k.endswith("_ms")},
+                   key=lambda bs: (bs[0] != "eager", bs))  # fmt: skip
+    heads = [f"{b} b{s} ms (vs {first})" for b, s in found]
+    cells = []
+    for r in rows:
+        row_cells = []
+        for b, s in found:
+            pre = "" if b == "eager" else f"{b}_"
+            ratio = next((v for k, v in r.items() if k.startswith(f"{pre}b{s}_vs_")), None)
+            if f"{pre}b{s}_ms" in r and ratio is not None:
+                row_cells.append(f"{r[f'{pre}b{s}_ms']:.2f} ({ratio:.2f}x)")
+            else:
+                row_cells.append("failed" if f"{b}_failed" in r else "")
+        cells.append(row_cells)
+    return heads, cells
+
+
 ZOO = {
     "resnet20": {},
     "vgg11_bn": {},
@@ -379,29 +417,29 @@ def zoo(args: argparse.Namespace) -> dict[str, Any]:
               f"{row['error']:.2%}  [{elapsed():.0f} s]", flush=True)  # fmt: skip
         rows.append(row)
         models.append(model)
-    time_against_first(rows, models, x, args.batch_sizes, args.min_run_time)
+    for backend in args.backends:
+        time_against_first(rows, models, x, args.batch_sizes, args.min_run_time,
+                           backend=backend)  # fmt: skip
     return {"dataset": "fashion-mnist", "epochs": args.zoo_epochs, "rows": rows}
 
 
 def zoo_markdown(report: dict[str, Any]) -> list[str]:
     z = report["zoo"]
-    sizes = sorted({int(k[1:].split("_")[0]) for r in z["rows"] for k in r if k.endswith("_ms")})
     first = z["rows"][0]["model"]
+    heads, cells = _timing(z["rows"], first)
     lines = [
         "",
         "## Efficient architectures trained from scratch against their baselines",
         "",
         f"Command: `{report.get('zoo_command', report['command'])}`  ",
         f"Fashion-MNIST (28 x 28), every model {z['epochs']} epoch(s) of SGD (lr 0.05, "
-        f"cosine), seed 0; latency eager, all threads, timed alternately with {first}.",
+        f"cosine), seed 0; latency on each backend with all threads, timed alternately with "
+        f"{first} (ratio > 1: faster than {first}).",
         "",
-        "| model | params | FLOPs | test error | "
-        + " | ".join(f"b{b} ms (vs {first})" for b in sizes)
-        + " | s/epoch |",
-        "| --- " * (5 + len(sizes)) + "|",
+        "| model | params | FLOPs | test error | " + " | ".join(heads) + " | s/epoch |",
+        "| --- " * (5 + len(heads)) + "|",
     ]
-    for r in z["rows"]:
-        t = [f"{r[f'b{b}_ms']:.2f} ({r[f'b{b}_vs_first']:.2f}x)" for b in sizes]
+    for r, t in zip(z["rows"], cells, strict=True):
         lines.append(f"| {r['model']} | {r['params']:,} | {r['flops']:,} | {r['error']:.2%} | "
                      + " | ".join(t) + f" | {r['seconds_per_epoch']:.0f} |")  # fmt: skip
     return lines
@@ -417,20 +455,23 @@ def families_markdown(report: dict[str, Any]) -> list[str]:
         f"Fashion-MNIST, three conv stages (widths w, 2w, 4w), BatchNorm, 2x2 max pooling, "
         f"global average pooling, one Linear; each family's w chosen to bring its "
         f"parameters closest to the plain CNN's {f['budget']:,}; {f['epochs']} epoch(s) of "
-        "SGD (lr 0.05, cosine), seed 0. Latency: eager, all threads, each model timed "
-        "alternately with the plain CNN (ratio > 1: faster than plain).",
+        "SGD (lr 0.05, cosine), seed 0. Latency: eager and ONNX Runtime, all threads, each model "
+        "timed alternately with the plain CNN (ratio > 1: faster than plain).",
         "",
     ]
-    sizes = sorted({int(k[1:].split("_")[0]) for r in f["rows"] for k in r if k.endswith("_ms")})
-    if not sizes:
+    heads, cells = _timing(f["rows"], "plain")
+    if not heads:
         lines += ["No latency in this run (--skip-timing); s/epoch is the wall time of training, "
                   "which shared the 2 cores with another benchmark.", ""]  # fmt: skip
-    heads = "".join(f"b{b} ms (vs plain) | " for b in sizes)
-    lines.append(f"| family | width | params | FLOPs | test error | {heads}s/epoch |")
-    lines.append("| --- " * (6 + len(sizes)) + "|")
-    for r in f["rows"]:
-        t = [f"{r[f'b{b}_ms']:.2f} ({r[f'b{b}_vs_first']:.2f}x)" if f"b{b}_ms" in r else ""
-             for b in sizes]  # fmt: skip
+    elif any(r.get("timed_untrained") for r in f["rows"]):
+        lines += ["Latency was taken with `--timing-only`: the same architectures freshly "
+                  "initialized (dense float latency does not depend on the weights' values), "
+                  "after the training run whose errors are shown; that run's s/epoch shared the "
+                  "2 cores with another benchmark.", ""]  # fmt: skip
+    lines.append("| family | width | params | FLOPs | test error | "
+                 + "".join(f"{h} | " for h in heads) + "s/epoch |")  # fmt: skip
+    lines.append("| --- " * (6 + len(heads)) + "|")
+    for r, t in zip(f["rows"], cells, strict=True):
         spe = "" if r.get("seconds_per_epoch") is None else f"{r['seconds_per_epoch']:.0f}"
         timed = "".join(f"{v} | " for v in t)
         lines.append(f"| {r['family']} | {r['width']} | {r['params']:,} | {r['flops']:,} | "
@@ -466,6 +507,9 @@ def main() -> None:
         help="families: load the weights an earlier run saved instead of training",
     )
     p.add_argument("--skip-timing", action="store_true", help="families: no latency")
+    p.add_argument("--timing-only", action="store_true",
+                   help="families: keep the earlier run's errors and time the architectures "
+                   "freshly initialized")  # fmt: skip
     p.add_argument("--batch-sizes", default="1,16",
                    type=lambda s: [int(v) for v in s.split(",")])  # fmt: skip
     p.add_argument("--backends", default="eager,onnxruntime", type=lambda s: s.split(","))

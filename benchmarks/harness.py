@@ -112,14 +112,23 @@ def time_against_first(
     batch_sizes: list[int],
     min_run_time: float,
     label: str = "first",
+    backend: str = "eager",
 ) -> None:
     """Time every model alternately with ``models[0]`` at each batch size (all threads,
-    medians) and write ``b{B}_ms`` and ``b{B}_vs_{label}`` (the first's time over this one's)
-    into its row."""
+    medians) on ``backend`` (see :func:`on_backend`) and write ``b{B}_ms`` and
+    ``b{B}_vs_{label}`` (the first's time over this one's) into its row, prefixed with
+    ``{backend}_`` for a backend other than eager; a model the backend cannot take gets
+    ``{backend}_failed`` with the reason instead."""
     threads = torch.get_num_threads()
+    prefix = "" if backend == "eager" else f"{backend}_"
     for row, model in zip(rows, models, strict=True):
+        try:
+            ready, layout, _ = on_backend([models[0], model], backend, x, threads)
+        except Exception as err:  # an export failure is a result
+            row[f"{backend}_failed"] = f"{type(err).__name__}: {err}"[:300]
+            continue
         for batch in batch_sizes:
-            t = sq.analysis.time_models([models[0], model], (x,), batch, threads,
-                                        min_run_time=min_run_time)  # fmt: skip
-            row[f"b{batch}_ms"] = t[1].median_ms
-            row[f"b{batch}_vs_{label}"] = t[0].median_ms / t[1].median_ms
+            t = sq.analysis.time_models(ready, (x,), batch, threads, min_run_time=min_run_time,
+                                        memory_format=layout)  # fmt: skip
+            row[f"{prefix}b{batch}_ms"] = t[1].median_ms
+            row[f"{prefix}b{batch}_vs_{label}"] = t[0].median_ms / t[1].median_ms
