@@ -28,6 +28,7 @@ ORDER = [
     "coding",
     "distillation",
     "pipeline",
+    "automation",
     "cli",
 ]
 ROOT = Path(squeezer.__file__).parent

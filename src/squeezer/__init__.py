@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 
 from squeezer import (
     analysis,
+    automation,
     coding,
     compact,
     conversion,
@@ -57,6 +58,7 @@ __all__ = [
     "TrainConfig",
     "__version__",
     "analysis",
+    "automation",
     "coding",
     "compact",
     "conversion",
