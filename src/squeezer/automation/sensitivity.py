@@ -45,6 +45,61 @@ SETTINGS = {
 }
 
 
+# the command line's method names: (config builder, default values)
+SHORTHANDS = {
+    "sparsity": "magnitude pruning (Magnitude): fraction of the layer's weights zeroed",
+    "channels": "channel pruning (ChannelPruning, --criterion): fraction of output channels "
+    "removed",
+    "rank": "factorization (--factorization, SVD for Linear layers, Tucker-2 for convs by "
+    "default): fraction of the full rank kept",
+    "bits": "k-bit quantization (QAT, post-training, weights and layer inputs): bits",
+    "share": "k-means weight sharing (KMeansSharing): bits of the codebook index",
+}
+DEFAULT_VALUES = {
+    "sparsity": [0.3, 0.5, 0.7, 0.8, 0.9, 0.95],
+    "channels": [0.25, 0.5, 0.75],
+    "rank": [0.75, 0.5, 0.25, 0.1],
+    "bits": [8, 6, 4, 3, 2],
+    "share": [8, 6, 5, 4, 3, 2],
+}
+
+
+def method_config(
+    name: str, model: nn.Module | None = None, *, criterion: str = "l1",
+    factorization: str | None = None,
+) -> LayerSelection:  # fmt: skip
+    """The config a shorthand (:data:`SHORTHANDS`) stands for, at its first default value.
+
+    ``rank`` without ``factorization`` is ``tucker`` where ``model`` has convolutions and
+    ``svd`` otherwise.
+
+    Raises:
+        ConfigError: an unknown name.
+    """
+    from squeezer.factorization import METHODS
+    from squeezer.pruning import ChannelPruning, Magnitude
+    from squeezer.quantization import QAT, KMeansSharing
+
+    first = DEFAULT_VALUES.get(name, [None])[0]
+    if name == "sparsity":
+        return Magnitude(sparsity=first)
+    if name == "channels":
+        return ChannelPruning(ratio=first, criterion=criterion)
+    if name == "rank":
+        if factorization is None:
+            convs = model is not None and any(isinstance(m, nn.Conv2d) for m in model.modules())
+            factorization = "tucker" if convs else "svd"
+        if factorization not in METHODS:
+            raise ConfigError(f"sensitivity: unknown factorization {factorization!r} (known: "
+                              f"{', '.join(METHODS)})")  # fmt: skip
+        return METHODS[factorization](rank=first)
+    if name == "bits":
+        return QAT(bits=first, first_last_bits=None)
+    if name == "share":
+        return KMeansSharing(bits=first)
+    raise ConfigError(f"sensitivity: unknown method {name!r} (known: {', '.join(SHORTHANDS)})")
+
+
 def verb_of(config: object) -> str:
     """The verb (``prune``, ``quantize``, ``factorize``, ``convert``) whose handler takes
     ``config``.

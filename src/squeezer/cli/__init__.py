@@ -39,6 +39,7 @@ COMMANDS = (
     "convert",
     "quantize",
     "distill",
+    "sensitivity",
     "export",
     "inspect",
     "models_cmd",
