@@ -1,10 +1,14 @@
 """Automation (family A): deciding per-layer settings for the user.
 
 - :func:`sensitivity`: each layer compressed alone at a range of settings (A2).
+- :class:`ChannelSpace`, :class:`Budget`: per-group channel ratios and the cost they must meet.
+- :func:`search`: Optuna (TPE, random, NSGA-II) over that space, trials in a shared storage.
+- :func:`uniform`: the one-ratio baseline at the same budget.
 """
 
 from __future__ import annotations
 
+from squeezer.automation.search import SearchResult, TrialResult, search, uniform
 from squeezer.automation.sensitivity import (
     DEFAULT_VALUES,
     SETTINGS,
@@ -16,15 +20,31 @@ from squeezer.automation.sensitivity import (
     sensitivity,
     verb_of,
 )
+from squeezer.automation.space import (
+    Budget,
+    ChannelSpace,
+    Evaluator,
+    measure_cost,
+    scale_to_budget,
+)
 
 __all__ = [
     "DEFAULT_VALUES",
     "SETTINGS",
     "SHORTHANDS",
+    "Budget",
+    "ChannelSpace",
+    "Evaluator",
     "Point",
+    "SearchResult",
     "SensitivityReport",
+    "TrialResult",
     "default_setting",
+    "measure_cost",
     "method_config",
+    "scale_to_budget",
+    "search",
     "sensitivity",
+    "uniform",
     "verb_of",
 ]
