@@ -169,17 +169,21 @@ def reachable(space: ChannelSpace, budget: Budget, reference: float,
 
 def _open_study(
     optuna: Any, storage: str | None, study_name: str, directions: list[str], sampler: Any,
-    heartbeat: int,
+    heartbeat: int, attempts: int = 6,
 ) -> Any:  # fmt: skip
-    store: Any = None
-    if storage is not None:
-        import inspect
-        import warnings
+    """The study, created or joined. Workers starting together race to create the schema and
+    the study in a fresh database; the loser's error is retried after a short wait."""
+    if storage is None:
+        return optuna.create_study(directions=directions, sampler=sampler)
+    import inspect
+    import warnings
 
-        from optuna import storages
+    from optuna import storages
 
-        # Optuna 4.9 renamed the stale-trial hook; take whichever this version has
-        params = inspect.signature(storages.RDBStorage.__init__).parameters
+    # Optuna 4.9 renamed the stale-trial hook; take whichever this version has
+    params = inspect.signature(storages.RDBStorage.__init__).parameters
+    last: Exception | None = None
+    for attempt in range(attempts):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -190,14 +194,20 @@ def _open_study(
                     hook = {"failed_trial_callback": storages.RetryFailedTrialCallback(2)}
                 store = storages.RDBStorage(storage, heartbeat_interval=heartbeat,
                                             grace_period=3 * heartbeat, **hook)  # fmt: skip
-        except Exception as exc:  # sqlalchemy's errors: a bad URL, an unreachable server
-            raise ConfigError(f"cannot open the study storage {storage!r}: "
-                              f"{str(exc).splitlines()[0]}") from None  # fmt: skip
-    try:
-        return optuna.create_study(storage=store, study_name=study_name, directions=directions,
-                                   sampler=sampler, load_if_exists=True)  # fmt: skip
-    except ValueError as exc:  # an existing study with other directions
-        raise ConfigError(f"study {study_name!r} in {storage}: {exc}") from None
+            return optuna.create_study(storage=store, study_name=study_name,
+                                       directions=directions, sampler=sampler,
+                                       load_if_exists=True)  # fmt: skip
+        except ValueError as exc:  # an existing study with other directions
+            raise ConfigError(f"study {study_name!r} in {storage}: {exc}") from None
+        except Exception as exc:  # sqlalchemy's: a bad URL, an unreachable server, a race
+            last = exc
+            text = str(exc)
+            if "UNIQUE constraint" in text or "already exists" in text or "locked" in text:
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            break
+    raise ConfigError(f"cannot open the study storage {storage!r}: "
+                      f"{str(last).splitlines()[0]}") from None  # fmt: skip
 
 
 def search(
