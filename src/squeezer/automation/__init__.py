@@ -3,11 +3,13 @@
 - :func:`sensitivity`: each layer compressed alone at a range of settings (A2).
 - :class:`ChannelSpace`, :class:`Budget`: per-group channel ratios and the cost they must meet.
 - :func:`search`: Optuna (TPE, random, NSGA-II) over that space, trials in a shared storage.
+- :func:`amc_search`: AMC's DDPG agent choosing each group's ratio in turn.
 - :func:`uniform`: the one-ratio baseline at the same budget.
 """
 
 from __future__ import annotations
 
+from squeezer.automation.amc import AMCConfig, amc_search
 from squeezer.automation.search import SearchResult, TrialResult, search, uniform
 from squeezer.automation.sensitivity import (
     DEFAULT_VALUES,
@@ -32,6 +34,7 @@ __all__ = [
     "DEFAULT_VALUES",
     "SETTINGS",
     "SHORTHANDS",
+    "AMCConfig",
     "Budget",
     "ChannelSpace",
     "Evaluator",
@@ -39,6 +42,7 @@ __all__ = [
     "SearchResult",
     "SensitivityReport",
     "TrialResult",
+    "amc_search",
     "default_setting",
     "measure_cost",
     "method_config",

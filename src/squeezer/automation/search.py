@@ -134,6 +134,7 @@ def budget_ratios(
     by bisection over measured latency for ``latency`` (``reference``: the original's)."""
     target = reference / budget.reduction
     if not budget.measured:
+        target *= 1 - 1e-4  # margin for the prediction's rounding
         return scale_to_budget(space, preference, target, budget.metric)
     assert measure is not None
     # latency: start from the FLOPs scaling that matches the same reduction, then bisect
