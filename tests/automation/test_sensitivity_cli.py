@@ -64,3 +64,38 @@ def test_bad_input_is_one_line(
         argv += ["--method", "sparsity"]
     code, _, err = run(capsys, *argv, *extra)
     assert_one_line_error(code, err, *fragments)
+
+
+@pytest.fixture
+def lenet5(tmp_path: Path, fake_mnist: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    out = tmp_path / "l5.pt"
+    code, _, _ = run(capsys, "train", "lenet5", "--dataset", "mnist", "--data-dir",
+                     str(fake_mnist), "--epochs", "1", "--out", str(out), "--quiet")  # fmt: skip
+    assert code == 0
+    return out
+
+
+@pytest.mark.parametrize("method", ["tpe", "amc", "uniform"])
+def test_search_command_meets_the_budget_and_saves(
+    lenet5: Path, fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], method
+) -> None:
+    out, js = tmp_path / "s.sqz", tmp_path / "s.json"
+    code, stdout, err = run(capsys, "search", str(lenet5), "--method", method, "--budget",
+                            "flops:2", "--trials", "2", "--episodes", "3", "--warmup", "2",
+                            "--data-dir", str(fake_mnist), "--val-examples", "20",
+                            "--bn-batches", "1", "--out", str(out), "--json", str(js),
+                            "--batch-sizes", "1", "--min-run-time", "0.01")  # fmt: skip
+    assert code == 0, err
+    result = json.loads(js.read_text())
+    assert result["flops_reduction"] >= 2.0
+    assert result["search"]["best"]["reduction"] == pytest.approx(result["flops_reduction"])
+    assert set(result["policy"]) and out.exists()
+    assert "best: trial" in stdout
+
+
+def test_search_command_bad_budget(lenet5: Path, fake_mnist: Path, capsys) -> None:
+    for budget, fragment in (("flops", "METRIC:X"), ("flops:0.5", "> 1"),
+                             ("flops:400", "closest reachable")):  # fmt: skip
+        code, _, err = run(capsys, "search", str(lenet5), "--budget", budget, "--data-dir",
+                           str(fake_mnist), "--val-examples", "20", "--trials", "1")  # fmt: skip
+        assert_one_line_error(code, err, fragment)

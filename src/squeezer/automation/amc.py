@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from squeezer.automation.search import SearchResult, TrialResult
+from squeezer.automation.search import SearchResult, TrialResult, require_reachable
 from squeezer.automation.space import Budget, ChannelSpace, measure_cost
 from squeezer.errors import ConfigError
 
@@ -161,11 +161,7 @@ def amc_search(
     names = space.names
     total = space.cost({}, metric)
     target = total / budget.reduction * (1 - 1e-4)  # margin for the counts' rounding
-    most = total / space.cost(dict.fromkeys(names, space.max_ratio), metric)
-    if most < budget.reduction * 0.999:
-        raise ConfigError(f"AMC: the budget ({budget.describe()}) cannot be met with at most "
-                          f"{100 * space.max_ratio:.0f}% of each group's channels removed; the "
-                          f"closest reachable is {most:.2f}x fewer")  # fmt: skip
+    require_reachable(space, budget)
     static = _states(space)
     scale = np.maximum(static.max(0), 1e-12)
     flops_of = static[:, 6]

@@ -168,6 +168,26 @@ def reachable(space: ChannelSpace, budget: Budget, reference: float,
     return reference / space.cost(most, budget.metric)
 
 
+def require_reachable(
+    space: ChannelSpace, budget: Budget, reference: float | None = None,
+    measure: Callable[[nn.Module], float] | None = None,
+) -> None:  # fmt: skip
+    """Raise :class:`ConfigError` naming the closest reachable reduction when ``space``
+    cannot meet ``budget`` (``reference``: the original's cost; predicted when omitted)."""
+    if reference is None:
+        reference = space.cost({}, budget.metric) if not budget.measured else None
+        if reference is None:
+            assert measure is not None
+            reference = measure(space.model)
+    most = reachable(space, budget, reference, measure)
+    if most < budget.reduction * (0.999 if not budget.measured else 1.0):
+        raise ConfigError(
+            f"the budget ({budget.describe()}) cannot be met with at most "
+            f"{100 * space.max_ratio:.0f}% of each group's channels removed; the closest "
+            f"reachable is {most:.2f}x fewer (raise max_ratio or lower the reduction)"
+        )
+
+
 def _open_study(
     optuna: Any, storage: str | None, study_name: str, directions: list[str], sampler: Any,
     heartbeat: int, attempts: int = 6,
@@ -269,13 +289,7 @@ def search(
 
     reference = measure(space.model)
     if budget is not None:
-        most = reachable(space, budget, reference, measure)
-        if most < budget.reduction * (0.999 if not budget.measured else 1.0):
-            raise ConfigError(
-                f"search: the budget ({budget.describe()}) cannot be met with at most "
-                f"{100 * space.max_ratio:.0f}% of each group's channels removed; the closest "
-                f"reachable is {most:.2f}x fewer (raise max_ratio or lower the reduction)"
-            )
+        require_reachable(space, budget, reference, measure)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     kind = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
             "nsga2": optuna.samplers.NSGAIISampler}[sampler]  # fmt: skip

@@ -40,6 +40,7 @@ COMMANDS = (
     "quantize",
     "distill",
     "sensitivity",
+    "search",
     "export",
     "inspect",
     "models_cmd",
