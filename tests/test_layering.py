@@ -29,6 +29,7 @@ ORDER = [
     "distillation",
     "pipeline",
     "automation",
+    "report",
     "cli",
 ]
 ROOT = Path(squeezer.__file__).parent

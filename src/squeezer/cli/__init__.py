@@ -41,6 +41,7 @@ COMMANDS = (
     "distill",
     "sensitivity",
     "search",
+    "report",
     "export",
     "inspect",
     "models_cmd",
