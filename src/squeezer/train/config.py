@@ -35,6 +35,8 @@ class TrainConfig(Config):
         label_smoothing: cross-entropy label smoothing.
         grad_clip: clip the gradient norm to this value (None: no clipping).
         seed: makes a run repeatable: initial shuffling, augmentation, dropout.
+        sync_bn: under ``torchrun``, BatchNorm statistics over the whole global batch
+            (``SyncBatchNorm``, CUDA) instead of each process's slice.
     """
 
     epochs: int = 10
@@ -51,6 +53,7 @@ class TrainConfig(Config):
     label_smoothing: float = 0.0
     grad_clip: float | None = None
     seed: int = 0
+    sync_bn: bool = False
 
     def validate(self) -> None:
         check(self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}")

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from squeezer.data.dataset import BatchLoader, ImageDataset
 from squeezer.errors import CheckpointError, ConfigError
+from squeezer.train import distributed
 from squeezer.train.callbacks import Callback, TrainState
 from squeezer.train.checkpoint import read_checkpoint, save_checkpoint
 from squeezer.train.config import TrainConfig, lr_at, make_optimizer
@@ -146,6 +147,8 @@ def fit(
     if resume and checkpoint is None:
         raise ConfigError("fit: resume=True needs checkpoint=PATH")
     dev = torch.device(device) if device is not None else _device_of(model)
+    ctx = distributed.setup(dev)  # under torchrun: this process's rank in the job
+    dev = distributed.device_for(ctx, dev)
     model.to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(config, params)
@@ -153,6 +156,9 @@ def fit(
     start_epoch = 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
         start_epoch = _restore(checkpoint, model, optimizer, state, config)
+    runner = distributed.wrap(model, ctx, dev, config.sync_bn)
+    if not ctx.main:
+        verbose, progress = False, False
     batches = _batches(train, config.batch_size, shuffle=True, seed=config.seed)
     state.batches_per_epoch = _num_batches(batches)
     state.num_examples = _num_examples(train, batches, config.batch_size)
@@ -171,7 +177,7 @@ def fit(
         for cb in callbacks:
             cb.on_epoch_start(state)
         t0 = time.perf_counter()
-        train_metrics = _train_epoch(state, batches, callbacks, dev, progress)
+        train_metrics = _train_epoch(state, batches, callbacks, dev, progress, runner, ctx)
         metrics: dict[str, float] = {"epoch": epoch + 1, **train_metrics}
         if val is not None:
             v = evaluate(model, val, device=dev, topk=(1,))
@@ -183,7 +189,7 @@ def fit(
             cb.on_epoch_end(state)
         if verbose:
             print(_format_epoch(metrics, config.epochs), file=sys.stderr, flush=True)
-        if checkpoint is not None:
+        if checkpoint is not None and ctx.main:  # one writer; every rank can resume from it
             save_checkpoint(
                 model,
                 checkpoint,
@@ -195,6 +201,7 @@ def fit(
                     "history": state.history,
                 },
             )
+        distributed.barrier(ctx)
     for cb in callbacks:
         cb.on_fit_end(state)
     return FitResult(
@@ -248,8 +255,12 @@ def _train_epoch(
     callbacks: Sequence[Callback],
     dev: torch.device,
     progress: bool | None,
+    runner: nn.Module | None = None,
+    ctx: distributed.Context | None = None,
 ) -> dict[str, float]:
     model, optimizer, config = state.model, state.optimizer, state.config
+    runner = runner if runner is not None else model  # the DDP wrapper under torchrun
+    ctx = ctx if ctx is not None else distributed.Context()
     model.train()
     n_batches = state.batches_per_epoch
     total_loss, total_penalty, correct, seen = 0.0, 0.0, 0, 0
@@ -262,6 +273,7 @@ def _train_epoch(
         unit="batch",
     )
     for i, (x, y) in enumerate(bar):
+        x, y, weight = distributed.shard(x, y, ctx)  # this rank's slice of the global batch
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
         state.batch_index, state.inputs, state.targets = i, x, y
         state.lr = lr_at(config, state.epoch + i / max(n_batches, 1))
@@ -269,11 +281,17 @@ def _train_epoch(
             group["lr"] = state.lr * group.get("lr_scale", 1.0)
         for cb in callbacks:
             cb.on_batch_start(state)
-        out = model(state.inputs)
+        out = runner(state.inputs)
         state.outputs = out
-        loss = F.cross_entropy(out, state.targets, label_smoothing=config.label_smoothing)
-        for cb in callbacks:
-            loss = cb.loss(state, loss)
+        if y.shape[0]:
+            loss = F.cross_entropy(out, state.targets, label_smoothing=config.label_smoothing)
+            for cb in callbacks:
+                loss = cb.loss(state, loss)
+        else:  # a global batch smaller than the job: this rank has nothing, weight 0
+            loss = out.sum() * 0.0
+        unweighted = loss.detach()
+        if weight != 1.0:
+            loss = loss * weight
         aux = auxiliary_loss(model)
         if aux is not None:  # per-batch terms layers leave (mixture-of-experts balancing)
             loss = loss + aux
@@ -298,13 +316,18 @@ def _train_epoch(
                 f"training diverged at epoch {state.epoch + 1}, batch {i + 1}: loss is {value}; "
                 f"lower the learning rate (now {state.lr:.3g})"
             )
-        total_loss += value * y.shape[0]
+        # the metric: this slice's own loss (its weight only serves DDP's gradient average)
+        total_loss += (value + float(unweighted) * (1.0 - weight)) * y.shape[0]
         if out.ndim == 2:
             correct += int((out.detach().argmax(1) == state.targets).sum())
         seen += int(y.shape[0])
         if not bar.disable and i % 10 == 0:
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", lr=f"{state.lr:.3g}")
     bar.close()
+    if ctx.active:  # every rank reports the whole job's figures
+        total_loss, total_penalty, correct, seen = distributed.all_sum(
+            [total_loss, total_penalty, float(correct), float(seen)], ctx, dev
+        )
     metrics = {
         "train_loss": total_loss / max(seen, 1),
         "train_top1": correct / max(seen, 1),
