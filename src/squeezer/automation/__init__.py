@@ -4,12 +4,21 @@
 - :class:`ChannelSpace`, :class:`Budget`: per-group channel ratios and the cost they must meet.
 - :func:`search`: Optuna (TPE, random, NSGA-II) over that space, trials in a shared storage.
 - :func:`amc_search`: AMC's DDPG agent choosing each group's ratio in turn.
+- :func:`morphnet`: FLOPs-weighted gamma shrinking, then one expansion factor to the budget.
 - :func:`uniform`: the one-ratio baseline at the same budget.
 """
 
 from __future__ import annotations
 
 from squeezer.automation.amc import AMCConfig, amc_search
+from squeezer.automation.morphnet import (
+    FlopsGammaPenalty,
+    MorphNetResult,
+    channel_costs,
+    expand,
+    morphnet,
+    shrink,
+)
 from squeezer.automation.search import SearchResult, TrialResult, search, uniform
 from squeezer.automation.sensitivity import (
     DEFAULT_VALUES,
@@ -38,17 +47,23 @@ __all__ = [
     "Budget",
     "ChannelSpace",
     "Evaluator",
+    "FlopsGammaPenalty",
+    "MorphNetResult",
     "Point",
     "SearchResult",
     "SensitivityReport",
     "TrialResult",
     "amc_search",
+    "channel_costs",
     "default_setting",
+    "expand",
     "measure_cost",
     "method_config",
+    "morphnet",
     "scale_to_budget",
     "search",
     "sensitivity",
+    "shrink",
     "uniform",
     "verb_of",
 ]

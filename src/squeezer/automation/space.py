@@ -154,6 +154,7 @@ class ChannelSpace:
             n: sorted(k, key=lambda p: order[p]) for n, k in zip(self.names, keys, strict=True)
         }
         self.channels = {n: len(groups[k]) for n, k in zip(self.names, keys, strict=True)}
+        self.classes = {n: groups[k] for n, k in zip(self.names, keys, strict=True)}
         self.round_to = round_to
         if not self.names:
             raise ModelError("ChannelSpace: the model has no channel group that can be pruned "
