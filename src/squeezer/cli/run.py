@@ -91,6 +91,13 @@ def recipe_options(p: argparse.ArgumentParser, out_default: str) -> None:
         help="with --backend eager or compile: time fully connected layers that are at least "
         "half zeros with CSR sparse kernels",
     )
+    p.add_argument(
+        "--stage-latency",
+        type=positive,
+        metavar="B",
+        help="time the model after every stage at batch B (eager, alternately with the "
+        "original) for the per-stage table; not timed by default",
+    )
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     device_option(p)
     model_options(p)
@@ -204,6 +211,7 @@ def execute(
         log=info,
         meta={"dataset": dataset, "recipe": recipe.name},
         device=args.device,
+        latency_batch=args.stage_latency,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(result.sqz)

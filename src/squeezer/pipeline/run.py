@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from squeezer.analysis import count_flops, time_models
 from squeezer.coding import build, encode_model, parse
 from squeezer.core import Report, baked_copy, zoo_name
 from squeezer.errors import ConfigError
@@ -32,6 +33,9 @@ class StageResult:
     compression_rate: float
     top1: float
     seconds: float
+    flops: int | None = None  # one example's FLOPs of the model after the stage (dense count)
+    latency_ms: float | None = None  # measured with ``latency_batch``, eager, alternately
+    speedup: float | None = None  # with the model before the first stage
 
 
 @dataclass
@@ -211,6 +215,8 @@ def run_recipe(
     log: Callable[[str], None] = lambda s: None,
     meta: dict[str, Any] | None = None,
     device: str | torch.device | None = None,
+    latency_batch: int | None = None,
+    min_run_time: float = 0.3,
 ) -> RecipeResult:
     """Run every stage of ``recipe`` on ``model`` (changed in place), measuring each.
 
@@ -226,6 +232,10 @@ def run_recipe(
         meta: plain data to keep in the ``.sqz`` header.
         device: where the training stages train, e.g. ``"cuda"`` (default: where the model
             is); every other stage, and every measurement, runs where the model is.
+        latency_batch: also time the model after every stage at this batch size (eager,
+            all threads, alternately with the model before the first stage, medians of
+            ``min_run_time`` seconds each), as it runs in PyTorch: masks baked, fake-quantized
+            layers simulated (a deployed int8 model runs on an int8 backend instead).
 
     Returns:
         The result; ``result.sqz`` holds the bytes of the last ``code`` stage's file.
@@ -236,7 +246,17 @@ def run_recipe(
     name = zoo_name(model) or type(model).__name__
     baseline_bytes = _float32_bytes(model)
     top1_before = evaluate(model, test)["top1"]
-    rows = [StageResult("baseline (float32)", baseline_bytes, 1.0, top1_before, 0.0)]
+    original = baked_copy(model).eval()
+
+    def counted(row: StageResult) -> StageResult:
+        row.flops = int(count_flops(model, example_inputs)[0])
+        if latency_batch:
+            t = time_models([original, baked_copy(model).eval()], example_inputs, latency_batch,
+                            torch.get_num_threads(), min_run_time=min_run_time)  # fmt: skip
+            row.latency_ms, row.speedup = t[1].median_ms, t[0].median_ms / t[1].median_ms
+        return row
+
+    rows = [counted(StageResult("baseline (float32)", baseline_bytes, 1.0, top1_before, 0.0))]
     log(f"baseline: {baseline_bytes:,} bytes of float32 parameters, top-1 {top1_before:.4f}")
     reports: list[dict[str, Any]] = []
     data, contents, top1, fixed = b"", None, top1_before, None
@@ -263,10 +283,11 @@ def run_recipe(
             last = rows[-1]
             last.top1, last.seconds = top1, last.seconds + seconds
             last.size_bytes, last.compression_rate = size, baseline_bytes / size
+            counted(last)
         else:
-            rows.append(
+            rows.append(counted(
                 StageResult(stage.label.strip(), size, baseline_bytes / size, top1, seconds)
-            )
+            ))  # fmt: skip
         rate = baseline_bytes / size
         log(f"{stage.label.strip()}: {size:,} bytes ({rate:.1f}x), top-1 {top1:.4f}")
     if contents is None:
@@ -332,12 +353,16 @@ def format_result(result: RecipeResult) -> str:
         f"{result.model + ' compressed':28s} {100 * (1 - result.top1_after):10.2f}% "
         f"{result.size_bytes:>12,} {result.compression_rate:10.1f}x",
         "",
-        f"{'stage':22s} {'bytes':>12s} {'rate':>8s} {'top-1 error':>11s} {'time':>7s}",
+        f"{'stage':22s} {'bytes':>12s} {'rate':>8s} {'top-1 error':>11s} {'FLOPs':>12s} "
+        f"{'latency':>10s} {'speedup':>8s} {'time':>7s}",
     ]
     for s in result.stages:
+        flops = f"{s.flops:,}" if s.flops is not None else "-"
+        lat = f"{s.latency_ms:.2f} ms" if s.latency_ms is not None else "-"
+        speed = f"{s.speedup:.2f}x" if s.speedup is not None else "-"
         out.append(
             f"{s.name:22s} {s.size_bytes:>12,} {s.compression_rate:7.1f}x "
-            f"{100 * (1 - s.top1):10.2f}% {s.seconds:6.0f}s"
+            f"{100 * (1 - s.top1):10.2f}% {flops:>12s} {lat:>10s} {speed:>8s} {s.seconds:6.0f}s"
         )
     out += [
         "",
