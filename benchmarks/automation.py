@@ -1,4 +1,4 @@
-"""Automated per-layer channel ratios against the uniform ratio, at equal FLOPs budgets.
+"""Automated per-layer channel settings against the uniform ratio, at equal FLOPs budgets.
 
     python benchmarks/automation.py                                   # ResNet-20, 2x and 3x
     python benchmarks/automation.py --models resnet20,vgg11_bn --trials 30 --episodes 60
@@ -9,7 +9,7 @@ For each trained model (the Fashion-MNIST checkpoints the other benchmarks share
 10 epochs when absent) and each FLOPs budget: the uniform policy (one ratio for every
 coupled channel group, the smallest that meets the budget), Optuna's TPE over per-group
 preferences scaled to the budget, and AMC's DDPG agent (He 2018) each choose per-group
-ratios of L1-norm channel pruning. Every candidate is scored the same way: BatchNorm
+settings of L1-norm channel pruning. Every candidate is scored the same way: BatchNorm
 statistics re-estimated on 20 batches of 128 training images, then top-1 on the last
 ``--val-examples`` training images (held out from the choice; the test set is never seen by
 the search). The chosen policy of each method is then applied to the original and fine-tuned
@@ -71,7 +71,7 @@ def run_model(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
             found["amc"] = (r.best, r.cpu_seconds)
         pruned_models = []
         for method, (best, cpu) in found.items():
-            pruned = space.build(best.ratios)
+            pruned = space.build(best.settings)
             torch.manual_seed(0)
             if args.finetune_epochs:
                 sq.fit(pruned, train, epochs=args.finetune_epochs, lr=0.01, verbose=False)
@@ -81,7 +81,7 @@ def run_model(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                 "val_top1_search": best.accuracy,
                 "flops": count_flops(pruned, (x,))[0], "params": count_params(pruned),
                 "test_error": 1.0 - sq.evaluate(pruned, test)["top1"],
-                "search_cpu_minutes": cpu / 60, "ratios": best.ratios,
+                "search_cpu_minutes": cpu / 60, "settings": best.settings,
                 "base_error": base_err, "base_flops": base_flops, "base_params": base_params,
                 "finetune_epochs": args.finetune_epochs,
             }  # fmt: skip
@@ -105,7 +105,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     rows = report["rows"]
     sizes = sorted({int(k[1:].split("_")[0]) for r in rows for k in r if k.endswith("_speedup")})
     lines = [
-        "# Automated channel ratios against the uniform ratio (Fashion-MNIST)",
+        "# Automated channel settings against the uniform ratio (Fashion-MNIST)",
         "",
         f"`{report['command']}` (torch {report['torch']}, {report['threads']} threads, "
         f"{report['date']})",
@@ -125,10 +125,10 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"{r['test_error']:.2%} ({r['base_error']:.2%}) | {r['flops_reduction']:.2f}x | "
             f"{r['params']:,} | {r['search_cpu_minutes']:.1f} | " + " | ".join(t) + " |"
         )
-    lines += ["", "Per-group removal ratios chosen:", ""]
+    lines += ["", "Per-group removal settings chosen:", ""]
     for r in rows:
-        ratios = ", ".join(f"{k} {v:.2f}" for k, v in r["ratios"].items())
-        lines.append(f"- {r['model']} {r['budget']:g}x {r['method']}: {ratios}")
+        settings = ", ".join(f"{k} {v:.2f}" for k, v in r["settings"].items())
+        lines.append(f"- {r['model']} {r['budget']:g}x {r['method']}: {settings}")
     return "\n".join(lines) + "\n"
 
 

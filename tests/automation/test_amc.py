@@ -26,10 +26,10 @@ def test_every_episode_meets_the_budget_and_runs_repeat(setup) -> None:
     assert len(result.trials) == 6
     for t in result.trials:
         assert t.cost <= base / 2
-        assert all(0 <= r <= space.max_ratio + 1e-12 for r in t.ratios.values())
+        assert all(0 <= r <= space.max_ratio + 1e-12 for r in t.settings.values())
     assert result.best is not None and result.method == "amc-ddpg"
     again = amc_search(space, evaluator, Budget("flops", 2.0), cfg)
-    assert [t.ratios for t in again.trials] == [t.ratios for t in result.trials]
+    assert [t.settings for t in again.trials] == [t.settings for t in result.trials]
 
 
 def test_the_agent_learns_to_spare_the_group_that_matters(setup) -> None:
@@ -41,8 +41,8 @@ def test_the_agent_learns_to_spare_the_group_that_matters(setup) -> None:
 
     cfg = AMCConfig(episodes=60, warmup=10, sigma=0.3, decay=0.9, seed=0)
     result = amc_search(space, score, Budget("params", 1.5), cfg)
-    early = [t.ratios[first] for t in result.trials[:10]]
-    late = [t.ratios[first] for t in result.trials[-10:]]
+    early = [t.settings[first] for t in result.trials[:10]]
+    late = [t.settings[first] for t in result.trials[-10:]]
     assert sum(late) / 10 < 0.5 * sum(early) / 10
     mean = [
         sum(t.accuracy for t in part) / 10 for part in (result.trials[:10], result.trials[-10:])

@@ -36,21 +36,21 @@ def test_tpe_trials_all_meet_the_budget(setup) -> None:
     for t in result.trials:
         assert t.cost <= base / 2  # counted on the built model, not predicted
         assert t.reduction == pytest.approx(base / t.cost)
-        assert set(t.ratios) <= set(space.names)
-        assert all(0 <= r <= 0.75 for r in t.ratios.values())
+        assert set(t.settings) <= set(space.names)
+        assert all(0 <= r <= 0.75 for r in t.settings.values())
     best = result.best
     assert best is not None and best.accuracy == max(t.accuracy for t in result.trials)
     # scaled to the budget, not far below it
     assert all(t.reduction < 2.3 for t in result.trials)
     assert "best: trial" in result.format() and result.to_dict()["best"]["number"] == best.number
-    built = space.build(best.ratios)
+    built = space.build(best.settings)
     assert count_flops(built, (x,))[0] == best.cost
 
 
 def test_uniform_baseline_one_ratio_everywhere(setup) -> None:
     _, space, evaluator = setup
     u = uniform(space, Budget("flops", 2.0), evaluator)
-    assert len(set(round(r, 9) for r in u.ratios.values())) == 1
+    assert len(set(round(r, 9) for r in u.settings.values())) == 1
     assert 2.0 <= u.reduction < 2.3
 
 

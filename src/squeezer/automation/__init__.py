@@ -3,7 +3,8 @@
 - :func:`sensitivity`: each layer compressed alone at a range of settings (A2).
 - :class:`ChannelSpace`, :class:`Budget`: per-group channel ratios and the cost they must meet.
 - :func:`search`: Optuna (TPE, random, NSGA-II) over that space, trials in a shared storage.
-- :func:`amc_search`: AMC's DDPG agent choosing each group's ratio in turn.
+- :func:`amc_search`: AMC's DDPG agent choosing each group's ratio in turn; over a
+  :class:`BitSpace`, each layer's bits under a size budget (HAQ).
 - :func:`morphnet`: FLOPs-weighted gamma shrinking, then one expansion factor to the budget.
 - :func:`uniform`: the one-ratio baseline at the same budget.
 """
@@ -32,6 +33,7 @@ from squeezer.automation.sensitivity import (
     verb_of,
 )
 from squeezer.automation.space import (
+    BitSpace,
     Budget,
     ChannelSpace,
     Evaluator,
@@ -44,6 +46,7 @@ __all__ = [
     "SETTINGS",
     "SHORTHANDS",
     "AMCConfig",
+    "BitSpace",
     "Budget",
     "ChannelSpace",
     "Evaluator",

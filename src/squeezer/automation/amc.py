@@ -1,4 +1,7 @@
-"""AMC (He et al. 2018): a DDPG agent chooses each layer group's channel ratio in turn.
+"""AMC (He et al. 2018): a DDPG agent chooses each layer group's channel ratio in turn; over
+a :class:`~squeezer.automation.space.BitSpace` the same agent chooses each layer's bits under
+a size budget, which is HAQ's search (Wang et al. 2019; here the cost is the file's bytes,
+not a hardware simulator's latency).
 
 The agent walks the channel groups of a :class:`~squeezer.automation.space.ChannelSpace` in
 forward order. At step ``t`` it sees the embedding of the paper (Sec. 3.2): the index ``t``,
@@ -33,7 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from squeezer.automation.search import SearchResult, TrialResult, require_reachable
-from squeezer.automation.space import Budget, ChannelSpace, measure_cost
+from squeezer.automation.space import Budget, Space
 from squeezer.errors import ConfigError
 
 
@@ -111,7 +114,7 @@ class _Agent:
                     t.mul_(1 - self.cfg.tau).add_(p, alpha=self.cfg.tau)
 
 
-def _states(space: ChannelSpace) -> np.ndarray:
+def _states(space: Space) -> np.ndarray:
     """The static part of each step's embedding: t, out, in, kernel, stride, size, FLOPs."""
     rows = space.features()
     static = np.array([[t, r["out"], r["in"], r["kernel"], r["stride"], r["size"], r["flops"]]
@@ -130,17 +133,18 @@ def _truncated_normal(rng: np.random.Generator, mean: float, sigma: float) -> fl
 
 
 def amc_search(
-    space: ChannelSpace,
+    space: Space,
     evaluator: Callable[[nn.Module], float],
     budget: Budget,
     config: AMCConfig | None = None,
     *,
     progress: bool | None = None,
 ) -> SearchResult:
-    """Search per-group channel ratios with AMC's DDPG agent under ``budget``.
+    """Search per-group channel settings with AMC's DDPG agent under ``budget``.
 
     Args:
-        space: the model's :class:`ChannelSpace`.
+        space: the model's :class:`ChannelSpace` (channel ratios) or :class:`BitSpace`
+            (bits per layer, HAQ).
         evaluator: scores a pruned model (top-1 on held-out data, higher is better).
         budget: FLOPs, parameters or size (AMC's budget is counted, not timed; for a
             latency budget use :func:`~squeezer.automation.search`).
@@ -159,9 +163,10 @@ def amc_search(
                           "use search() for a latency budget)")  # fmt: skip
     metric = budget.metric
     names = space.names
-    total = space.cost({}, metric)
+    total = space.measure(space.model, budget)  # the original's cost
     target = total / budget.reduction * (1 - 1e-4)  # margin for the counts' rounding
-    require_reachable(space, budget)
+    require_reachable(space, budget, total)
+    full = space.cost({}, metric)  # predicted at the weakest settings
     static = _states(space)
     scale = np.maximum(static.max(0), 1e-12)
     flops_of = static[:, 6]
@@ -169,7 +174,7 @@ def amc_search(
     torch.manual_seed(cfg.seed)
     agent = _Agent(static.shape[1] + 4, cfg)
     result = SearchResult(method="amc-ddpg", metric=metric, budget=budget,
-                          original_cost=measure_cost(space.model, space.x, budget),
+                          original_cost=total,
                           original_accuracy=evaluator(copy.deepcopy(space.model)))  # fmt: skip
     baseline: float | None = None
     sigma = cfg.sigma
@@ -184,35 +189,35 @@ def amc_search(
 
     for episode in bar:
         t0 = time.perf_counter()
-        ratios: dict[str, float] = {}
+        settings: dict[str, float] = {}
         steps = []
         prev = 0.0
         for t, name in enumerate(names):
-            removed = total - space.cost(ratios, metric)
+            removed = full - space.cost(settings, metric)
             s = state(t, removed, prev)
             if episode < cfg.warmup:
                 a = float(rng.uniform(0, 1))
             else:
                 a = _truncated_normal(rng, agent.act(s), sigma)
-            ratio = a * space.max_ratio
-            # the least ratio that keeps the budget reachable with the rest at max_ratio
-            rest = dict.fromkeys(names[t + 1 :], space.max_ratio)
-            if space.cost({**ratios, name: ratio, **rest}, metric) > target:
-                lo, hi = ratio, space.max_ratio
+            # the least strength that keeps the budget reachable with the rest at the
+            # strongest setting
+            rest = {n: space.setting(n, 1.0) for n in names[t + 1 :]}
+            if space.cost({**settings, name: space.setting(name, a), **rest}, metric) > target:
+                lo, hi = a, 1.0
                 for _ in range(30):
                     mid = (lo + hi) / 2
-                    if space.cost({**ratios, name: mid, **rest}, metric) <= target:
+                    if space.cost({**settings, name: space.setting(name, mid), **rest},
+                                  metric) <= target:  # fmt: skip
                         hi = mid
                     else:
                         lo = mid
-                ratio = hi
-            ratios[name] = ratio
-            a = ratio / space.max_ratio
+                a = hi
+            settings[name] = space.setting(name, a)
             steps.append((s, a))
             prev = a
-        built = space.build(ratios)
+        built = space.build(settings)
         accuracy = evaluator(built)
-        cost = measure_cost(built, space.x, budget)
+        cost = space.measure(built, budget)
         reward = -(1.0 - accuracy)
         baseline = reward if baseline is None else baseline
         advantage = reward - baseline
@@ -225,7 +230,7 @@ def amc_search(
             for _ in range(len(steps)):
                 agent.update(rng)
             sigma *= cfg.decay
-        result.trials.append(TrialResult(episode, dict(ratios), accuracy, cost,
+        result.trials.append(TrialResult(episode, dict(settings), accuracy, cost,
                                          result.original_cost / cost if cost else math.inf,
                                          time.perf_counter() - t0, "amc"))  # fmt: skip
         best = result.best

@@ -1,11 +1,11 @@
-"""Black-box policy search with Optuna (A3): per-layer channel ratios under a budget.
+"""Black-box policy search with Optuna (A3): per-layer channel settings under a budget.
 
 Each trial proposes a preference per channel group; :func:`~squeezer.automation.space.
-scale_to_budget` turns it into ratios that meet the budget exactly (so no trial is wasted on
+scale_to_budget` turns it into settings that meet the budget exactly (so no trial is wasted on
 an infeasible point), the space builds the pruned model and the evaluator scores it
 (BatchNorm re-estimated, optionally a few fine-tuning steps, top-1 on held-out data). TPE
 (the default) maximizes that score; ``random`` samples alike for comparison; NSGA-II instead
-proposes the ratios themselves and keeps the accuracy / cost Pareto front.
+proposes the settings themselves and keeps the accuracy / cost Pareto front.
 
 Trials live in an Optuna storage: in memory by default, or any database URL Optuna accepts
 (``sqlite:///search.db`` on one machine, PostgreSQL for many). Several workers given the same
@@ -26,7 +26,7 @@ from typing import Any
 
 from torch import nn
 
-from squeezer.automation.space import Budget, ChannelSpace, measure_cost, scale_to_budget
+from squeezer.automation.space import Budget, Space, scale_to_budget
 from squeezer.core import Report
 from squeezer.errors import ConfigError
 
@@ -38,7 +38,7 @@ class TrialResult:
     """One evaluated policy."""
 
     number: int
-    ratios: dict[str, float]
+    settings: dict[str, float]
     accuracy: float
     cost: float  # the budget's metric, counted (or measured) on the built model
     reduction: float  # the original's cost over this one's
@@ -114,8 +114,8 @@ class SearchResult(Report):
         else:
             lines.append(f"  best: trial {best.number}, top-1 {100 * best.accuracy:.2f}%, "
                          f"{best.reduction:.2f}x fewer {self.metric}")  # fmt: skip
-            width = max(len(n) for n in best.ratios) if best.ratios else 5
-            for name, r in best.ratios.items():
+            width = max(len(n) for n in best.settings) if best.settings else 5
+            for name, r in best.settings.items():
                 lines.append(f"    {name:<{width}}  remove {100 * r:5.1f}%")
         front = self.pareto()
         if len(front) > 1:
@@ -127,7 +127,7 @@ class SearchResult(Report):
 
 
 def budget_ratios(
-    space: ChannelSpace, preference: dict[str, float], budget: Budget, reference: float,
+    space: Space, preference: dict[str, float], budget: Budget, reference: float,
     measure: Callable[[nn.Module], float] | None = None, iterations: int = 8,
 ) -> dict[str, float] | None:  # fmt: skip
     """Ratios following ``preference`` that meet ``budget``: predicted for counted metrics,
@@ -142,26 +142,26 @@ def budget_ratios(
     pref = {n: min(1.0, max(0.0, preference.get(n, 0.0))) for n in space.names}
     top = 1.0 / min((p for p in pref.values() if p > 0), default=1.0)
 
-    def ratios(s: float) -> dict[str, float]:
-        return {n: space.max_ratio * min(1.0, s * p) for n, p in pref.items() if p > 0}
+    def settings(s: float) -> dict[str, Any]:
+        return {n: space.setting(n, min(1.0, s * p)) for n, p in pref.items() if p > 0}
 
-    if measure(space.build(ratios(top))) > target:
+    if measure(space.build(settings(top))) > target:
         return None
     lo, hi = 0.0, top
     for _ in range(iterations):
         mid = (lo + hi) / 2
-        if measure(space.build(ratios(mid))) <= target:
+        if measure(space.build(settings(mid))) <= target:
             hi = mid
         else:
             lo = mid
-    return ratios(hi)
+    return settings(hi)
 
 
-def reachable(space: ChannelSpace, budget: Budget, reference: float,
+def reachable(space: Space, budget: Budget, reference: float,
               measure: Callable[[nn.Module], float] | None = None) -> float:  # fmt: skip
     """The largest reduction of the budget's metric the space can reach (every group at
     ``max_ratio``)."""
-    most = {n: space.max_ratio for n in space.names}
+    most = {n: space.setting(n, 1.0) for n in space.names}
     if budget.measured:
         assert measure is not None
         return reference / measure(space.build(most))
@@ -169,22 +169,19 @@ def reachable(space: ChannelSpace, budget: Budget, reference: float,
 
 
 def require_reachable(
-    space: ChannelSpace, budget: Budget, reference: float | None = None,
+    space: Space, budget: Budget, reference: float | None = None,
     measure: Callable[[nn.Module], float] | None = None,
 ) -> None:  # fmt: skip
     """Raise :class:`ConfigError` naming the closest reachable reduction when ``space``
     cannot meet ``budget`` (``reference``: the original's cost; predicted when omitted)."""
     if reference is None:
-        reference = space.cost({}, budget.metric) if not budget.measured else None
-        if reference is None:
-            assert measure is not None
-            reference = measure(space.model)
+        reference = space.measure(space.model, budget)
     most = reachable(space, budget, reference, measure)
     if most < budget.reduction * (0.999 if not budget.measured else 1.0):
         raise ConfigError(
-            f"the budget ({budget.describe()}) cannot be met with at most "
-            f"{100 * space.max_ratio:.0f}% of each group's channels removed; the closest "
-            f"reachable is {most:.2f}x fewer (raise max_ratio or lower the reduction)"
+            f"the budget ({budget.describe()}) cannot be met with {space.limit_text()}; the "
+            f"closest reachable is {most:.2f}x fewer (allow more compression or lower the "
+            "reduction)"
         )
 
 
@@ -233,7 +230,7 @@ def _open_study(
 
 def search(
     model: nn.Module,
-    space: ChannelSpace,
+    space: Space,
     evaluator: Callable[[nn.Module], float],
     budget: Budget | None = None,
     *,
@@ -247,7 +244,7 @@ def search(
     worker: str = "",
     heartbeat: int = 10,
 ) -> SearchResult:
-    """Search per-group channel ratios with Optuna.
+    """Search per-group channel settings with Optuna.
 
     Args:
         model: the trained network (unchanged).
@@ -281,11 +278,10 @@ def search(
     if budget is None and sampler != "nsga2":
         raise ConfigError(f"search: the {sampler} sampler needs a budget")
     metric = budget.metric if budget is not None else "flops"
-    x = space.x
     probe = budget if budget is not None else Budget(metric)
 
     def measure(m: nn.Module) -> float:
-        return measure_cost(m, x, probe)
+        return space.measure(m, probe)
 
     reference = measure(space.model)
     if budget is not None:
@@ -300,7 +296,7 @@ def search(
     def objective(trial: Any) -> Any:
         t0 = time.perf_counter()
         if sampler == "nsga2":
-            ratios = {n: trial.suggest_float(n, 0.0, space.max_ratio) for n in space.names}
+            settings = {n: space.setting(n, trial.suggest_float(n, 0.0, 1.0)) for n in space.names}
         else:
             pref = {n: trial.suggest_float(n, 0.0, 1.0) for n in space.names}
             if not any(pref.values()):
@@ -308,11 +304,11 @@ def search(
             scaled = budget_ratios(space, pref, probe, reference, measure)
             if scaled is None:  # cannot happen once reachable() passed, but never guess
                 raise optuna.TrialPruned("preference cannot meet the budget")
-            ratios = scaled
-        built = space.build(ratios)
+            settings = scaled
+        built = space.build(settings)
         cost = measure(built)
         accuracy = evaluator(built)
-        trial.set_user_attr("ratios", ratios)
+        trial.set_user_attr("settings", settings)
         trial.set_user_attr("cost", cost)
         trial.set_user_attr("seconds", time.perf_counter() - t0)
         trial.set_user_attr("worker", worker)
@@ -336,7 +332,7 @@ def search(
         acc = t.values[0]
         cost = float(t.user_attrs["cost"])
         result.trials.append(TrialResult(
-            number=t.number, ratios=dict(t.user_attrs["ratios"]), accuracy=float(acc),
+            number=t.number, settings=dict(t.user_attrs["settings"]), accuracy=float(acc),
             cost=cost, reduction=reference / cost if cost else math.inf,
             seconds=float(t.user_attrs.get("seconds", 0.0)),
             worker=str(t.user_attrs.get("worker", "")),
@@ -344,22 +340,19 @@ def search(
     return result
 
 
-def uniform(
-    space: ChannelSpace, budget: Budget, evaluator: Callable[[nn.Module], float]
-) -> TrialResult:
+def uniform(space: Space, budget: Budget, evaluator: Callable[[nn.Module], float]) -> TrialResult:
     """The baseline every search is judged against: one ratio for every group, the smallest
     that meets the budget, scored by the same evaluator."""
-    x = space.x
 
     def measure(m: nn.Module) -> float:
-        return measure_cost(m, x, budget)
+        return space.measure(m, budget)
 
     reference = measure(space.model)
     t0 = time.perf_counter()
-    ratios = budget_ratios(space, dict.fromkeys(space.names, 1.0), budget, reference, measure)
-    if ratios is None:
+    settings = budget_ratios(space, dict.fromkeys(space.names, 1.0), budget, reference, measure)
+    if settings is None:
         raise ConfigError(f"uniform: the budget ({budget.describe()}) cannot be met")
-    built = space.build(ratios)
+    built = space.build(settings)
     cost = measure(built)
-    return TrialResult(-1, ratios, evaluator(built), cost, reference / cost,
+    return TrialResult(-1, settings, evaluator(built), cost, reference / cost,
                        time.perf_counter() - t0, "uniform")  # fmt: skip

@@ -161,6 +161,28 @@ class ChannelSpace:
                              "(check layers / exclude)")  # fmt: skip
         self._fit_cost_model()
 
+    # ------------------------------------------------------------------ the search's view
+    kind = "channel removal ratio"
+
+    def setting(self, name: str, strength: float) -> float:
+        """The ratio a compression strength in [0, 1] stands for (1: ``max_ratio``)."""
+        return self.max_ratio * min(1.0, max(0.0, float(strength)))
+
+    def strength(self, name: str, value: float) -> float:
+        """The inverse of :meth:`setting`."""
+        return float(value) / self.max_ratio
+
+    def limit_text(self) -> str:
+        """What the largest strength means, for messages."""
+        return f"at most {100 * self.max_ratio:.0f}% of each group's channels removed"
+
+    def describe(self, value: float) -> str:
+        return f"remove {100 * value:5.1f}%"
+
+    def measure(self, model: nn.Module, budget: Budget) -> float:
+        """The budget's metric of a built model, counted (or timed)."""
+        return measure_cost(model, self.x, budget)
+
     # ------------------------------------------------------------------ building
     def build(self, ratios: Mapping[str, float]) -> nn.Module:
         """A pruned copy of the model with ``ratios`` (name -> ratio; missing names: 0)."""
@@ -255,30 +277,31 @@ class ChannelSpace:
 
 
 def scale_to_budget(
-    space: ChannelSpace,
+    space: Any,
     preference: Mapping[str, float],
     target: float,
     metric: str = "flops",
     iterations: int = 40,
-) -> dict[str, float] | None:
-    """The ratios ``max_ratio * min(1, s * preference)`` with the smallest ``s`` whose
-    predicted cost is at most ``target``; None when even the largest ratios miss it."""
+) -> dict[str, Any] | None:
+    """The settings at strengths ``min(1, s * preference)`` (see ``space.setting``) with
+    the smallest ``s`` whose predicted cost is at most ``target``; None when even the
+    strongest settings miss it."""
     pref = {n: min(1.0, max(0.0, float(preference.get(n, 0.0)))) for n in space.names}
 
-    def ratios(s: float) -> dict[str, float]:
-        return {n: space.max_ratio * min(1.0, s * p) for n, p in pref.items() if p > 0}
+    def settings(s: float) -> dict[str, Any]:
+        return {n: space.setting(n, min(1.0, s * p)) for n, p in pref.items() if p > 0}
 
     top = 1.0 / min((p for p in pref.values() if p > 0), default=1.0)
-    if space.cost(ratios(top), metric) > target:
+    if space.cost(settings(top), metric) > target:
         return None
     lo, hi = 0.0, top
     for _ in range(iterations):
         mid = (lo + hi) / 2
-        if space.cost(ratios(mid), metric) <= target:
+        if space.cost(settings(mid), metric) <= target:
             hi = mid
         else:
             lo = mid
-    return ratios(hi)
+    return settings(hi)
 
 
 @dataclass
@@ -329,3 +352,124 @@ def _first_batches(data: Any, n: int, batch_size: int = 128) -> list[Any]:
         if len(out) == before:
             break
     return out
+
+
+class BitSpace:
+    """One bit-width per layer (weights and layer inputs alike, as HAQ's search does), made
+    by the k-bit quantization handler (``QAT`` without training: calibrated post-training
+    quantization, which fine-tuning then trains from).
+
+    Its cost is the ``.sqz`` file (``"size"``): each layer's weights as ``bits``-wide codes,
+    the rest as float32, predicted from the parameter counts plus the file's fixed overhead
+    (measured once on two probes), and counted on the real file for every built model.
+
+    Args:
+        model: the trained network (never changed).
+        example_inputs: one example for tracing and counting.
+        data: calibration batches (activation ranges).
+        min_bits, max_bits: the range each layer may take.
+        layers, exclude: which Conv/Linear layers are searched (the others stay float32).
+        per_channel: per-output-channel weight scales (as ``QAT``).
+    """
+
+    kind = "bits"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        example_inputs: Tensor,
+        data: Iterable[Any],
+        *,
+        min_bits: int = 2,
+        max_bits: int = 8,
+        layers: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        per_channel: bool = True,
+    ) -> None:
+        from squeezer.quantization import QAT
+
+        if not 2 <= min_bits <= max_bits <= 8:
+            raise ConfigError(f"BitSpace: need 2 <= min_bits <= max_bits <= 8, got "
+                              f"{min_bits}, {max_bits}")  # fmt: skip
+        self.model = model.eval()
+        self.x = example_inputs
+        self.data = list(data)
+        self.min_bits, self.max_bits = min_bits, max_bits
+        self.config = QAT(bits=max_bits, first_last_bits=None, per_channel=per_channel,
+                          layers=tuple(layers), exclude=tuple(exclude))  # fmt: skip
+        self.names = [n for n, _ in self.config.select(model)]
+        if not self.names:
+            raise ModelError("BitSpace: no Conv or Linear layer to quantize (check layers)")
+        modules = dict(model.named_modules())
+        self.weights = {n: modules[n].weight.numel() for n in self.names}
+        searched = sum(self.weights.values())
+        self.float_bytes = 4 * (count_params(model) - searched)
+        flops = count_flops(model, (example_inputs,))[1]
+        self.flops = {n: flops.get(n, 0) for n in self.names}
+        # the file's own overhead (header, scales, zero points), from two probes
+        overhead = []
+        for b in (min_bits, max_bits):
+            bits = dict.fromkeys(self.names, b)
+            overhead.append(self.measure(self.build(bits)) - self._payload(bits))
+        self.overhead = max(overhead) + 64
+
+    def setting(self, name: str, strength: float) -> int:
+        """Bits at a compression strength in [0, 1] (0: ``max_bits``, 1: ``min_bits``)."""
+        s = min(1.0, max(0.0, float(strength)))
+        return round(self.max_bits - s * (self.max_bits - self.min_bits))
+
+    def strength(self, name: str, value: int) -> float:
+        span = self.max_bits - self.min_bits
+        return (self.max_bits - int(value)) / span if span else 0.0
+
+    def limit_text(self) -> str:
+        return f"every layer at {self.min_bits} bits"
+
+    def describe(self, value: int) -> str:
+        return f"{int(value)} bits"
+
+    def build(self, bits: Mapping[str, int]) -> nn.Module:
+        """A quantized copy with ``bits`` per layer (missing names: ``max_bits``)."""
+        from squeezer.quantization import quantize_
+
+        unknown = set(bits) - set(self.names)
+        if unknown:
+            raise ConfigError(f"BitSpace: no layer named {', '.join(sorted(unknown))}")
+        per_layer = {n: int(bits.get(n, self.max_bits)) for n in self.names}
+        model = copy.deepcopy(self.model)
+        quantize_(model, self.config.replace(per_layer=per_layer), (self.x,), data=self.data)
+        return model.eval()
+
+    def _payload(self, bits: Mapping[str, int]) -> float:
+        codes = sum(self.weights[n] * int(bits.get(n, self.max_bits)) for n in self.names) / 8
+        return codes + self.float_bytes
+
+    def cost(self, bits: Mapping[str, int], metric: str = "size") -> float:
+        """Predicted ``.sqz`` bytes (``"size"``) of :meth:`build`'s model."""
+        if metric != "size":
+            raise ConfigError(f"BitSpace: the budget must be size, got {metric}")
+        return self._payload(bits) + getattr(self, "overhead", 0.0)
+
+    def measure(self, model: nn.Module, budget: Budget | None = None) -> float:
+        """Bytes of ``model``'s ``.sqz`` file (k-bit codes packed, no entropy coding)."""
+        from squeezer.coding import encode_model
+
+        return float(len(encode_model(model, "fixed")))
+
+    def features(self) -> list[dict[str, float]]:
+        modules = dict(self.model.named_modules())
+        rows = []
+        for n in self.names:
+            m = modules[n]
+            rows.append({
+                "out": float(getattr(m, "out_channels", getattr(m, "out_features", 0))),
+                "in": float(getattr(m, "in_channels", getattr(m, "in_features", 0))),
+                "kernel": float(getattr(m, "kernel_size", (1,))[0]),
+                "stride": float(getattr(m, "stride", (1,))[0]),
+                "size": float(self.weights[n]),
+                "flops": float(self.flops[n]),
+            })  # fmt: skip
+        return rows
+
+
+Space = ChannelSpace | BitSpace  # what the searches take

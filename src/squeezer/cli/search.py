@@ -1,4 +1,4 @@
-"""``squeezer search``: per-layer channel ratios found automatically under a budget.
+"""``squeezer search``: per-layer channel settings found automatically under a budget.
 
 One module per command: its options (:func:`add_parser`) beside its body (:func:`run`).
 """
@@ -24,11 +24,11 @@ METHODS = ("tpe", "random", "nsga2", "amc", "uniform")
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "search",
-        help="find per-layer channel ratios under a FLOPs, size or latency budget",
+        help="find per-layer channel settings under a FLOPs, size or latency budget",
         description="Search how many channels to remove from each coupled channel group so "
         "that the pruned model meets --budget with the best validation accuracy. 'tpe' "
         "(default) and 'random' are Optuna samplers over per-group preferences scaled to meet "
-        "the budget exactly; 'nsga2' searches the ratios themselves for the accuracy / cost "
+        "the budget exactly; 'nsga2' searches the settings themselves for the accuracy / cost "
         "Pareto front; 'amc' is AMC's DDPG agent (He 2018) choosing each group in turn; "
         "'uniform' is the one-ratio baseline. Each candidate is scored on held-out training "
         "images after re-estimating BatchNorm (and --search-finetune-steps of SGD). The best "
@@ -154,10 +154,10 @@ def run(args: argparse.Namespace) -> int:
         best = result.best
         if best is None:
             raise UsageError("no candidate met the budget (see the trials above)")
-        config = sq.pruning.ChannelPruning(ratio=0.0, per_layer=best.ratios,
+        config = sq.pruning.ChannelPruning(ratio=0.0, per_layer=best.settings,
                                            criterion=args.criterion, exclude=exclude)  # fmt: skip
         sq.prune_(model, config, x, data=data)
-        return {"search": result.to_dict(), "policy": best.ratios, "budget": args.budget}
+        return {"search": result.to_dict(), "policy": best.settings, "budget": args.budget}
 
     from squeezer.pruning.criteria import criterion_class
 

@@ -151,17 +151,17 @@ def _search(data: dict[str, Any]) -> str:
             ax.legend(fontsize=8)
 
         out.append(_png(draw))
-    if best and best.get("ratios"):
-        names = list(best["ratios"])
+    if best and best.get("settings"):
+        names = list(best["settings"])
 
         def bars(ax: Any) -> None:
-            ax.bar(range(len(names)), [100 * best["ratios"][n] for n in names])
+            ax.bar(range(len(names)), [100 * best["settings"][n] for n in names])
             ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
             ax.set_ylabel("channels removed (%)")
             ax.set_title("chosen per-layer setting")
 
         out.append(_png(bars, (7, 3.6)))
-        cells = [[_esc(n), f"{100 * best['ratios'][n]:.1f}%"] for n in names]
+        cells = [[_esc(n), f"{100 * best['settings'][n]:.1f}%"] for n in names]
         out.append(_table(["group (first producer)", "removed"], cells))
     on_front = sorted((t for t in trials if t["number"] in front), key=lambda t: t["reduction"])
     if on_front:
