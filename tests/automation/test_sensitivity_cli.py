@@ -99,3 +99,21 @@ def test_search_command_bad_budget(lenet5: Path, fake_mnist: Path, capsys) -> No
         code, _, err = run(capsys, "search", str(lenet5), "--budget", budget, "--data-dir",
                            str(fake_mnist), "--val-examples", "20", "--trials", "1")  # fmt: skip
         assert_one_line_error(code, err, fragment)
+
+
+def test_search_command_bits_space(
+    lenet5: Path, fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, js = tmp_path / "b.sqz", tmp_path / "b.json"
+    code, _, err = run(capsys, "search", str(lenet5), "--space", "bits", "--method", "amc",
+                            "--budget", "size:6", "--episodes", "3", "--warmup", "2",
+                            "--data-dir", str(fake_mnist), "--val-examples", "20",
+                            "--bn-batches", "0", "--out", str(out), "--json", str(js),
+                            "--batch-sizes", "1", "--min-run-time", "0.01")  # fmt: skip
+    assert code == 0, err
+    result = json.loads(js.read_text())
+    assert all(2 <= b <= 8 for b in result["policy"].values())
+    assert out.stat().st_size <= result["search"]["original_cost"] / 6
+    code, _, err = run(capsys, "search", str(lenet5), "--space", "bits", "--budget", "flops:2",
+                       "--data-dir", str(fake_mnist))  # fmt: skip
+    assert_one_line_error(code, err, "must be size")

@@ -43,6 +43,17 @@ def add_parser(sub: Any) -> None:
     model_argument(p)
     p.add_argument("--method", choices=METHODS, default="tpe", help="the search (default tpe)")
     p.add_argument(
+        "--space",
+        choices=("channels", "bits"),
+        default="channels",
+        help="what is chosen per layer: channel ratios (default; budgets flops, params, size, "
+        "latency) or bits of weights and inputs (mixed precision, HAQ-style; budget size: the "
+        ".sqz file against the float32 one; the result is quantization-aware fine-tuned with "
+        "--finetune-epochs)",
+    )
+    p.add_argument("--min-bits", type=int, default=2, help="bits: the fewest (default 2)")
+    p.add_argument("--max-bits", type=int, default=8, help="bits: the most (default 8)")
+    p.add_argument(
         "--budget",
         default="flops:2",
         metavar="METRIC:X",
@@ -110,7 +121,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import squeezer as sq
-    from squeezer.automation import AMCConfig, ChannelSpace, Evaluator, amc_search, search, uniform
+    from squeezer.automation import (
+        AMCConfig,
+        BitSpace,
+        ChannelSpace,
+        Evaluator,
+        amc_search,
+        search,
+        uniform,
+    )
     from squeezer.automation.search import require_reachable
     from squeezer.cli.common import dataset_splits, load_model
     from squeezer.data import canonical_name
@@ -129,12 +148,21 @@ def run(args: argparse.Namespace) -> int:
     evaluator = Evaluator(val, train=rest, bn_batches=args.bn_batches,
                           finetune_steps=args.search_finetune_steps, lr=args.lr)  # fmt: skip
 
+    if args.space == "bits" and budget.metric != "size":
+        raise UsageError("--space bits: the budget must be size:X (the file against float32)")
+
     def prune(model: Any, x: Any, data: Any) -> dict[str, Any]:
-        space = ChannelSpace(model, x, criterion=args.criterion, max_ratio=args.max_ratio,
-                             exclude=exclude, data=data)  # fmt: skip
+        if args.space == "bits":
+            space: Any = BitSpace(model, x, data, min_bits=args.min_bits,
+                                  max_bits=args.max_bits, exclude=exclude)  # fmt: skip
+            what = f"{len(space.names)} layers' bits"
+        else:
+            space = ChannelSpace(model, x, criterion=args.criterion, max_ratio=args.max_ratio,
+                                 exclude=exclude, data=data)  # fmt: skip
+            what = f"{len(space.names)} channel groups"
         if not budget.measured:
             require_reachable(space, budget)
-        info(f"{args.method} search over {len(space.names)} channel groups for "
+        info(f"{args.method} search over {what} for "
              f"{budget.describe()}, candidates scored on {n_val} held-out training "
              "images")  # fmt: skip
         if args.method == "amc":
@@ -154,12 +182,18 @@ def run(args: argparse.Namespace) -> int:
         best = result.best
         if best is None:
             raise UsageError("no candidate met the budget (see the trials above)")
-        config = sq.pruning.ChannelPruning(ratio=0.0, per_layer=best.settings,
-                                           criterion=args.criterion, exclude=exclude)  # fmt: skip
-        sq.prune_(model, config, x, data=data)
+        if args.space == "bits":
+            config: Any = sq.quantization.QAT(first_last_bits=None, per_layer=best.settings,
+                                              exclude=exclude)  # fmt: skip
+            sq.quantize_(model, config, x, data=data)
+        else:
+            config = sq.pruning.ChannelPruning(
+                ratio=0.0, per_layer=best.settings, criterion=args.criterion, exclude=exclude
+            )
+            sq.prune_(model, config, x, data=data)
         return {"search": result.to_dict(), "policy": best.settings, "budget": args.budget}
 
     from squeezer.pruning.criteria import criterion_class
 
-    batches = 8 if criterion_class(args.criterion).needs_data else 0
+    batches = 8 if args.space == "bits" or criterion_class(args.criterion).needs_data else 0
     return transform_command(args, "searched", prune, batches=batches)

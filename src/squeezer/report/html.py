@@ -153,16 +153,21 @@ def _search(data: dict[str, Any]) -> str:
         out.append(_png(draw))
     if best and best.get("settings"):
         names = list(best["settings"])
+        values = [best["settings"][n] for n in names]
+        fraction = all(isinstance(v, float) and 0 <= v <= 1 for v in values)
+        label = "channels removed (%)" if fraction else "bits"
+        shown = [100 * v if fraction else v for v in values]
 
         def bars(ax: Any) -> None:
-            ax.bar(range(len(names)), [100 * best["settings"][n] for n in names])
+            ax.bar(range(len(names)), shown)
             ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
-            ax.set_ylabel("channels removed (%)")
+            ax.set_ylabel(label)
             ax.set_title("chosen per-layer setting")
 
         out.append(_png(bars, (7, 3.6)))
-        cells = [[_esc(n), f"{100 * best['settings'][n]:.1f}%"] for n in names]
-        out.append(_table(["group (first producer)", "removed"], cells))
+        cells = [[_esc(n), f"{v:.1f}%" if fraction else str(v)]
+                 for n, v in zip(names, shown, strict=True)]  # fmt: skip
+        out.append(_table(["layer or group", label], cells))
     on_front = sorted((t for t in trials if t["number"] in front), key=lambda t: t["reduction"])
     if on_front:
         points = ", ".join(f"{t['reduction']:.2f}x {100 * t['accuracy']:.2f}%" for t in on_front)
