@@ -106,10 +106,21 @@ class SqueezeNet(_Classifier):
             Fire(256, 48, 192, 192), Fire(384, 48, 192, 192),
             Fire(384, 64, 256, 256), Fire(512, 64, 256, 256),
         )  # fmt: skip
+        final = nn.Conv2d(512, num_classes, 1)
         self.classifier = nn.Sequential(
-            nn.Dropout(0.5), nn.Conv2d(512, num_classes, 1), nn.ReLU(inplace=True),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Dropout(0.5), final, nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )  # fmt: skip
+        # The paper's initialization (as torchvision's): He-uniform convolutions, zero biases,
+        # the classifier conv N(0, 0.01). Without BatchNorm, PyTorch's default (a = sqrt(5))
+        # shrinks the signal through the eighteen convolutions and training stalls at chance.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                if m is final:
+                    nn.init.normal_(m.weight, 0.0, 0.01)
+                else:
+                    nn.init.kaiming_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
 
 @register_model
