@@ -148,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
     evaluator = Evaluator(val, train=rest, bn_batches=args.bn_batches,
                           finetune_steps=args.search_finetune_steps, lr=args.lr)  # fmt: skip
 
+    if args.storage and args.method in ("amc", "uniform"):
+        raise UsageError(f"--storage shares Optuna studies (tpe, random, nsga2), not {args.method}")
     if args.space == "bits" and budget.metric != "size":
         raise UsageError("--space bits: the budget must be size:X (the file against float32)")
 
