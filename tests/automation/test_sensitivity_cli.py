@@ -117,3 +117,26 @@ def test_search_command_bits_space(
     code, _, err = run(capsys, "search", str(lenet5), "--space", "bits", "--budget", "flops:2",
                        "--data-dir", str(fake_mnist))  # fmt: skip
     assert_one_line_error(code, err, "must be size")
+
+
+def test_search_command_morphnet(
+    fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], lenet5: Path
+) -> None:
+    model = tmp_path / "r20.pt"
+    code, _, err = run(capsys, "train", "resnet20", "--dataset", "mnist", "--data-dir",
+                       str(fake_mnist), "--epochs", "1", "--out", str(model))  # fmt: skip
+    assert code == 0, err
+    js = tmp_path / "m.json"
+    code, _, err = run(capsys, "search", str(model), "--method", "morphnet", "--budget",
+                       "flops:2", "--morph-epochs", "1", "--strength", "0.5", "--threshold",
+                       "0.05", "--data-dir", str(fake_mnist), "--val-examples", "20",
+                       "--bn-batches", "1", "--out", str(tmp_path / "m.sqz"), "--json", str(js),
+                       "--batch-sizes", "1", "--min-run-time", "0.01")  # fmt: skip
+    assert code == 0, err
+    assert "expansion factor" in err
+    result = json.loads(js.read_text())
+    assert result["flops_reduction"] >= 2.0 and result["search"]["method"] == "morphnet"
+    # LeNet-5 has no BatchNorm: nothing for MorphNet's penalty to act on
+    code, _, err = run(capsys, "search", str(lenet5), "--method", "morphnet", "--data-dir",
+                       str(fake_mnist), "--val-examples", "20")  # fmt: skip
+    assert_one_line_error(code, err, "BatchNorm")

@@ -6,6 +6,7 @@ One module per command: its options (:func:`add_parser`) beside its body (:func:
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
 from squeezer.cli.common import (
@@ -18,7 +19,7 @@ from squeezer.cli.common import (
     transform_options,
 )
 
-METHODS = ("tpe", "random", "nsga2", "amc", "uniform")
+METHODS = ("tpe", "random", "nsga2", "amc", "uniform", "morphnet")
 
 
 def add_parser(sub: Any) -> None:
@@ -30,8 +31,11 @@ def add_parser(sub: Any) -> None:
         "(default) and 'random' are Optuna samplers over per-group preferences scaled to meet "
         "the budget exactly; 'nsga2' searches the settings themselves for the accuracy / cost "
         "Pareto front; 'amc' is AMC's DDPG agent (He 2018) choosing each group in turn; "
-        "'uniform' is the one-ratio baseline. Each candidate is scored on held-out training "
-        "images after re-estimating BatchNorm (and --search-finetune-steps of SGD). The best "
+        "'uniform' is the one-ratio baseline; 'morphnet' trains --morph-epochs under a "
+        "FLOPs-weighted L1 penalty on the BatchNorm scales, then scales the surviving widths by "
+        "one factor back to the budget (MorphNet, within the model's own widths). Each "
+        "candidate is scored on held-out training images after re-estimating BatchNorm (and "
+        "--search-finetune-steps of SGD). The best "
         "policy is then applied to the model, which is fine-tuned (--finetune-epochs, "
         "--distill), measured against the original and saved. With --storage, several "
         "processes or machines running the same command share one study.",
@@ -94,6 +98,19 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--latency-batch", type=positive, default=1, help="latency budget: batch (default 1)"
+    )
+    p.add_argument("--morph-epochs", type=positive, default=2, help="morphnet: epochs (2)")
+    p.add_argument(
+        "--strength",
+        type=positive_float,
+        default=1e-4,
+        help="morphnet: the penalty's lambda (default 1e-4)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=positive_float,
+        default=1e-2,
+        help="morphnet: |gamma| below which a channel counts as dead (default 0.01)",
     )
     p.add_argument("--storage", metavar="URL", help="Optuna storage shared by workers")
     p.add_argument("--study", default="squeezer-search", help="the study's name in --storage")
@@ -164,6 +181,11 @@ def run(args: argparse.Namespace) -> int:
             what = f"{len(space.names)} channel groups"
         if not budget.measured:
             require_reachable(space, budget)
+        if args.method == "morphnet" and not any(
+            isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()
+        ):
+            raise UsageError("--method morphnet needs BatchNorm scales to regularize; this "
+                             "model has no BatchNorm")  # fmt: skip
         info(f"{args.method} search over {what} for "
              f"{budget.describe()}, candidates scored on {n_val} held-out training "
              "images")  # fmt: skip
@@ -171,6 +193,30 @@ def run(args: argparse.Namespace) -> int:
             cfg = AMCConfig(episodes=args.episodes, warmup=min(args.warmup, args.episodes),
                             seed=args.seed)  # fmt: skip
             result = amc_search(space, evaluator, budget, cfg)
+        elif args.method == "morphnet":
+            from squeezer.automation import expand, shrink
+
+            if args.space == "bits":
+                raise UsageError("--method morphnet chooses channels, not bits")
+            space = ChannelSpace(model, x, criterion="bn_scale", max_ratio=args.max_ratio,
+                                 exclude=exclude)  # fmt: skip
+            t0 = time.process_time()
+            alive, _ = shrink(
+                space, rest, strength=args.strength, epochs=args.morph_epochs, lr=args.lr,
+                threshold=args.threshold, metric=budget.metric,
+            )  # fmt: skip
+            factor, settings = expand(space, alive, budget)
+            live = ", ".join(f"{k} {v:.2f}" for k, v in alive.items())
+            info(f"MorphNet: live fractions {live}; expansion factor {factor:.3f}")
+            result = sq.automation.SearchResult("morphnet", budget.metric, budget, 0.0, None)
+            result.original_cost = space.measure(space.model, budget)
+            built = space.build(settings)
+            cost = space.measure(built, budget)
+            result.trials.append(sq.automation.TrialResult(
+                0, settings, evaluator(built), cost, result.original_cost / cost, 0.0, "morphnet"
+            ))  # fmt: skip
+            result.cpu_seconds = time.process_time() - t0
+            args.criterion = "bn_scale"  # the channels MorphNet's gammas chose
         elif args.method == "uniform":
             result = sq.automation.SearchResult("uniform", budget.metric, budget, 0.0, None)
             one = uniform(space, budget, evaluator)
