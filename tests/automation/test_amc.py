@@ -5,17 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-import searchkit
 from squeezer.analysis import count_flops
 from squeezer.automation import AMCConfig, Budget, amc_search
 from squeezer.errors import ConfigError
-
-
-@pytest.fixture(scope="module")
-def setup():
-    model, train, val = searchkit.trained()
-    space, evaluator = searchkit.space_and_evaluator(model, train, val)
-    return model, space, evaluator
 
 
 def test_every_episode_meets_the_budget_and_runs_repeat(setup) -> None:

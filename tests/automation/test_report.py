@@ -66,15 +66,6 @@ def _run_dir(tmp_path: Path, lenet5: Path, fake_mnist: Path, capsys) -> Path:
     return folder
 
 
-@pytest.fixture
-def lenet5(tmp_path: Path, fake_mnist: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    out = tmp_path / "l5.pt"
-    code, _, _ = run(capsys, "train", "lenet5", "--dataset", "mnist", "--data-dir",
-                     str(fake_mnist), "--epochs", "1", "--out", str(out), "--quiet")  # fmt: skip
-    assert code == 0
-    return out
-
-
 def test_report_draws_every_kind(tmp_path, lenet5, fake_mnist, capsys) -> None:
     folder = _run_dir(tmp_path, lenet5, fake_mnist, capsys)
     kinds = {p.name: kind_of(json.loads(p.read_text())) for p in folder.glob("*.json")

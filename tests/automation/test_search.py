@@ -12,19 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import searchkit
 from squeezer.analysis import count_flops
 from squeezer.automation import Budget, search, uniform
 from squeezer.errors import ConfigError
 
 HERE = Path(__file__).parent.parent  # tests/, where searchkit lives
-
-
-@pytest.fixture(scope="module")
-def setup():
-    model, train, val = searchkit.trained()
-    space, evaluator = searchkit.space_and_evaluator(model, train, val)
-    return model, space, evaluator
 
 
 def test_tpe_trials_all_meet_the_budget(setup) -> None:

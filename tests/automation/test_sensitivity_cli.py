@@ -10,15 +10,6 @@ import pytest
 from test_cli import assert_one_line_error, run
 
 
-@pytest.fixture
-def lenet300(tmp_path: Path, fake_mnist: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    out = tmp_path / "m.pt"
-    code, _, _ = run(capsys, "train", "lenet300", "--dataset", "mnist", "--data-dir",
-                     str(fake_mnist), "--epochs", "1", "--out", str(out), "--quiet")  # fmt: skip
-    assert code == 0
-    return out
-
-
 def test_scan_prints_a_table_and_writes_json_and_plot(
     lenet300: Path, fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -66,15 +57,6 @@ def test_bad_input_is_one_line(
     assert_one_line_error(code, err, *fragments)
 
 
-@pytest.fixture
-def lenet5(tmp_path: Path, fake_mnist: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    out = tmp_path / "l5.pt"
-    code, _, _ = run(capsys, "train", "lenet5", "--dataset", "mnist", "--data-dir",
-                     str(fake_mnist), "--epochs", "1", "--out", str(out), "--quiet")  # fmt: skip
-    assert code == 0
-    return out
-
-
 @pytest.mark.parametrize("method", ["tpe", "amc", "uniform"])
 def test_search_command_meets_the_budget_and_saves(
     lenet5: Path, fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], method
@@ -120,12 +102,10 @@ def test_search_command_bits_space(
 
 
 def test_search_command_morphnet(
-    fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], lenet5: Path
-) -> None:
-    model = tmp_path / "r20.pt"
-    code, _, err = run(capsys, "train", "resnet20", "--dataset", "mnist", "--data-dir",
-                       str(fake_mnist), "--epochs", "1", "--out", str(model))  # fmt: skip
-    assert code == 0, err
+    fake_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], lenet5: Path,
+    resnet20: Path,
+) -> None:  # fmt: skip
+    model = resnet20
     js = tmp_path / "m.json"
     code, _, err = run(capsys, "search", str(model), "--method", "morphnet", "--budget",
                        "flops:2", "--morph-epochs", "1", "--strength", "0.5", "--threshold",
