@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -378,7 +380,8 @@ def _timing(rows: list[dict[str, Any]], first: str) -> tuple[list[str], list[lis
             if f"{pre}b{s}_ms" in r and ratio is not None:
                 row_cells.append(f"{r[f'{pre}b{s}_ms']:.2f} ({ratio:.2f}x)")
             else:
-                row_cells.append("failed" if f"{b}_failed" in r else "")
+                failed = f"{b}_failed" in r or f"{pre}b{s}_failed" in r
+                row_cells.append("failed" if failed else "")
         cells.append(row_cells)
     return heads, cells
 
@@ -395,34 +398,77 @@ ZOO = {
 }
 
 
+LOG_ROW = re.compile(r"^(\S+): ([\d,]+) params, ([\d,]+) FLOPs, error ([\d.]+)%  \[(\d+) s\]$")
+
+
+def rows_from_log(path: str, epochs: int) -> list[dict[str, Any]]:
+    """The rows a zoo training run printed (``name: P params, F FLOPs, error E%  [T s]``),
+    for a run that died before writing its JSON; seconds per epoch from the elapsed times
+    (they include each model's test evaluation)."""
+    rows, before = [], 0.0
+    for line in Path(path).read_text().replace("\r", "\n").splitlines():
+        m = LOG_ROW.match(line.strip())
+        if m:
+            t = float(m[5])
+            rows.append({"model": m[1], "params": int(m[2].replace(",", "")),
+                         "flops": int(m[3].replace(",", "")), "error": float(m[4]) / 100,
+                         "seconds_per_epoch": (t - before) / epochs})  # fmt: skip
+            before = t
+    if not rows:
+        raise SystemExit(f"{path}: no zoo rows in it")
+    return rows
+
+
 def zoo(args: argparse.Namespace) -> dict[str, Any]:
     """Efficient architectures of the zoo and their baselines, all trained alike from scratch
-    on Fashion-MNIST: parameters, FLOPs, test error, latency."""
+    on Fashion-MNIST: parameters, FLOPs, test error, latency. Each model's row and weights are
+    kept as it finishes (``results/compact.zoo.partial.json``, ``checkpoints/compact-zoo-*``),
+    so ``--reuse`` picks a crashed run up where it stopped."""
+    from harness import CHECKPOINTS, RESULTS
+
     train, test = sq.data.load("fashion-mnist")
     x = torch.zeros(1, *test.input_shape)
     shape = train.input_shape
+    partial = RESULTS / "compact.zoo.partial.json"
+    done = {r["model"]: r for r in (json.loads(partial.read_text())
+                                    if partial.exists() and args.reuse else [])}  # fmt: skip
+    logged = {r["model"]: r for r in rows_from_log(args.zoo_train_log, args.zoo_epochs)} \
+        if args.zoo_train_log else {}  # fmt: skip
     rows, models = [], []
     for key in args.zoo:
         name = key.split("-")[0]
         torch.manual_seed(0)
         model = sq.models.create(name, num_classes=train.num_classes, in_channels=shape[0],
                                  input_size=shape[1], **ZOO.get(key, {}))  # fmt: skip
-        t0 = elapsed()
-        sq.fit(model, train, epochs=args.zoo_epochs, lr=args.zoo_lr,
-               warmup_epochs=min(0.5, args.zoo_epochs), verbose=True)  # fmt: skip
-        model.eval()
-        row = {"model": key, "params": _params(model), "flops": count_flops(model, x)[0],
-               "error": 1.0 - sq.evaluate(model, test)["top1"],
-               "seconds_per_epoch": (elapsed() - t0) / args.zoo_epochs}  # fmt: skip
+        path = CHECKPOINTS / f"compact-zoo-{key}.pt"
+        if args.timing_only:  # latency does not depend on the weights' values
+            if key not in logged and key not in done:
+                raise SystemExit(f"--timing-only: no earlier row for {key} (--zoo-train-log)")
+            row = {**logged.get(key, {}), **done.get(key, {}), "timed_untrained": True}
+        elif key in done and path.exists():
+            model.load_state_dict(torch.load(path, weights_only=True))
+            row = done[key]
+        else:
+            t0 = elapsed()
+            sq.fit(model, train, epochs=args.zoo_epochs, lr=args.zoo_lr,
+                   warmup_epochs=min(0.5, args.zoo_epochs), verbose=True)  # fmt: skip
+            model.eval()
+            row = {"model": key, "params": _params(model), "flops": count_flops(model, x)[0],
+                   "error": 1.0 - sq.evaluate(model, test)["top1"],
+                   "seconds_per_epoch": (elapsed() - t0) / args.zoo_epochs}  # fmt: skip
+            CHECKPOINTS.mkdir(parents=True, exist_ok=True)
+            torch.save(model.state_dict(), path)
+            done[key] = row
+            partial.write_text(json.dumps(list(done.values()), indent=2))
         print(f"{key}: {row['params']:,} params, {row['flops']:,} FLOPs, error "
               f"{row['error']:.2%}  [{elapsed():.0f} s]", flush=True)  # fmt: skip
         rows.append(row)
-        models.append(model)
+        models.append(model.eval())
     for backend in args.backends:
         time_against_first(rows, models, x, args.batch_sizes, args.min_run_time,
                            backend=backend)  # fmt: skip
     return {"dataset": "fashion-mnist", "epochs": args.zoo_epochs, "lr": args.zoo_lr,
-            "rows": rows}  # fmt: skip
+            "rows": rows, "train_log": args.zoo_train_log}  # fmt: skip
 
 
 def zoo_markdown(report: dict[str, Any]) -> list[str]:
@@ -439,6 +485,19 @@ def zoo_markdown(report: dict[str, Any]) -> list[str]:
         f"backend with all threads, timed alternately with {first} (ratio > 1: faster than "
         f"{first}).",
         "",
+        *(
+            [
+                "Errors and s/epoch come from the training run's log "
+                f"(`{z['train_log']}`: that run crashed in its ONNX Runtime timing before writing "
+                "its JSON, and its weights were not kept); latency was then taken with "
+                "`--timing-only` on the same architectures freshly initialized (dense float "
+                "latency does not depend on the weights' values). s/epoch: wall time while other "
+                "work shared the 2 cores at times.",
+                "",
+            ]
+            if z.get("train_log")
+            else []
+        ),
         "| model | params | FLOPs | test error | " + " | ".join(heads) + " | s/epoch |",
         "| --- " * (5 + len(heads)) + "|",
     ]
@@ -510,12 +569,15 @@ def main() -> None:
     p.add_argument(
         "--reuse",
         action="store_true",
-        help="families: load the weights an earlier run saved instead of training",
+        help="families, zoo: load the weights an earlier run saved instead of training",
     )
     p.add_argument("--skip-timing", action="store_true", help="families: no latency")
     p.add_argument("--timing-only", action="store_true",
-                   help="families: keep the earlier run's errors and time the architectures "
-                   "freshly initialized")  # fmt: skip
+                   help="families, zoo: keep the earlier run's errors and time the "
+                   "architectures freshly initialized")  # fmt: skip
+    p.add_argument("--zoo-train-log", metavar="LOG",
+                   help="zoo --timing-only: the rows a training run printed to LOG (for a run "
+                   "that died before writing its JSON)")  # fmt: skip
     p.add_argument("--batch-sizes", default="1,16",
                    type=lambda s: [int(v) for v in s.split(",")])  # fmt: skip
     p.add_argument("--backends", default="eager,onnxruntime", type=lambda s: s.split(","))

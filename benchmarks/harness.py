@@ -128,7 +128,12 @@ def time_against_first(
             row[f"{backend}_failed"] = f"{type(err).__name__}: {err}"[:300]
             continue
         for batch in batch_sizes:
-            t = sq.analysis.time_models(ready, (x,), batch, threads, min_run_time=min_run_time,
-                                        memory_format=layout)  # fmt: skip
+            try:
+                t = sq.analysis.time_models(
+                    ready, (x,), batch, threads, min_run_time=min_run_time, memory_format=layout
+                )
+            except Exception as err:  # e.g. an ONNX file whose batch is fixed: a result too
+                row[f"{prefix}b{batch}_failed"] = f"{type(err).__name__}: {err}"[:300]
+                continue
             row[f"{prefix}b{batch}_ms"] = t[1].median_ms
             row[f"{prefix}b{batch}_vs_{label}"] = t[0].median_ms / t[1].median_ms

@@ -113,11 +113,15 @@ def to_onnx(model: nn.Module, inputs: tuple[Tensor, ...], path: Path) -> None:
     plain = export_form(baked_copy(model)).eval()
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     dynamic = tuple({0: batch} for _ in inputs)
+    # traced on a batch of two: with one example, torch.export specializes the batch
+    # dimension to the constant 1 wherever the model's code compares it, and the file would
+    # only take batches of one
+    two = tuple(t.expand(2, *t.shape[1:]).contiguous() if t.shape[0] == 1 else t for t in inputs)
     try:
         with quiet(), torch.no_grad():
             try:
                 torch.onnx.export(
-                    plain, inputs, str(path), dynamo=True, dynamic_shapes=dynamic,
+                    plain, two, str(path), dynamo=True, dynamic_shapes=dynamic,
                     external_data=False, verbose=False,
                 )  # fmt: skip
             except Exception:  # some models fix the batch size in their forward
