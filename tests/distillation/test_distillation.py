@@ -353,8 +353,10 @@ def test_a_student_learns_from_munge_data_labelled_by_the_teacher(digits, teache
     x = torch.cat([b[0] for b in sq.data.loader(small.without_augment(), 300, shuffle=False)])
     synthetic = munge(x, rounds=8, p=0.3, s=2.0)
     student = small_student()
+    # lr 0.005: at 0.02 the MSE on the teacher's logits (about 28 at the start) killed the
+    # student's ReLUs in its first steps here, stuck at chance (seen in this session's CI)
     sq.distill(student, teacher, unlabelled(torch.cat([x, synthetic]), 64), Logits(),
-               epochs=8, lr=0.02)  # fmt: skip
+               epochs=8, lr=0.005)  # fmt: skip
     assert sq.evaluate(student, test)["top1"] > 0.75
 
 

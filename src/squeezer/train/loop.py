@@ -283,7 +283,7 @@ def _train_epoch(
             cb.on_batch_start(state)
         out = runner(state.inputs)
         state.outputs = out
-        if y.shape[0]:
+        if x.shape[0]:
             loss = F.cross_entropy(out, state.targets, label_smoothing=config.label_smoothing)
             for cb in callbacks:
                 loss = cb.loss(state, loss)
