@@ -35,6 +35,9 @@ world = dist.get_world_size() if dist.is_initialized() else 1
 torch.save(model.state_dict(), f"{out}.rank{rank}.pt")
 if rank == 0:
     json.dump({"world": world, "history": result.history}, open(f"{out}.json", "w"))
+if dist.is_initialized():  # leave the job cleanly (a rank exiting mid-teardown can abort)
+    dist.barrier()
+    dist.destroy_process_group()
 """
 
 
